@@ -1,0 +1,223 @@
+// Auto Scaling activities: thin, idempotent wrappers over the real client. They take absolute targets decided by a
+// workflow ("set desired to 7", "terminate i-abc") and never compute relative changes themselves.
+import {
+  type Activity,
+  AutoScalingClient,
+  type AutoScalingGroup,
+  DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
+  DescribeScalingActivitiesCommand,
+  SetDesiredCapacityCommand,
+  TerminateInstanceInAutoScalingGroupCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { log } from '@temporalio/activity';
+import { awsCall, FailureType, nonRetryable } from './errors.js';
+import { requireGroupName, requireInstanceId } from './validation.js';
+
+export interface GroupInstance {
+  instanceId: string;
+  lifecycleState: string;
+  healthStatus: string;
+}
+
+export interface GroupSnapshot {
+  asgName: string;
+  desiredCapacity: number;
+  minSize: number;
+  maxSize: number;
+  instances: GroupInstance[];
+  capacityRebalance: boolean;
+}
+
+export interface CapacityProblem {
+  activityId: string;
+  statusCode: string;
+  message: string;
+  startTime: string;
+}
+
+export interface ScaleOutProgress {
+  /** New instances (absent before the request) that are InService, oldest first. */
+  newInService: string[];
+  /** New instances still on their way (Pending, Pending:Wait, ...). */
+  newPending: string[];
+  capacityProblem?: CapacityProblem;
+}
+
+// Failure texts AWS writes into scaling activities when it cannot launch. Cluster Autoscaler treats any Failed
+// activity as "no capacity"; we do too, and also catch these texts on activities that are still being retried.
+const CAPACITY_PROBLEM_PATTERNS = [
+  /InsufficientInstanceCapacity/,
+  /UnfulfillableCapacity/,
+  /MaxSpotInstanceCountExceeded/,
+  /VcpuLimitExceeded/,
+  /InstanceLimitExceeded/,
+  /SpotMaxPriceTooLow/,
+  /do not have sufficient .*capacity/i,
+  /insufficient capacity/i,
+];
+
+export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'StatusMessage' | 'Description'>): boolean {
+  if (activity.StatusCode === 'Failed') return true;
+  const text = `${activity.StatusMessage ?? ''} ${activity.Description ?? ''}`;
+  return CAPACITY_PROBLEM_PATTERNS.some((pattern) => pattern.test(text));
+}
+
+const TERMINATING = /^Terminat/; // Terminating, Terminating:Wait, Terminating:Proceed, Terminated
+
+export interface AutoScalingActivityOptions {
+  dryRun?: boolean;
+}
+
+export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}) {
+  const dryRun = options.dryRun ?? false;
+
+  async function readGroup(asgName: string): Promise<AutoScalingGroup> {
+    requireGroupName(asgName);
+    const output = await awsCall(`describe Auto Scaling group ${asgName}`, () =>
+      client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [asgName] })),
+    );
+    const group = output.AutoScalingGroups?.find((g) => g.AutoScalingGroupName === asgName);
+    if (!group) {
+      throw nonRetryable(
+        FailureType.groupNotFound,
+        `Auto Scaling group "${asgName}" does not exist in this account and region; check SPOT_ASG_NAME / ON_DEMAND_ASG_NAME and AWS_REGION`,
+      );
+    }
+    return group;
+  }
+
+  return {
+    /** One look at a group: sizes and its instances with their lifecycle state. */
+    async describeGroup(input: { asgName: string }): Promise<GroupSnapshot> {
+      const group = await readGroup(input.asgName);
+      return {
+        asgName: input.asgName,
+        desiredCapacity: group.DesiredCapacity ?? 0,
+        minSize: group.MinSize ?? 0,
+        maxSize: group.MaxSize ?? 0,
+        capacityRebalance: group.CapacityRebalance ?? false,
+        instances: (group.Instances ?? []).map((i) => ({
+          instanceId: i.InstanceId ?? '',
+          lifecycleState: i.LifecycleState ?? 'Unknown',
+          healthStatus: i.HealthStatus ?? 'Unknown',
+        })),
+      };
+    },
+
+    /** Sets the desired capacity to an absolute value; applying the same value twice is harmless. */
+    async setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string }> {
+      requireGroupName(input.asgName);
+      if (!Number.isInteger(input.desiredCapacity) || input.desiredCapacity < 0) {
+        throw nonRetryable(
+          FailureType.invalidInput,
+          `desired capacity ${input.desiredCapacity} for "${input.asgName}" is not a whole number >= 0`,
+        );
+      }
+      // Taken before the call: every scaling activity this request causes starts at or after this instant.
+      const requestedAt = new Date().toISOString();
+      if (dryRun) {
+        log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
+        return { requestedAt };
+      }
+      await awsCall(`set the desired capacity of "${input.asgName}" to ${input.desiredCapacity}`, () =>
+        client.send(
+          new SetDesiredCapacityCommand({
+            AutoScalingGroupName: input.asgName,
+            DesiredCapacity: input.desiredCapacity,
+            HonorCooldown: false,
+          }),
+        ),
+      );
+      log.info('desired capacity set', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
+      return { requestedAt };
+    },
+
+    /**
+     * Terminates exactly this instance, lowering desired capacity with it by default so the group does not replace it.
+     * A retry after AWS accepted the first call finds the instance Terminating or gone and does nothing more.
+     */
+    async terminateInstanceInGroup(input: {
+      asgName: string;
+      instanceId: string;
+      decrementDesiredCapacity: boolean;
+    }): Promise<{ alreadyTerminating: boolean }> {
+      requireInstanceId(input.instanceId);
+      const group = await readGroup(input.asgName);
+      const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
+      if (!member || TERMINATING.test(member.LifecycleState ?? '')) return { alreadyTerminating: true };
+      if (dryRun) {
+        log.info('dry run: would terminate instance', input);
+        return { alreadyTerminating: false };
+      }
+      await awsCall(`terminate ${input.instanceId} in "${input.asgName}"`, () =>
+        client.send(
+          new TerminateInstanceInAutoScalingGroupCommand({
+            InstanceId: input.instanceId,
+            ShouldDecrementDesiredCapacity: input.decrementDesiredCapacity,
+          }),
+        ),
+      );
+      log.info('instance terminated', input);
+      return { alreadyTerminating: false };
+    },
+
+    /** Confirms the instance belongs to the named group; anything else can never succeed. */
+    async verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }> {
+      requireInstanceId(input.instanceId);
+      requireGroupName(input.asgName);
+      const output = await awsCall(`describe Auto Scaling instance ${input.instanceId}`, () =>
+        client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [input.instanceId] })),
+      );
+      const found = output.AutoScalingInstances?.find((i) => i.InstanceId === input.instanceId);
+      if (!found) {
+        throw nonRetryable(
+          FailureType.instanceNotInGroup,
+          `instance ${input.instanceId} is not in any Auto Scaling group; Spot Guard only acts on instances of "${input.asgName}"`,
+        );
+      }
+      if (found.AutoScalingGroupName !== input.asgName) {
+        throw nonRetryable(
+          FailureType.instanceNotInGroup,
+          `instance ${input.instanceId} belongs to Auto Scaling group "${found.AutoScalingGroupName}", not to the spot group "${input.asgName}"`,
+        );
+      }
+      return { lifecycleState: found.LifecycleState ?? 'Unknown' };
+    },
+
+    /**
+     * One poll of a scale-out in progress: which new instances are InService, and whether a scaling activity that
+     * started after the request reports a capacity problem.
+     */
+    async describeScaleOut(input: { asgName: string; instancesBefore: string[]; since: string }): Promise<ScaleOutProgress> {
+      const group = await readGroup(input.asgName);
+      const before = new Set(input.instancesBefore);
+      const fresh = (group.Instances ?? []).filter((i) => i.InstanceId && !before.has(i.InstanceId));
+      const newInService = fresh.filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId as string);
+      const newPending = fresh
+        .filter((i) => i.LifecycleState !== 'InService' && !TERMINATING.test(i.LifecycleState ?? ''))
+        .map((i) => i.InstanceId as string);
+      const progress: ScaleOutProgress = { newInService, newPending };
+      if (newInService.length > 0) return progress;
+
+      const since = Date.parse(input.since);
+      const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
+        client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 20 })),
+      );
+      const problem = (output.Activities ?? []).find(
+        (a) => a.StartTime !== undefined && a.StartTime.getTime() >= since && isCapacityProblem(a),
+      );
+      if (problem) {
+        progress.capacityProblem = {
+          activityId: problem.ActivityId ?? '',
+          statusCode: problem.StatusCode ?? '',
+          message: problem.StatusMessage ?? problem.Description ?? '',
+          startTime: problem.StartTime?.toISOString() ?? '',
+        };
+      }
+      return progress;
+    },
+  };
+}
+
+export type AutoScalingActivities = ReturnType<typeof createAutoScalingActivities>;

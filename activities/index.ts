@@ -1,0 +1,34 @@
+import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import type { Client } from '@temporalio/client';
+import type { FlowSettings } from '../workflows/definitions.js';
+import { createAutoScalingActivities } from './auto-scaling.js';
+import { createCapacityRequestActivities } from './capacity-requests.js';
+import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
+import { createSettingsActivities } from './settings.js';
+
+export * from './auto-scaling.js';
+export * from './capacity-requests.js';
+export * from './kubernetes.js';
+export * from './settings.js';
+
+export interface ActivityDependencies {
+  autoScaling: AutoScalingClient;
+  kubernetes: KubernetesCoreApi;
+  temporal: Client;
+  taskQueue: string;
+  settings: FlowSettings;
+  dryRun?: boolean;
+  evictionRetrySeconds?: number;
+}
+
+/** Every activity of Spot Guard, built over the clients the caller hands in. */
+export function createActivities(deps: ActivityDependencies) {
+  return {
+    ...createSettingsActivities(deps.settings),
+    ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
+    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds }),
+    ...createCapacityRequestActivities(deps.temporal, deps.taskQueue),
+  };
+}
+
+export type SpotGuardActivities = ReturnType<typeof createActivities>;

@@ -1,0 +1,223 @@
+// Kubernetes activities: verify, taint, cordon and drain nodes through the real API client. Idempotent: applying a
+// taint that is there, cordoning a cordoned node or evicting a pod that is gone changes nothing.
+import {
+  type CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Node,
+  type V1Pod,
+  type V1Taint,
+} from '@kubernetes/client-node';
+import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
+import type { DrainReport, TaintSpec } from '../workflows/definitions.js';
+import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
+import { requireInstanceId, requireNodeName } from './validation.js';
+
+/** The part of CoreV1Api the activities use; tests hand in a fake of just this. */
+export type KubernetesCoreApi = Pick<
+  CoreV1Api,
+  'readNode' | 'listNode' | 'patchNode' | 'listPodForAllNamespaces' | 'createNamespacedPodEviction'
+>;
+
+export interface KubernetesActivityOptions {
+  dryRun?: boolean;
+  /** Pause between two eviction rounds while pods are blocked by a PDB or still terminating. */
+  evictionRetrySeconds?: number;
+}
+
+const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
+const MAX_CONFLICT_RETRIES = 5;
+
+/** The instance id a node's spec.providerID names (aws:///<zone>/<instance-id>), or undefined. */
+export function instanceIdFromProviderId(providerID: string | undefined): string | undefined {
+  const match = /^aws:\/\/\/[^/]*\/(i-[0-9a-f]+)$/.exec(providerID ?? '');
+  return match?.[1];
+}
+
+export function isNodeReady(node: V1Node): boolean {
+  return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/** Why a pod is left alone by a drain, or undefined when it must be evicted. */
+export function drainSkipReason(pod: V1Pod): string | undefined {
+  if (pod.metadata?.annotations?.[MIRROR_POD_ANNOTATION] !== undefined) return 'mirror pod';
+  if (pod.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet' && o.controller !== false)) return 'DaemonSet pod';
+  if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return 'finished pod';
+  return undefined;
+}
+
+export function withTaint(existing: V1Taint[] | undefined, taint: TaintSpec): V1Taint[] | undefined {
+  const current = existing ?? [];
+  if (current.some((t) => t.key === taint.key && t.effect === taint.effect && (t.value ?? '') === taint.value)) {
+    return undefined; // already there: nothing to do
+  }
+  const others = current.filter((t) => !(t.key === taint.key && t.effect === taint.effect));
+  return [...others, { key: taint.key, value: taint.value, effect: taint.effect }];
+}
+
+const podKey = (pod: V1Pod): string => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+
+export function createKubernetesActivities(core: KubernetesCoreApi, options: KubernetesActivityOptions = {}) {
+  const dryRun = options.dryRun ?? false;
+  const evictionRetryMs = (options.evictionRetrySeconds ?? 5) * 1000;
+  // Node.spec.taints has no patch merge key: a strategic-merge patch replaces the whole list. Send the full, merged
+  // list together with the resourceVersion it was computed from, so a concurrent change makes the API answer 409.
+  const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+
+  async function readNode(nodeName: string): Promise<V1Node> {
+    requireNodeName(nodeName);
+    try {
+      return await core.readNode({ name: nodeName });
+    } catch (error) {
+      if (kubernetesStatus(error) === 404) {
+        throw nonRetryable(FailureType.nodeNotFound, `Kubernetes node "${nodeName}" does not exist`);
+      }
+      return kubernetesCall(`read node ${nodeName}`, () => Promise.reject(error));
+    }
+  }
+
+  async function listPodsOnNode(nodeName: string): Promise<V1Pod[]> {
+    const list = await kubernetesCall(`list the pods on node ${nodeName}`, () =>
+      core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}` }),
+    );
+    return list.items;
+  }
+
+  /** Evicts one pod; answers how the API server took it. */
+  async function evict(pod: V1Pod): Promise<'evicted' | 'blocked' | 'gone'> {
+    const name = pod.metadata?.name ?? '';
+    const namespace = pod.metadata?.namespace ?? 'default';
+    if (dryRun) {
+      log.info('dry run: would evict pod', { pod: podKey(pod) });
+      return 'evicted';
+    }
+    try {
+      await core.createNamespacedPodEviction({
+        name,
+        namespace,
+        body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+      });
+      return 'evicted';
+    } catch (error) {
+      const status = kubernetesStatus(error);
+      if (status === 404) return 'gone';
+      // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
+      // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
+      if (status === 429 || status === 500) return 'blocked';
+      return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
+    }
+  }
+
+  return {
+    /** The node exists and its providerID names this very instance: a request about a node came from its instance. */
+    async verifyNode(input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }> {
+      requireInstanceId(input.instanceId);
+      const node = await readNode(input.nodeName);
+      const providerID = node.spec?.providerID ?? '';
+      const named = instanceIdFromProviderId(providerID);
+      if (named !== input.instanceId) {
+        throw nonRetryable(
+          FailureType.instanceMismatch,
+          `node "${input.nodeName}" has providerID "${providerID}", which ${named ? `names instance ${named}` : 'names no EC2 instance'}, not ${input.instanceId}; refusing to act on it`,
+        );
+      }
+      return { providerID };
+    },
+
+    /** The node of an instance (matched by providerID) and whether it is Ready. */
+    async findNodeForInstance(input: { instanceId: string }): Promise<{ nodeName?: string; ready: boolean }> {
+      requireInstanceId(input.instanceId);
+      const list = await kubernetesCall('list nodes', () => core.listNode({}));
+      const node = list.items.find((n) => instanceIdFromProviderId(n.spec?.providerID) === input.instanceId);
+      return { nodeName: node?.metadata?.name, ready: node ? isNodeReady(node) : false };
+    },
+
+    /** Adds the taint (merged by key and effect with the node's others); a node that has it already is left as it is. */
+    async taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean }> {
+      for (let attempt = 1; ; attempt++) {
+        const node = await readNode(input.nodeName);
+        const taints = withTaint(node.spec?.taints, input.taint);
+        if (!taints) return { alreadyTainted: true };
+        if (dryRun) {
+          log.info('dry run: would taint node', { node: input.nodeName, taint: input.taint });
+          return { alreadyTainted: false };
+        }
+        try {
+          await core.patchNode(
+            {
+              name: input.nodeName,
+              body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints } },
+            },
+            strategicMerge,
+          );
+          log.info('node tainted', { node: input.nodeName, taint: `${input.taint.key}=${input.taint.value}:${input.taint.effect}` });
+          return { alreadyTainted: false };
+        } catch (error) {
+          if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue; // changed under us: re-read
+          return kubernetesCall(`taint node ${input.nodeName}`, () => Promise.reject(error));
+        }
+      }
+    },
+
+    /** Marks the node unschedulable (kubectl cordon). */
+    async cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean }> {
+      const node = await readNode(input.nodeName);
+      if (node.spec?.unschedulable) return { alreadyCordoned: true };
+      if (dryRun) {
+        log.info('dry run: would cordon node', { node: input.nodeName });
+        return { alreadyCordoned: false };
+      }
+      await kubernetesCall(`cordon node ${input.nodeName}`, () =>
+        core.patchNode({ name: input.nodeName, body: { spec: { unschedulable: true } } }, strategicMerge),
+      );
+      log.info('node cordoned', { node: input.nodeName });
+      return { alreadyCordoned: false };
+    },
+
+    /**
+     * Drains the node through the Eviction API until no evictable pod is left on it or the deadline passes. Pods a
+     * PodDisruptionBudget protects are retried every round. The deadline is absolute (decided by the workflow), so a
+     * retried attempt does not extend the drain; heartbeats carry the progress for that attempt and the Temporal UI.
+     */
+    async evictPods(input: { nodeName: string; deadline: string }): Promise<DrainReport> {
+      requireNodeName(input.nodeName);
+      const deadline = Date.parse(input.deadline);
+      if (Number.isNaN(deadline)) {
+        throw nonRetryable(FailureType.invalidInput, `drain deadline "${input.deadline}" is not an ISO 8601 time`);
+      }
+      const previous = (activityInfo().heartbeatDetails as { evicted?: string[] } | undefined)?.evicted ?? [];
+      const evicted = new Set<string>(previous);
+      for (;;) {
+        const pods = await listPodsOnNode(input.nodeName);
+        const skipped: string[] = [];
+        const remaining: string[] = [];
+        const blocked: string[] = [];
+        for (const pod of pods) {
+          const reason = drainSkipReason(pod);
+          if (reason) {
+            skipped.push(`${podKey(pod)} (${reason})`);
+            continue;
+          }
+          remaining.push(podKey(pod));
+          if (pod.metadata?.deletionTimestamp) continue; // evicted, terminating: wait for it to be gone
+          const outcome = await evict(pod);
+          if (outcome === 'evicted') evicted.add(podKey(pod));
+          if (outcome === 'blocked') blocked.push(podKey(pod));
+        }
+        const report: DrainReport = { evicted: [...evicted], skipped, remaining, complete: remaining.length === 0 || dryRun };
+        heartbeat({ evicted: report.evicted, remaining, blocked });
+        if (report.complete) {
+          log.info('node drained', { node: input.nodeName, evicted: report.evicted.length, skipped: skipped.length });
+          return report;
+        }
+        if (Date.now() >= deadline) {
+          log.warn('drain timed out with pods left on the node', { node: input.nodeName, remaining, blocked });
+          return report;
+        }
+        await sleep(Math.min(evictionRetryMs, Math.max(0, deadline - Date.now())));
+      }
+    },
+  };
+}
+
+export type KubernetesActivities = ReturnType<typeof createKubernetesActivities>;

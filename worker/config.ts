@@ -1,0 +1,201 @@
+// Worker configuration from environment variables. Everything is validated before anything starts; every bad value
+// gets its own message naming the variable, the value and what is expected, and the process refuses to start.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ASG_NAME_PATTERN, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
+
+export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+export interface TemporalSettings {
+  /** host:port of the Temporal frontend; undefined starts the embedded dev server. */
+  address?: string;
+  namespace: string;
+  taskQueue: string;
+  apiKey?: string;
+  tls?: { serverName?: string; serverRootCaPath?: string; clientCertPath?: string; clientKeyPath?: string };
+}
+
+export interface DevServerSettings {
+  temporalCli: string;
+  port: number;
+  uiPort: number;
+  dbFile: string;
+}
+
+export interface WorkerConfig {
+  spotGuardEnabled: boolean;
+  flow: FlowSettings;
+  temporal: TemporalSettings;
+  devServer: DevServerSettings;
+  dryRun: boolean;
+  logLevel: LogLevel;
+}
+
+export type ConfigResult = { ok: true; config: WorkerConfig } | { ok: false; errors: string[] };
+
+type Env = Record<string, string | undefined>;
+
+/** One row per variable: the README's configuration table is written from the same names and defaults. */
+export const DEFAULTS = {
+  ENABLE_SPOT_GUARD: 'true',
+  SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: '120',
+  SPOT_GUARD_SCALE_TIMEOUT: '120',
+  SPOT_GUARD_ASG_POLL_INTERVAL: '10',
+  SPOT_GUARD_NODE_READY_TIMEOUT: '180',
+  SPOT_GUARD_DRAIN_TIMEOUT: '300',
+  SPOT_GUARD_TAINT: 'spot-instance-terminating=true:NoSchedule',
+  SPOT_GUARD_TERMINATE_DRAINED: 'true',
+  SPOT_GUARD_RECLAIM_POLL_INTERVAL: '60',
+  SPOT_GUARD_RECLAIM_WAIT: '6h',
+  SPOT_GUARD_DRY_RUN: 'false',
+  LOG_LEVEL: 'INFO',
+  TEMPORAL_NAMESPACE: 'default',
+  TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
+  TEMPORAL_TLS: 'false',
+  SPOT_GUARD_DEV_SERVER_PORT: '7233',
+  SPOT_GUARD_DEV_UI_PORT: '8233',
+} as const;
+
+export function cacheDir(env: Env = process.env): string {
+  return env.SPOT_GUARD_CACHE || join(homedir(), '.cache', 'spot-guard');
+}
+
+/** Parses a duration in seconds: "120", "120s", "2m", "1h". */
+export function parseDurationSeconds(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$/.exec(text);
+  if (!match) return undefined;
+  const factor = { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
+  return Number(match[1]) * factor;
+}
+
+export function parseTaint(text: string): TaintSpec | undefined {
+  const match = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*):(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(text.trim());
+  if (!match) return undefined;
+  return { key: match[1] as string, value: match[2] as string, effect: match[3] as TaintSpec['effect'] };
+}
+
+export function loadConfig(env: Env): ConfigResult {
+  const errors: string[] = [];
+  const read = (name: keyof typeof DEFAULTS): string => env[name]?.trim() || DEFAULTS[name];
+
+  function bool(name: keyof typeof DEFAULTS): boolean {
+    const value = read(name).toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    errors.push(`${name}="${env[name]}" is not a boolean: expected true or false`);
+    return false;
+  }
+
+  function seconds(name: keyof typeof DEFAULTS, min: number, max: number): number {
+    const raw = read(name);
+    const value = parseDurationSeconds(raw);
+    if (value === undefined) {
+      errors.push(`${name}="${raw}" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)`);
+      return 0;
+    }
+    if (value < min || value > max) {
+      errors.push(`${name}="${raw}" is out of range: expected between ${min} and ${max} seconds`);
+    }
+    return value;
+  }
+
+  function port(name: keyof typeof DEFAULTS): number {
+    const raw = read(name);
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1 || value > 65535) {
+      errors.push(`${name}="${raw}" is not a TCP port: expected a whole number from 1 to 65535`);
+    }
+    return value;
+  }
+
+  function groupName(name: 'SPOT_ASG_NAME' | 'ON_DEMAND_ASG_NAME'): string {
+    const value = env[name]?.trim() ?? '';
+    if (!value) errors.push(`${name} is not set: expected the name of your ${name === 'SPOT_ASG_NAME' ? 'spot' : 'on-demand'} Auto Scaling group`);
+    else if (!ASG_NAME_PATTERN.test(value)) errors.push(`${name}="${value}" is not an Auto Scaling group name: expected 1-255 characters without blanks`);
+    return value;
+  }
+
+  const spotGuardEnabled = bool('ENABLE_SPOT_GUARD');
+  const spotAsgName = groupName('SPOT_ASG_NAME');
+  const onDemandAsgName = groupName('ON_DEMAND_ASG_NAME');
+  if (spotAsgName && spotAsgName === onDemandAsgName) {
+    errors.push(`SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "${spotAsgName}": expected two different groups`);
+  }
+
+  const taintText = read('SPOT_GUARD_TAINT');
+  const taint = parseTaint(taintText);
+  if (!taint) errors.push(`SPOT_GUARD_TAINT="${taintText}" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`);
+
+  const logLevel = read('LOG_LEVEL').toUpperCase();
+  if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
+    errors.push(`LOG_LEVEL="${env.LOG_LEVEL}" is not a log level: expected one of TRACE, DEBUG, INFO, WARN, ERROR`);
+  }
+
+  const flow: FlowSettings = {
+    spotAsgName,
+    onDemandAsgName,
+    addReplacementCapacity: spotGuardEnabled,
+    capacityCheckTimeoutSeconds: seconds('SPOT_GUARD_CAPACITY_CHECK_TIMEOUT', 10, 3600),
+    scaleTimeoutSeconds: seconds('SPOT_GUARD_SCALE_TIMEOUT', 10, 3600),
+    asgPollIntervalSeconds: seconds('SPOT_GUARD_ASG_POLL_INTERVAL', 1, 300),
+    nodeReadyTimeoutSeconds: seconds('SPOT_GUARD_NODE_READY_TIMEOUT', 0, 3600),
+    drainTimeoutSeconds: seconds('SPOT_GUARD_DRAIN_TIMEOUT', 10, 24 * 3600),
+    taint: taint ?? { key: '', value: '', effect: 'NoSchedule' },
+    terminateDrainedInstance: bool('SPOT_GUARD_TERMINATE_DRAINED'),
+    reclaimPollSeconds: seconds('SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
+    reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
+  };
+
+  const address = env.TEMPORAL_ADDRESS?.trim() || undefined;
+  if (address && !/^[^\s:/]+:\d{1,5}$/.test(address)) {
+    errors.push(`TEMPORAL_ADDRESS="${address}" is not host:port (e.g. temporal-frontend.temporal:7233)`);
+  }
+  const tlsEnabled = bool('TEMPORAL_TLS');
+  const certPath = env.TEMPORAL_TLS_CLIENT_CERT_PATH?.trim() || undefined;
+  const keyPath = env.TEMPORAL_TLS_CLIENT_KEY_PATH?.trim() || undefined;
+  if (Boolean(certPath) !== Boolean(keyPath)) {
+    errors.push('TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH must be set together for mTLS');
+  }
+  const apiKey = env.TEMPORAL_API_KEY?.trim() || undefined;
+  const useTls = tlsEnabled || Boolean(certPath) || Boolean(apiKey);
+  if (!address && (useTls || apiKey)) {
+    errors.push('TEMPORAL_TLS / TEMPORAL_API_KEY / client certificates need TEMPORAL_ADDRESS: the embedded dev server speaks plain gRPC');
+  }
+
+  const temporal: TemporalSettings = {
+    address,
+    namespace: read('TEMPORAL_NAMESPACE'),
+    taskQueue: read('TEMPORAL_TASK_QUEUE'),
+    apiKey,
+    tls: useTls
+      ? {
+          serverName: env.TEMPORAL_TLS_SERVER_NAME?.trim() || undefined,
+          serverRootCaPath: env.TEMPORAL_TLS_SERVER_CA_PATH?.trim() || undefined,
+          clientCertPath: certPath,
+          clientKeyPath: keyPath,
+        }
+      : undefined,
+  };
+
+  const dryRun = bool('SPOT_GUARD_DRY_RUN');
+  const cache = cacheDir(env);
+  const devServer: DevServerSettings = {
+    temporalCli: env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
+    port: port('SPOT_GUARD_DEV_SERVER_PORT'),
+    uiPort: port('SPOT_GUARD_DEV_UI_PORT'),
+    dbFile: env.SPOT_GUARD_DEV_DB?.trim() || join(cache, 'dev-server.sqlite'),
+  };
+
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    config: {
+      spotGuardEnabled,
+      flow,
+      temporal,
+      devServer,
+      dryRun,
+      logLevel: logLevel as LogLevel,
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// The embedded Temporal dev server: the `temporal` CLI from the peers cache, with its UI and a SQLite file, so a
+// worker started without TEMPORAL_ADDRESS works on a fresh machine and keeps its workflows across restarts.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { allSearchAttributeKeys } from '../workflows/definitions.js';
+import type { DevServerSettings } from './config.js';
+
+export interface DevServer {
+  address: string;
+  uiUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startDevServer(settings: DevServerSettings, namespace: string, log: (message: string) => void): Promise<DevServer> {
+  if (!existsSync(settings.temporalCli)) {
+    throw new Error(
+      `the Temporal CLI is not at ${settings.temporalCli}: run scripts/peers.sh (or set TEMPORAL_ADDRESS to use a Temporal server you run)`,
+    );
+  }
+  mkdirSync(dirname(settings.dbFile), { recursive: true });
+  const address = `127.0.0.1:${settings.port}`;
+  const args = [
+    'server', 'start-dev',
+    '--ip', '127.0.0.1',
+    '--port', String(settings.port),
+    '--ui-port', String(settings.uiPort),
+    '--db-filename', settings.dbFile,
+    '--namespace', namespace,
+    '--log-level', 'error',
+    ...allSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+  ];
+  log(`starting the embedded Temporal dev server on ${address} (UI http://127.0.0.1:${settings.uiPort}, data in ${settings.dbFile})`);
+  const child: ChildProcess = spawn(settings.temporalCli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => {
+    exited = `exited with ${signal ?? `code ${code}`}`;
+  });
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) throw new Error(`the embedded Temporal dev server ${exited} before it answered on ${address}`);
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 1000 });
+      await connection.workflowService.getSystemInfo({});
+      await connection.close();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        child.kill('SIGTERM');
+        throw new Error(`the embedded Temporal dev server did not answer on ${address} within 60 s: ${(error as Error).message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  return {
+    address,
+    uiUrl: `http://127.0.0.1:${settings.uiPort}`,
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await gone;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// The Spot Guard worker: validates its configuration, connects to Temporal (or starts the embedded dev server), and
+// runs the workflows and activities until SIGTERM/SIGINT, when it finishes the tasks in hand and exits.
+import { fileURLToPath } from 'node:url';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { loadConfig } from './config.js';
+import { type DevServer, startDevServer } from './dev-server.js';
+import { ensureSearchAttributes } from './search-attributes.js';
+import { connectionOptions } from './temporal-connection.js';
+
+const say = (message: string): void => console.log(`[spot-guard] ${message}`);
+
+async function main(): Promise<number> {
+  const loaded = loadConfig(process.env);
+  if (!loaded.ok) {
+    for (const error of loaded.errors) console.error(`[spot-guard] configuration error: ${error}`);
+    console.error('[spot-guard] refusing to start: fix the values above (see the configuration table in README.md)');
+    return 2;
+  }
+  const { config } = loaded;
+
+  const autoScaling = new AutoScalingClient({});
+  try {
+    await autoScaling.config.region();
+  } catch {
+    console.error('[spot-guard] configuration error: no AWS region: set AWS_REGION (or a region in your AWS profile)');
+    return 2;
+  }
+
+  Runtime.install({ logger: new DefaultLogger(config.logLevel) });
+
+  let devServer: DevServer | undefined;
+  let address = config.temporal.address;
+  if (!address) {
+    devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
+    address = devServer.address;
+  }
+
+  try {
+    const options = await connectionOptions(config.temporal, address);
+    const connection = await Connection.connect(options);
+    const client = new Client({ connection, namespace: config.temporal.namespace });
+    try {
+      const added = await ensureSearchAttributes(connection, config.temporal.namespace);
+      if (added.length > 0) say(`registered search attributes: ${added.join(', ')}`);
+    } catch (error) {
+      say(`could not register search attributes (${(error as Error).message}); ask your Temporal operator to add SpotGuardInstanceId, SpotGuardNode, SpotGuardAsg, SpotGuardPhase and SpotGuardOutcome as Keyword`);
+    }
+
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromDefault();
+
+    const worker = await Worker.create({
+      connection: await NativeConnection.connect(options),
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)),
+      activities: createActivities({
+        autoScaling,
+        kubernetes: kubeConfig.makeApiClient(CoreV1Api),
+        temporal: client,
+        taskQueue: config.temporal.taskQueue,
+        settings: config.flow,
+        dryRun: config.dryRun,
+      }),
+    });
+    say(
+      `worker polling task queue "${config.temporal.taskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
+        ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
+    );
+    if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
+    await worker.run(); // returns after SIGTERM/SIGINT once in-flight tasks are done
+    await connection.close();
+    say('worker stopped');
+    return 0;
+  } finally {
+    await devServer?.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`[spot-guard] fatal: ${(error as Error).stack ?? String(error)}`);
+    process.exit(1);
+  },
+);

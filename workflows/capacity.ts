@@ -1,0 +1,212 @@
+// The capacity workflow: one long-lived entity per Auto Scaling group through which every desired-capacity change of
+// that group goes. Requests arrive as Updates and are applied one batch at a time by a single loop, so two nodes warned
+// at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded in
+// history, so a retried activity re-applies the same number instead of adding again.
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { AutoScalingActivities, GroupSnapshot } from '../activities/auto-scaling.js';
+import {
+  type CapacityRecord,
+  capacityStatusQuery,
+  type CapacityWorkflowInput,
+  type IncreaseCapacityRequest,
+  type IncreaseCapacityResult,
+  increaseCapacityUpdate,
+  type RetireInstanceRequest,
+  type RetireInstanceResult,
+  retireInstanceUpdate,
+  searchAttributes,
+} from './definitions.js';
+import { rootMessage } from './failures.js';
+
+const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
+  startToCloseTimeout: '30 seconds',
+  // Throttling and AWS-side errors back off and retry; after 10 minutes the request fails and its caller decides.
+  scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/** Completed requests remembered for deduplication, carried across continue-as-new. */
+const MAX_REMEMBERED_REQUESTS = 500;
+/** Continue-as-new well before Temporal's limits even if the server has not suggested it yet. */
+const DEFAULT_HISTORY_BOUND = 10_000;
+
+type Pending =
+  | { kind: 'increase'; request: IncreaseCapacityRequest }
+  | { kind: 'retire'; request: RetireInstanceRequest };
+
+const TERMINATING = /^Terminat/;
+
+export async function capacityWorkflow(input: CapacityWorkflowInput & { historyBound?: number }): Promise<never> {
+  const { asgName } = input;
+  const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
+  const completed: Record<string, CapacityRecord> = { ...(input.carried?.completed ?? {}) };
+  const failed: Record<string, string> = {};
+  const queue: Pending[] = [];
+  let appliedChanges = input.carried?.appliedChanges ?? 0;
+  let lastGroup: GroupSnapshot | undefined;
+  let warnedAboutCapacityRebalance = false;
+
+  if (workflowInfo().typedSearchAttributes.get(searchAttributes.asg) !== asgName) {
+    upsertSearchAttributes([{ key: searchAttributes.asg, value: asgName }]);
+  }
+
+  setHandler(capacityStatusQuery, () => ({
+    asgName,
+    pendingRequests: queue.map((p) => p.request.requestId),
+    lastDesired: lastGroup?.desiredCapacity,
+    lastMaxSize: lastGroup?.maxSize,
+    appliedChanges,
+    recent: Object.values(completed).slice(-20),
+  }));
+
+  async function enqueueAndWait<R>(pending: Pending): Promise<R> {
+    const id = pending.request.requestId;
+    if (!completed[id] && !queue.some((p) => p.request.requestId === id)) queue.push(pending);
+    await condition(() => completed[id] !== undefined || failed[id] !== undefined);
+    const record = completed[id];
+    if (!record) throw ApplicationFailure.nonRetryable(failed[id] ?? 'request failed', 'CapacityRequestFailed');
+    return record.result as R;
+  }
+
+  setHandler(
+    increaseCapacityUpdate,
+    (request) => enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request }),
+    { validator: (request) => requireRequestId(request, completed, 'increase') },
+  );
+  setHandler(
+    retireInstanceUpdate,
+    (request) => enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request }),
+    {
+      validator: (request) => {
+        requireRequestId(request, completed, 'retire');
+        if (typeof request.instanceId !== 'string' || !/^i-[0-9a-f]+$/.test(request.instanceId)) {
+          throw new Error(`instanceId "${request.instanceId}" is not an EC2 instance id`);
+        }
+        if (typeof request.terminate !== 'boolean') throw new Error('terminate must be true or false');
+      },
+    },
+  );
+
+  function record(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result']): void {
+    completed[requestId] = { requestId, kind, at: new Date().toISOString(), result };
+  }
+
+  async function lookAtGroup(): Promise<GroupSnapshot> {
+    const group = await describeGroup({ asgName });
+    lastGroup = group;
+    if (group.capacityRebalance && !warnedAboutCapacityRebalance) {
+      warnedAboutCapacityRebalance = true;
+      log.warn('Capacity Rebalancing is enabled on this group: AWS launches its own replacement as well as Spot Guard', {
+        asgName,
+      });
+    }
+    return group;
+  }
+
+  /** All increases waiting now become one SetDesiredCapacity, each granted in arrival order while MaxSize allows. */
+  async function applyIncreases(batch: IncreaseCapacityRequest[]): Promise<void> {
+    const group = await lookAtGroup();
+    const room = Math.max(0, group.maxSize - group.desiredCapacity);
+    const granted = batch.slice(0, room);
+    if (granted.length > 0) {
+      const desiredTarget = group.desiredCapacity + granted.length;
+      const { requestedAt } = await setDesiredCapacity({ asgName, desiredCapacity: desiredTarget });
+      appliedChanges++;
+      const instancesBefore = group.instances.filter((i) => !TERMINATING.test(i.lifecycleState)).map((i) => i.instanceId);
+      for (const request of granted) {
+        record(request.requestId, 'increase', {
+          status: 'granted',
+          desiredBefore: group.desiredCapacity,
+          desiredTarget,
+          instancesBefore,
+          appliedAt: requestedAt,
+        });
+      }
+      log.info('desired capacity raised', { asgName, from: group.desiredCapacity, to: desiredTarget, requests: granted.length });
+    }
+    for (const request of batch.slice(granted.length)) {
+      record(request.requestId, 'increase', { status: 'at-max-size', desired: group.desiredCapacity, maxSize: group.maxSize });
+    }
+  }
+
+  async function applyRetire(request: RetireInstanceRequest): Promise<void> {
+    const group = await lookAtGroup();
+    const member = group.instances.find((i) => i.instanceId === request.instanceId);
+    if (member && !TERMINATING.test(member.lifecycleState)) {
+      if (!request.terminate) {
+        record(request.requestId, 'retire', { status: 'still-running' });
+        return;
+      }
+      await terminateInstanceInGroup({ asgName, instanceId: request.instanceId, decrementDesiredCapacity: true });
+      appliedChanges++;
+      record(request.requestId, 'retire', { status: 'terminated', desiredAfter: group.desiredCapacity - 1 });
+      return;
+    }
+    // AWS took the instance (spot interruption) and the group would replace it at the raised size: bring desired back
+    // down by the one instance Spot Guard added for it.
+    const desiredAfter = Math.max(group.minSize, group.desiredCapacity - 1);
+    if (desiredAfter !== group.desiredCapacity) {
+      await setDesiredCapacity({ asgName, desiredCapacity: desiredAfter });
+      appliedChanges++;
+    }
+    record(request.requestId, 'retire', { status: 'reclaimed-by-aws', desiredAfter });
+  }
+
+  const shouldContinueAsNew = (): boolean =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
+
+  for (;;) {
+    await condition(() => queue.length > 0 || shouldContinueAsNew());
+    if (queue.length === 0) {
+      // Let every Update handler return its answer first; a request arriving meanwhile is served by this run.
+      await condition(() => allHandlersFinished() || queue.length > 0);
+      if (queue.length > 0) continue;
+      const remembered = Object.fromEntries(Object.entries(completed).slice(-MAX_REMEMBERED_REQUESTS));
+      return continueAsNew<typeof capacityWorkflow>({
+        asgName,
+        historyBound: input.historyBound,
+        carried: { completed: remembered, appliedChanges },
+      });
+    }
+    const batch = takeBatch(queue);
+    try {
+      if (batch[0]?.kind === 'retire') await applyRetire(batch[0].request);
+      else await applyIncreases(batch.map((p) => p.request as IncreaseCapacityRequest));
+    } catch (error) {
+      const message = `Auto Scaling group "${asgName}": ${rootMessage(error)}`;
+      log.error('capacity change failed', { asgName, error: message });
+      for (const pending of batch) failed[pending.request.requestId] = message;
+    }
+  }
+}
+
+/** Every increase at the head of the queue goes in one batch; a retirement is applied alone, in its turn. */
+function takeBatch(queue: Pending[]): Pending[] {
+  if (queue[0]?.kind === 'retire') return queue.splice(0, 1);
+  const end = queue.findIndex((p) => p.kind !== 'increase');
+  return queue.splice(0, end === -1 ? queue.length : end);
+}
+
+function requireRequestId(
+  request: { requestId?: unknown } | undefined,
+  completed: Record<string, CapacityRecord>,
+  kind: CapacityRecord['kind'],
+): void {
+  if (typeof request?.requestId !== 'string' || request.requestId.length === 0 || request.requestId.length > 400) {
+    throw new Error(`requestId "${String(request?.requestId)}" must be a non-empty string of at most 400 characters`);
+  }
+  const earlier = completed[request.requestId];
+  if (earlier && earlier.kind !== kind) {
+    throw new Error(`requestId "${request.requestId}" was already used for a ${earlier.kind} request`);
+  }
+}

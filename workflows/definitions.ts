@@ -1,0 +1,237 @@
+// The one module shared by workflows, activities, the worker, the signaler and operators' tooling: workflow ids,
+// signal/query/update definitions, search-attribute keys and the plain-object types that cross those boundaries.
+// It must stay free of I/O so the workflow bundle can import it.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const TASK_QUEUE_DEFAULT = 'spot-guard';
+
+/** Workflow id of the rebalance workflow for one instance: a repeated notice for it can never start a second run. */
+export function rebalanceWorkflowId(instanceId: string): string {
+  return `spot-guard-rebalance-${instanceId}`;
+}
+
+/** Workflow id of the entity workflow that owns every desired-capacity change of one Auto Scaling group. */
+export function capacityWorkflowId(asgName: string): string {
+  return `spot-guard-capacity-${asgName}`;
+}
+
+// EC2 instance ids: "i-" and 8 (legacy) or 17 hex digits.
+export const INSTANCE_ID_PATTERN = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+// Kubernetes node names are DNS subdomains (RFC 1123), at most 253 characters.
+export const NODE_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// Auto Scaling group names: 1-255 characters of the Unicode BMP except control characters; we also refuse blanks.
+export const ASG_NAME_PATTERN = /^[^\s\x00-\x1f\x7f]{1,255}$/;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Search attributes: registered on the namespace at worker start so the Temporal UI can filter by them.
+
+export const searchAttributes = {
+  instanceId: defineSearchAttributeKey('SpotGuardInstanceId', SearchAttributeType.KEYWORD),
+  node: defineSearchAttributeKey('SpotGuardNode', SearchAttributeType.KEYWORD),
+  asg: defineSearchAttributeKey('SpotGuardAsg', SearchAttributeType.KEYWORD),
+  phase: defineSearchAttributeKey('SpotGuardPhase', SearchAttributeType.KEYWORD),
+  outcome: defineSearchAttributeKey('SpotGuardOutcome', SearchAttributeType.KEYWORD),
+} as const;
+
+export const allSearchAttributeKeys = Object.values(searchAttributes);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Settings the worker hands to workflows through the loadSettings activity, so every run records in its history
+// the values it acted on.
+
+export interface TaintSpec {
+  key: string;
+  value: string;
+  effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+}
+
+export interface FlowSettings {
+  spotAsgName: string;
+  onDemandAsgName: string;
+  /** ENABLE_SPOT_GUARD: false leaves only the taint and drain (the plain Node Termination Handler behaviour). */
+  addReplacementCapacity: boolean;
+  /** Interval between two looks at a group while waiting for a new instance. */
+  asgPollIntervalSeconds: number;
+  /** How long to wait for a new spot instance before falling back to on-demand. */
+  capacityCheckTimeoutSeconds: number;
+  /** How long to wait for the on-demand fallback instance. */
+  scaleTimeoutSeconds: number;
+  /** How long to wait for the replacement's Kubernetes node to be Ready once its instance is InService. */
+  nodeReadyTimeoutSeconds: number;
+  taint: TaintSpec;
+  /** Upper bound of one drain; PDB refusals are retried until then. */
+  drainTimeoutSeconds: number;
+  /** Terminate the drained instance (with ShouldDecrementDesiredCapacity) instead of waiting for AWS to take it. */
+  terminateDrainedInstance: boolean;
+  /** While the at-risk instance is kept (no capacity, or termination disabled), how often to look whether it is gone. */
+  reclaimPollSeconds: number;
+  /** How long to keep watching a kept instance before the workflow ends and leaves it to the operator. */
+  reclaimWaitSeconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rebalance workflow
+
+export interface RebalanceInput {
+  instanceId: string;
+  nodeName: string;
+  /** When IMDS said so (ISO 8601), as reported by the signaler; informative. */
+  noticeTime?: string;
+}
+
+export interface InterruptionNotice {
+  /** The action from IMDS spot/instance-action: terminate, stop or hibernate. */
+  action: string;
+  /** When AWS will act (ISO 8601). */
+  time: string;
+}
+
+export interface DrainNowRequest {
+  reason: string;
+}
+
+export type RebalancePhase =
+  | 'verifying'
+  | 'adding-capacity'
+  | 'tainting'
+  | 'holding'
+  | 'draining'
+  | 'retiring-instance'
+  | 'awaiting-reclaim'
+  | 'done'
+  | 'failed';
+
+export type CapacityPhase =
+  | 'not-started'
+  | 'scaling-spot'
+  | 'waiting-for-spot'
+  | 'scaling-on-demand'
+  | 'waiting-for-on-demand'
+  | 'waiting-for-node-ready'
+  | 'done';
+
+/** What the replacement-capacity branch achieved. */
+export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested';
+
+export interface ScaleAttempt {
+  asgName: string;
+  requestedAt?: string;
+  desiredBefore?: number;
+  desiredTarget?: number;
+  instanceId?: string;
+  inServiceAt?: string;
+  /** Why this attempt did not produce an instance. */
+  failure?: string;
+}
+
+export interface DrainReport {
+  evicted: string[];
+  skipped: string[];
+  remaining: string[];
+  complete: boolean;
+}
+
+export type InstanceFate = 'terminated' | 'reclaimed-by-aws' | 'kept' | 'not-in-group';
+
+export interface RebalanceStatus {
+  instanceId: string;
+  nodeName: string;
+  phase: RebalancePhase;
+  capacityPhase: CapacityPhase;
+  startedAt: string;
+  phaseChangedAt: string;
+  spot: ScaleAttempt;
+  onDemand?: ScaleAttempt;
+  replacement?: ReplacementOutcome;
+  replacementInstanceId?: string;
+  replacementNodeName?: string;
+  interruption?: InterruptionNotice & { receivedAt: string };
+  drainRequest?: DrainNowRequest & { receivedAt: string };
+  taintedAt?: string;
+  drain?: DrainReport & { finishedAt: string };
+  instanceFate?: InstanceFate;
+  notes: string[];
+}
+
+export interface RebalanceResult {
+  instanceId: string;
+  nodeName: string;
+  replacement: ReplacementOutcome;
+  replacementInstanceId?: string;
+  tainted: boolean;
+  drained: boolean;
+  instanceFate: InstanceFate;
+  notes: string[];
+}
+
+export const interruptionNoticeSignal = defineSignal<[InterruptionNotice]>('interruptionNotice');
+export const drainNowSignal = defineSignal<[DrainNowRequest]>('drainNow');
+export const rebalanceStatusQuery = defineQuery<RebalanceStatus>('status');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Capacity workflow (one per Auto Scaling group)
+
+export interface CapacityWorkflowInput {
+  asgName: string;
+  /** Carried across continue-as-new; absent on the first run. */
+  carried?: CapacityCarriedState;
+}
+
+export interface IncreaseCapacityRequest {
+  /** Unique per logical request (e.g. "<rebalance workflow id>/spot"); a repeat returns the first answer. */
+  requestId: string;
+}
+
+export type IncreaseCapacityResult =
+  | {
+      status: 'granted';
+      desiredBefore: number;
+      desiredTarget: number;
+      /** Instance ids in the group just before the increase: a new instance is one not in this list. */
+      instancesBefore: string[];
+      /** When SetDesiredCapacity was applied (ISO 8601, AWS-side wall clock of the worker). */
+      appliedAt: string;
+    }
+  | { status: 'at-max-size'; desired: number; maxSize: number };
+
+export interface RetireInstanceRequest {
+  requestId: string;
+  instanceId: string;
+  /**
+   * true: terminate it now with ShouldDecrementDesiredCapacity. false: only settle the books if AWS already took it,
+   * otherwise report that it is still running.
+   */
+  terminate: boolean;
+}
+
+export type RetireInstanceResult =
+  | { status: 'terminated'; desiredAfter: number }
+  | { status: 'reclaimed-by-aws'; desiredAfter: number }
+  | { status: 'still-running' };
+
+export interface CapacityRecord {
+  requestId: string;
+  kind: 'increase' | 'retire';
+  at: string;
+  result: IncreaseCapacityResult | RetireInstanceResult;
+}
+
+export interface CapacityCarriedState {
+  /** Answers to recent requests by request id, so a retried request never applies twice, even across runs. */
+  completed: Record<string, CapacityRecord>;
+  appliedChanges: number;
+}
+
+export interface CapacityStatus {
+  asgName: string;
+  pendingRequests: string[];
+  lastDesired?: number;
+  lastMaxSize?: number;
+  appliedChanges: number;
+  recent: CapacityRecord[];
+}
+
+export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [IncreaseCapacityRequest]>('increaseCapacity');
+export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
+export const capacityStatusQuery = defineQuery<CapacityStatus>('status');

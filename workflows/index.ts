@@ -1,0 +1,3 @@
+// The workflow bundle's entry point: every workflow type the worker registers.
+export { capacityWorkflow } from './capacity.js';
+export { rebalanceWorkflow } from './rebalance.js';

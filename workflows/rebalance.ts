@@ -1,0 +1,331 @@
+// The rebalance workflow: one per warned instance. Replacement capacity first (spot, then on-demand), then taint and
+// drain the at-risk node, then keep the books so the spot group ends at its original size. Its history reads like the
+// runbook an operator would follow by hand.
+import {
+  ApplicationFailure,
+  condition,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { SpotGuardActivities } from '../activities/index.js';
+import {
+  type CapacityPhase,
+  drainNowSignal,
+  type FlowSettings,
+  INSTANCE_ID_PATTERN,
+  type InstanceFate,
+  interruptionNoticeSignal,
+  NODE_NAME_PATTERN,
+  type RebalanceInput,
+  type RebalancePhase,
+  type RebalanceResult,
+  type RebalanceStatus,
+  rebalanceStatusQuery,
+  type ScaleAttempt,
+  searchAttributes,
+} from './definitions.js';
+import { rootMessage } from './failures.js';
+
+const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
+
+const { loadSettings, verifyNode, verifyInstanceInGroup, findNodeForInstance, taintNode, cordonNode } =
+  proxyActivities<SpotGuardActivities>({
+    startToCloseTimeout: '30 seconds',
+    scheduleToCloseTimeout: '10 minutes',
+    retry,
+  });
+
+// One poll is worth little once the next is due: a failed poll counts as "no news" and the wait goes on.
+const { describeScaleOut } = proxyActivities<SpotGuardActivities>({
+  startToCloseTimeout: '20 seconds',
+  scheduleToCloseTimeout: '1 minute',
+  retry,
+});
+
+// A capacity request may queue behind others of the same group in its capacity workflow.
+const { requestCapacityIncrease, requestInstanceRetirement } = proxyActivities<SpotGuardActivities>({
+  startToCloseTimeout: '2 minutes',
+  scheduleToCloseTimeout: '15 minutes',
+  retry,
+});
+
+const isoNow = (): string => new Date().toISOString();
+
+export async function rebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
+  requireValidInput(input);
+  const { instanceId, nodeName } = input;
+  const workflowId = workflowInfo().workflowId;
+  const status: RebalanceStatus = {
+    instanceId,
+    nodeName,
+    phase: 'verifying',
+    capacityPhase: 'not-started',
+    startedAt: isoNow(),
+    phaseChangedAt: isoNow(),
+    spot: { asgName: '' },
+    notes: [],
+  };
+
+  setHandler(rebalanceStatusQuery, () => status);
+  setHandler(interruptionNoticeSignal, (notice) => {
+    if (status.interruption) return; // IMDS repeats the notice every poll; the first one counts
+    status.interruption = { ...notice, receivedAt: isoNow() };
+    log.warn('spot interruption notice: skipping the wait, draining now', { instanceId, action: notice.action, time: notice.time });
+  });
+  setHandler(drainNowSignal, (request) => {
+    if (status.drainRequest) return;
+    status.drainRequest = { ...request, receivedAt: isoNow() };
+    log.info('operator asked to drain now', { instanceId, reason: request.reason });
+  });
+  const drainRequested = (): boolean => status.interruption !== undefined || status.drainRequest !== undefined;
+
+  function enterPhase(phase: RebalancePhase): void {
+    status.phase = phase;
+    status.phaseChangedAt = isoNow();
+    upsertSearchAttributes([{ key: searchAttributes.phase, value: phase }]);
+  }
+  function enterCapacityPhase(phase: CapacityPhase): void {
+    status.capacityPhase = phase;
+  }
+  function note(text: string): void {
+    status.notes.push(`${isoNow()} ${text}`);
+    log.info(text, { instanceId });
+  }
+
+  upsertSearchAttributes([
+    { key: searchAttributes.instanceId, value: instanceId },
+    { key: searchAttributes.node, value: nodeName },
+    { key: searchAttributes.phase, value: status.phase },
+  ]);
+
+  const settings = await loadSettings();
+  status.spot.asgName = settings.spotAsgName;
+  upsertSearchAttributes([{ key: searchAttributes.asg, value: settings.spotAsgName }]);
+
+  // 1. Verify: a request about a node must name that node's own instance, in the spot group. Nothing is changed
+  //    before this passes.
+  try {
+    await verifyNode({ nodeName, instanceId });
+    await verifyInstanceInGroup({ instanceId, asgName: settings.spotAsgName });
+  } catch (error) {
+    enterPhase('failed');
+    upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'rejected' }]);
+    throw ApplicationFailure.nonRetryable(`rejected, nothing changed: ${rootMessage(error)}`, 'RebalanceRejected');
+  }
+
+  // 2-4. Replacement capacity, in the background: an interruption notice must not wait for it.
+  enterPhase('adding-capacity');
+  let capacitySettled = false;
+  const capacity = addReplacementCapacity().finally(() => {
+    capacitySettled = true;
+  });
+  await condition(() => capacitySettled || drainRequested());
+
+  // 5. Taint: after the replacement is there, after both scale-ups failed, or at once on an interruption notice.
+  enterPhase('tainting');
+  await taintNode({ nodeName, taint: settings.taint });
+  status.taintedAt = isoNow();
+
+  // 6. Drain. Without any replacement the node keeps its pods until AWS interrupts it or an operator says so.
+  let fate: InstanceFate | undefined;
+  let drained = false;
+  if (status.replacement === 'capacity-unavailable' && !drainRequested()) {
+    enterPhase('holding');
+    note('no replacement capacity: node tainted, pods stay until an interruption notice or a drainNow signal');
+    const watched = await watchKeptInstance(drainRequested);
+    if (watched === 'drain-requested') drained = await drain();
+    else fate = watched;
+  } else {
+    drained = await drain();
+  }
+
+  // 7. Keep the books once the capacity steps have finished: the group was raised by one for this instance.
+  await capacity;
+  if (!fate) {
+    if (status.replacement === 'not-requested') {
+      fate = 'kept'; // nothing was added for it, so there are no books to keep
+    } else if (drained && settings.terminateDrainedInstance) {
+      enterPhase('retiring-instance');
+      const retired = await requestInstanceRetirement({
+        asgName: settings.spotAsgName,
+        requestId: `${workflowId}/retire`,
+        instanceId,
+        terminate: true,
+      });
+      fate = retired.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+    } else {
+      enterPhase('awaiting-reclaim');
+      if (!drained) note('drain incomplete: the instance is kept until AWS takes it');
+      const watched = await watchKeptInstance(() => false);
+      fate = watched === 'drain-requested' ? 'kept' : watched;
+    }
+  }
+  status.instanceFate = fate;
+  enterPhase('done');
+
+  return {
+    instanceId,
+    nodeName,
+    replacement: status.replacement ?? 'capacity-unavailable',
+    replacementInstanceId: status.replacementInstanceId,
+    tainted: status.taintedAt !== undefined,
+    drained,
+    instanceFate: fate,
+    notes: status.notes,
+  };
+
+  // --- steps -------------------------------------------------------------------------------------------------
+
+  async function addReplacementCapacity(): Promise<void> {
+    if (!settings.addReplacementCapacity) {
+      status.replacement = 'not-requested';
+      note('Spot Guard is disabled (ENABLE_SPOT_GUARD=false): no replacement capacity, taint and drain only');
+      enterCapacityPhase('done');
+      return;
+    }
+    const spot = await scaleOut(status.spot, 'spot', settings.capacityCheckTimeoutSeconds);
+    if (spot) {
+      settleReplacement('spot', spot);
+    } else {
+      note(`spot capacity unavailable (${status.spot.failure}); falling back to on-demand group ${settings.onDemandAsgName}`);
+      status.onDemand = { asgName: settings.onDemandAsgName };
+      const onDemand = await scaleOut(status.onDemand, 'on-demand', settings.scaleTimeoutSeconds);
+      if (onDemand) settleReplacement('on-demand', onDemand);
+      else {
+        status.replacement = 'capacity-unavailable';
+        note(`on-demand capacity unavailable too (${status.onDemand.failure})`);
+      }
+    }
+    upsertSearchAttributes([{ key: searchAttributes.outcome, value: status.replacement ?? 'capacity-unavailable' }]);
+    if (status.replacementInstanceId) await awaitReplacementNodeReady(status.replacementInstanceId);
+    enterCapacityPhase('done');
+  }
+
+  function settleReplacement(kind: 'spot' | 'on-demand', replacementInstanceId: string): void {
+    status.replacement = kind;
+    status.replacementInstanceId = replacementInstanceId;
+    note(`${kind} replacement ${replacementInstanceId} is InService`);
+  }
+
+  /** +1 on the attempt's group through its capacity workflow, then poll until a new instance is InService. */
+  async function scaleOut(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
+    enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
+    let grant;
+    try {
+      grant = await requestCapacityIncrease({ asgName: attempt.asgName, requestId: `${workflowId}/${label}` });
+    } catch (error) {
+      attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
+      return undefined;
+    }
+    if (grant.status === 'at-max-size') {
+      attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
+      return undefined;
+    }
+    attempt.requestedAt = grant.appliedAt;
+    attempt.desiredBefore = grant.desiredBefore;
+    attempt.desiredTarget = grant.desiredTarget;
+
+    enterCapacityPhase(label === 'spot' ? 'waiting-for-spot' : 'waiting-for-on-demand');
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    for (;;) {
+      try {
+        const progress = await describeScaleOut({
+          asgName: attempt.asgName,
+          instancesBefore: grant.instancesBefore,
+          since: grant.appliedAt,
+        });
+        const [fresh] = progress.newInService;
+        if (fresh) {
+          attempt.instanceId = fresh;
+          attempt.inServiceAt = isoNow();
+          return fresh;
+        }
+        if (progress.capacityProblem) {
+          attempt.failure = `capacity problem: ${progress.capacityProblem.statusCode}: ${progress.capacityProblem.message}`;
+          return undefined;
+        }
+      } catch (error) {
+        note(`could not look at ${attempt.asgName} this time: ${rootMessage(error)}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        attempt.failure = `no new instance InService within ${timeoutSeconds} s`;
+        return undefined;
+      }
+      await sleep(Math.min(settings.asgPollIntervalSeconds * 1000, left));
+    }
+  }
+
+  /** InService is not Ready: the replacement counts once its Kubernetes node is Ready, or when we stop waiting. */
+  async function awaitReplacementNodeReady(replacementInstanceId: string): Promise<void> {
+    enterCapacityPhase('waiting-for-node-ready');
+    const deadline = Date.now() + settings.nodeReadyTimeoutSeconds * 1000;
+    for (;;) {
+      const found = await findNodeForInstance({ instanceId: replacementInstanceId });
+      if (found.nodeName && found.ready) {
+        status.replacementNodeName = found.nodeName;
+        return;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
+        return;
+      }
+      await sleep(Math.min(settings.asgPollIntervalSeconds * 1000, left));
+    }
+  }
+
+  async function drain(): Promise<boolean> {
+    enterPhase('draining');
+    await cordonNode({ nodeName });
+    const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
+    const report = await evictPodsActivity(settings)({ nodeName, deadline });
+    status.drain = { ...report, finishedAt: isoNow() };
+    if (!report.complete) note(`drain stopped at its timeout with ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`);
+    return report.complete;
+  }
+
+  /**
+   * Watches a kept instance (tainted, not terminated by us) until AWS takes it, the stop condition holds, or the
+   * reclaim wait ends. When AWS takes it, the capacity workflow lowers desired back by the one instance added for it.
+   */
+  async function watchKeptInstance(stop: () => boolean): Promise<InstanceFate | 'drain-requested'> {
+    const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
+    for (let look = 1; ; look++) {
+      const answer = await requestInstanceRetirement({
+        asgName: settings.spotAsgName,
+        requestId: `${workflowId}/watch/${look}`,
+        instanceId,
+        terminate: false,
+      });
+      if (answer.status !== 'still-running') return 'reclaimed-by-aws';
+      const left = deadline - Date.now();
+      if (left <= 0) return 'kept';
+      if (await condition(stop, Math.min(settings.reclaimPollSeconds * 1000, left))) return 'drain-requested';
+    }
+  }
+}
+
+/** The drain's activity options depend on the drain timeout, which comes from the settings. */
+function evictPodsActivity(settings: FlowSettings) {
+  return proxyActivities<SpotGuardActivities>({
+    startToCloseTimeout: `${settings.drainTimeoutSeconds + 60} seconds`,
+    heartbeatTimeout: '30 seconds',
+    retry: { ...retry, maximumAttempts: 5 },
+  }).evictPods;
+}
+
+function requireValidInput(input: RebalanceInput): void {
+  const problems: string[] = [];
+  if (typeof input?.instanceId !== 'string' || !INSTANCE_ID_PATTERN.test(input.instanceId)) {
+    problems.push(`instanceId "${input?.instanceId}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+  }
+  if (typeof input?.nodeName !== 'string' || input.nodeName.length > 253 || !NODE_NAME_PATTERN.test(input.nodeName)) {
+    problems.push(`nodeName "${input?.nodeName}" is not a Kubernetes node name (a lowercase DNS subdomain)`);
+  }
+  if (problems.length > 0) throw ApplicationFailure.nonRetryable(problems.join('; '), 'InvalidInput');
+}
