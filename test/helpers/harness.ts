@@ -1,0 +1,65 @@
+// One test's world: fake AWS groups, a fake Kubernetes API server, the real activities over them, and a worker on a
+// task queue of its own against the shared time-skipping test server.
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import { loadConfig } from '../../worker/config.js';
+import type { FlowSettings } from '../../workflows/definitions.js';
+import { FakeAutoScaling } from '../fakes/auto-scaling.js';
+import { FakeKubernetesApi } from '../fakes/kubernetes-api.js';
+import { workflowBundle } from './temporal.js';
+
+let harnessCounter = 0;
+
+/** The worker's real defaults (10 s polls, 120 s timeouts, ...), from the same loader the worker uses. */
+export function defaultFlowSettings(spot: string, onDemand: string, overrides: Record<string, string> = {}): FlowSettings {
+  const loaded = loadConfig({ SPOT_ASG_NAME: spot, ON_DEMAND_ASG_NAME: onDemand, ...overrides });
+  if (!loaded.ok) throw new Error(loaded.errors.join('; '));
+  return loaded.config.flow;
+}
+
+export class Harness {
+  readonly aws = new FakeAutoScaling();
+  readonly k8s = new FakeKubernetesApi();
+  private readonly id = ++harnessCounter;
+  readonly taskQueue = `spot-guard-test-${process.pid}-${this.id}`;
+  // Group names of their own: capacity workflows are keyed by group and outlive a test's worker.
+  readonly spot = `spot-asg-${this.id}`;
+  readonly onDemand = `on-demand-asg-${this.id}`;
+  settings: FlowSettings = defaultFlowSettings(this.spot, this.onDemand);
+
+  constructor(readonly env: TestWorkflowEnvironment) {}
+
+  async start(): Promise<this> {
+    await this.k8s.start();
+    // New instances join the cluster as Ready nodes, as kubelet would register them.
+    this.aws.onInService = (instanceId) => this.k8s.addNode({ name: `node-${instanceId.slice(2)}`, instanceId });
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await this.k8s.stop();
+  }
+
+  async worker(): Promise<Worker> {
+    return Worker.create({
+      connection: this.env.nativeConnection,
+      taskQueue: this.taskQueue,
+      workflowBundle: await workflowBundle(),
+      activities: createActivities({
+        autoScaling: this.aws.client,
+        kubernetes: this.k8s.coreApi(),
+        temporal: this.env.client,
+        taskQueue: this.taskQueue,
+        settings: this.settings,
+        evictionRetrySeconds: 0.05,
+      }),
+    });
+  }
+
+  /** Runs `fn` while a worker serves this harness's task queue. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const worker = await this.worker();
+    return worker.runUntil(fn);
+  }
+}

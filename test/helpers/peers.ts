@@ -1,0 +1,14 @@
+// Where the test harness finds the peers installed by scripts/peers.sh. Nothing is downloaded at test time: a
+// missing peer is an error that says how to install it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cacheDir } from '../../worker/config.js';
+
+function peer(envName: string, relative: string): string {
+  const path = process.env[envName] || join(cacheDir(), relative);
+  if (!existsSync(path)) throw new Error(`${path} is missing: run scripts/peers.sh (or set ${envName})`);
+  return path;
+}
+
+export const temporalCliPath = (): string => peer('SPOT_GUARD_TEMPORAL_CLI', 'venv/bin/temporal');
+export const temporalTestServerPath = (): string => peer('SPOT_GUARD_TEMPORAL_TEST_SERVER', 'venv/bin/temporal-test-server');

@@ -1,0 +1,32 @@
+import { fileURLToPath } from 'node:url';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { ensureSearchAttributes } from '../../worker/search-attributes.js';
+import { temporalTestServerPath } from './peers.js';
+
+let runtimeInstalled = false;
+/** Keeps test output readable: the SDK logs errors only (LOG_LEVEL overrides). */
+export function installQuietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (process.env.LOG_LEVEL ?? 'ERROR').toUpperCase() as 'ERROR';
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  installQuietRuntime();
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: temporalTestServerPath() } },
+  });
+  await ensureSearchAttributes(env.connection, env.namespace ?? 'default');
+  return env;
+}
+
+export const workflowsPath = fileURLToPath(new URL('../../workflows/index.js', import.meta.url));
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The workflow bundle is built once per test process and shared by every worker. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+  return bundle;
+}

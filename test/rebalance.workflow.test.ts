@@ -1,0 +1,273 @@
+// The rebalance workflow on the time-skipping test server with the real default timings (10 s polls, 120 s capacity
+// and scale timeouts), the real activities, fake AWS groups and a fake Kubernetes API server.
+import assert from 'node:assert/strict';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
+import { drainNowSignal, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
+import { Harness } from './helpers/harness.js';
+import { activityNames, waitForStatus } from './helpers/workflows.js';
+import { createTimeSkippingEnv } from './helpers/temporal.js';
+
+const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' };
+
+describe('rebalance workflow (time-skipping, default timings)', function () {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  let atRisk: string;
+  let spotInstances: string[];
+
+  before(async function () {
+    env = await createTimeSkippingEnv();
+  });
+  after(async function () {
+    await env?.teardown();
+  });
+
+  beforeEach(async function () {
+    h = await new Harness(env).start();
+    spotInstances = h.aws.addGroup(h.spot, { desired: 3, max: 10 });
+    h.aws.addGroup(h.onDemand, { desired: 0, max: 5 });
+    atRisk = spotInstances[0] as string;
+    h.k8s.addNode({ name: 'node-a', instanceId: atRisk });
+    h.k8s.addPod({ name: 'web-1', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+    h.k8s.addPod({ name: 'web-2', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+    h.k8s.addPod({ namespace: 'kube-system', name: 'aws-node-x', nodeName: 'node-a', ownerKind: 'DaemonSet' });
+    h.k8s.addPod({ namespace: 'kube-system', name: 'kube-proxy-node-a', nodeName: 'node-a', mirror: true });
+  });
+  afterEach(async function () {
+    await h.stop();
+  });
+
+  const start = () => requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' });
+  const handle = (instanceId = atRisk): WorkflowHandle<typeof rebalanceWorkflow> =>
+    env.client.workflow.getHandle(rebalanceWorkflowId(instanceId));
+
+  function assertTaintedAndDrained(): void {
+    const node = h.k8s.nodes.get('node-a');
+    assert.deepEqual(node?.spec?.taints, [TAINT]);
+    assert.equal(node?.spec?.unschedulable, true);
+    assert.deepEqual(h.k8s.podsOn('node-a').sort(), ['kube-system/aws-node-x', 'kube-system/kube-proxy-node-a']);
+  }
+
+  it('spot success: +1 spot, taint, drain, terminate the drained instance with decrement', async function () {
+    const result = await h.run(async () => {
+      await start();
+      return handle().result();
+    });
+    assert.equal(result.replacement, 'spot');
+    assert.ok(result.replacementInstanceId && !spotInstances.includes(result.replacementInstanceId));
+    assert.equal(result.tainted, true);
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assertTaintedAndDrained();
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4]);
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3, 'the spot group ends at its original size');
+    assert.ok(!h.aws.instanceIds(h.spot).includes(atRisk));
+    assert.equal(h.aws.desired(h.onDemand), 0);
+  });
+
+  it('capacity error on spot: falls back to on-demand at once, without waiting for the timeout', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.replacement, 'on-demand');
+    assert.equal(h.aws.desired(h.onDemand), 1);
+    assert.match(status.spot.failure ?? '', /capacity problem: Failed: We currently do not have sufficient m5.large capacity/);
+    const polls = (await activityNames(handle())).filter((name) => name === 'describeScaleOut');
+    assert.equal(polls.length, 2, 'one poll found the spot failure, one found the on-demand instance');
+    assertTaintedAndDrained();
+    assert.equal(result.instanceFate, 'terminated');
+  });
+
+  it('spot timeout: polls every 10 s for 120 s, then falls back to on-demand', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'never' });
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.replacement, 'on-demand');
+    assert.equal(status.spot.failure, 'no new instance InService within 120 s');
+    const polls = (await activityNames(handle())).filter((name) => name === 'describeScaleOut');
+    assert.equal(polls.length, 13 + 1, '13 spot polls (t = 0, 10, ..., 120 s) and 1 on-demand poll');
+    assertTaintedAndDrained();
+    // Spot was raised to 4 and keeps its pending launch; the drained instance went with decrement: back to 3.
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.equal(h.aws.desired(h.onDemand), 1);
+  });
+
+  it('both fail: the node is tainted but not drained, and the outcome is reported', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: 'Could not launch On-Demand Instances. InsufficientInstanceCapacity - There is no capacity.' });
+    await h.run(async () => {
+      await start();
+      const status = await waitForStatus(handle(), (s) => s.phase === 'holding');
+      assert.equal(status.replacement, 'capacity-unavailable');
+      assert.match(status.onDemand?.failure ?? '', /InsufficientInstanceCapacity/);
+      assert.deepEqual(h.k8s.nodes.get('node-a')?.spec?.taints, [TAINT]);
+      assert.notEqual(h.k8s.nodes.get('node-a')?.spec?.unschedulable, true, 'not cordoned');
+      assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0, 'nothing evicted');
+      const description = await handle().describe();
+      assert.equal(description.typedSearchAttributes.get({ name: 'SpotGuardOutcome', type: 'KEYWORD' }), 'capacity-unavailable');
+      assert.equal(description.typedSearchAttributes.get({ name: 'SpotGuardPhase', type: 'KEYWORD' }), 'holding');
+
+      // AWS then takes the instance: the hold ends and the spot group gives back the increment made for it.
+      h.aws.reclaim(atRisk);
+      const result = await handle().result();
+      assert.equal(result.replacement, 'capacity-unavailable');
+      assert.equal(result.drained, false);
+      assert.equal(result.instanceFate, 'reclaimed-by-aws');
+      assert.equal(h.aws.desired(h.spot), 3);
+    });
+  });
+
+  it('both fail, then an operator asks to drain: the held node is drained and retired', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    const result = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'holding');
+      await handle().signal(drainNowSignal, { reason: 'maintenance window' });
+      return handle().result();
+    });
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assertTaintedAndDrained();
+  });
+
+  it('interruption notice mid-wait: taints and drains at once while the capacity steps go on', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'never' });
+    const result = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.capacityPhase === 'waiting-for-spot');
+      await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, {
+        action: 'terminate',
+        time: '2026-11-21T10:00:00Z',
+      });
+      await waitForStatus(handle(), (s) => s.drain !== undefined);
+      const midway = await handle().query(rebalanceStatusQuery);
+      assert.equal(midway.capacityPhase, 'waiting-for-spot', 'drained while spot is still being waited for');
+      return handle().result();
+    });
+    assertTaintedAndDrained();
+    assert.equal(result.replacement, 'on-demand', 'the capacity steps went on to the fallback');
+    const names = await activityNames(handle());
+    const onDemandRequest = names.lastIndexOf('requestCapacityIncrease');
+    assert.ok(names.indexOf('evictPods') < onDemandRequest, `drain before the on-demand fallback: ${names.join(', ')}`);
+    assert.equal(result.instanceFate, 'terminated');
+  });
+
+  it('MaxSize reached on spot: no spot change, straight to on-demand', async function () {
+    h.aws.groups.get(h.spot)!.max = 3;
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.replacement, 'on-demand');
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.AutoScalingGroupName), [h.onDemand]);
+    assert.equal(status.spot.failure, 'group is at its MaxSize (3)');
+    assert.equal(h.aws.desired(h.spot), 2, 'the drained spot instance is terminated with decrement');
+  });
+
+  it('a repeated notice for the same instance starts no second run', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 3 });
+    await h.run(async () => {
+      const first = await start();
+      const second = await start();
+      const third = await start();
+      assert.ok(first.runId);
+      assert.equal(second.runId, first.runId);
+      assert.equal(third.runId, first.runId);
+      await handle().result();
+      const afterwards = await start();
+      assert.equal(afterwards.runId, undefined, 'a finished run is not started again');
+      assert.equal((await handle().describe()).runId, first.runId);
+    });
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4]);
+  });
+
+  it('two nodes of the same group warned at the same moment raise desired capacity by exactly 2', async function () {
+    const second = spotInstances[1] as string;
+    h.k8s.addNode({ name: 'node-b', instanceId: second });
+    const results = await h.run(async () => {
+      await Promise.all([
+        requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }),
+        requestRebalance(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' }),
+      ]);
+      return Promise.all([handle(atRisk).result(), handle(second).result()]);
+    });
+    assert.deepEqual(results.map((r) => r.replacement), ['spot', 'spot']);
+    const targets = h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity as number);
+    assert.equal(Math.max(...targets), 5, `desired went 3 → 5: ${targets.join(', ')}`);
+    assert.equal(new Set(h.aws.instanceIds(h.spot).filter((id) => !spotInstances.includes(id))).size, 2, 'two replacements launched');
+    assert.equal(h.aws.desired(h.spot), 3, 'both drained instances terminated with decrement');
+    assert.deepEqual(h.aws.instanceIds(h.spot).filter((id) => spotInstances.includes(id)), [spotInstances[2]]);
+  });
+
+  it('an activity that fails transiently twice is retried without a second increment', async function () {
+    // AWS applies the change but the answer is lost, twice: the retries send the same absolute target.
+    h.aws.fail('SetDesiredCapacity', 2, () => awsError('ServiceUnavailable', 'Service is unavailable', 503), true);
+    const result = await h.run(async () => {
+      await start();
+      return handle().result();
+    });
+    assert.equal(result.replacement, 'spot');
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4, 4, 4]);
+    assert.equal(h.aws.instanceIds(h.spot).length, 3, 'one replacement, one terminated: no extra instance');
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('a node whose providerID names another instance is rejected with nothing changed', async function () {
+    const other = spotInstances[1] as string;
+    h.k8s.addNode({ name: 'node-a', instanceId: other });
+    await h.run(async () => {
+      await start();
+      await assert.rejects(handle().result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), new RegExp(`rejected, nothing changed: node "node-a" has providerID "aws:///us-east-1a/${other}", which names instance ${other}, not ${atRisk}`));
+        return true;
+      });
+    });
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
+    assert.equal(h.aws.callsOf('TerminateInstanceInAutoScalingGroup').length, 0);
+    assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
+    assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('an instance outside the spot group is rejected with nothing changed', async function () {
+    const [onDemandInstance] = h.aws.addGroup('other-asg', { desired: 1, max: 1 });
+    h.k8s.addNode({ name: 'node-c', instanceId: onDemandInstance as string });
+    await h.run(async () => {
+      await requestRebalance(env.client, h.taskQueue, { instanceId: onDemandInstance as string, nodeName: 'node-c' });
+      await assert.rejects(handle(onDemandInstance).result(), /./);
+      const failure = await handle(onDemandInstance).result().catch((error: WorkflowFailedError) => error.cause?.message);
+      assert.match(String(failure), new RegExp(`belongs to Auto Scaling group "other-asg", not to the spot group "${h.spot}"`));
+    });
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
+    assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
+  });
+
+  it('malformed input is refused before anything runs', async function () {
+    await h.run(async () => {
+      const bad = await env.client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', {
+        workflowId: 'spot-guard-rebalance-bad-input',
+        taskQueue: h.taskQueue,
+        args: [{ instanceId: 'i-NOPE', nodeName: 'Node_A' }],
+      });
+      await assert.rejects(bad.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), /instanceId "i-NOPE" is not an EC2 instance id.*nodeName "Node_A" is not a Kubernetes node name/);
+        return true;
+      });
+    });
+    assert.equal(h.aws.calls.length, 0);
+    assert.equal(h.k8s.requests.length, 0);
+  });
+});
+
