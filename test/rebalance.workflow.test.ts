@@ -8,6 +8,7 @@ import { drainNowSignal, rebalanceStatusQuery, rebalanceWorkflowId } from '../wo
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
+import { recordHistory } from './helpers/histories.js';
 import { activityNames, waitForStatus } from './helpers/workflows.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 
@@ -55,7 +56,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
   it('spot success: +1 spot, taint, drain, terminate the drained instance with decrement', async function () {
     const result = await h.run(async () => {
       await start();
-      return handle().result();
+      const outcome = await handle().result();
+      await recordHistory(handle(), 'rebalance-spot-success');
+      return outcome;
     });
     assert.equal(result.replacement, 'spot');
     assert.ok(result.replacementInstanceId && !spotInstances.includes(result.replacementInstanceId));
@@ -123,6 +126,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
       assert.equal(result.drained, false);
       assert.equal(result.instanceFate, 'reclaimed-by-aws');
       assert.equal(h.aws.desired(h.spot), 3);
+      await recordHistory(handle(), 'rebalance-both-fail-reclaimed');
     });
   });
 
@@ -152,7 +156,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
       await waitForStatus(handle(), (s) => s.drain !== undefined);
       const midway = await handle().query(rebalanceStatusQuery);
       assert.equal(midway.capacityPhase, 'waiting-for-spot', 'drained while spot is still being waited for');
-      return handle().result();
+      const outcome = await handle().result();
+      await recordHistory(handle(), 'rebalance-interruption-mid-wait');
+      return outcome;
     });
     assertTaintedAndDrained();
     assert.equal(result.replacement, 'on-demand', 'the capacity steps went on to the fallback');

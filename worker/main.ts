@@ -30,7 +30,11 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  Runtime.install({ logger: new DefaultLogger(config.logLevel) });
+  // The SDK's native core logs through the same logger and level as the rest of the worker.
+  Runtime.install({
+    logger: new DefaultLogger(config.logLevel),
+    telemetryOptions: { logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} } },
+  });
 
   let devServer: DevServer | undefined;
   let address = config.temporal.address;

@@ -1,0 +1,155 @@
+// The per-group capacity workflow: serialized Updates, absolute targets, deduplication that survives
+// continue-as-new, MaxSize, and the retirement of drained or reclaimed instances.
+import assert from 'node:assert/strict';
+import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createCapacityRequestActivities } from '../activities/capacity-requests.js';
+import type { capacityWorkflow } from '../workflows/capacity.js';
+import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from '../workflows/definitions.js';
+import { Harness } from './helpers/harness.js';
+import { recordHistory } from './helpers/histories.js';
+import { createTimeSkippingEnv } from './helpers/temporal.js';
+
+describe('capacity workflow (one per Auto Scaling group)', function () {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  let requests: ReturnType<typeof createCapacityRequestActivities>;
+
+  before(async function () {
+    env = await createTimeSkippingEnv();
+  });
+  after(async function () {
+    await env?.teardown();
+  });
+  beforeEach(async function () {
+    h = await new Harness(env).start();
+    requests = createCapacityRequestActivities(env.client, h.taskQueue);
+  });
+  afterEach(async function () {
+    await h.stop();
+  });
+
+  const handle = () => env.client.workflow.getHandle<typeof capacityWorkflow>(capacityWorkflowId(h.spot));
+
+  it('serializes concurrent increases: 5 requests at once raise desired by exactly 5', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 20 });
+    const answers = await h.run(() =>
+      Promise.all([1, 2, 3, 4, 5].map((n) => requests.requestCapacityIncrease({ asgName: h.spot, requestId: `node-${n}` }))),
+    );
+    assert.equal(h.aws.desired(h.spot), 7);
+    assert.ok(answers.every((a) => a.status === 'granted'));
+    // Each SetDesiredCapacity is an absolute target; batches coalesce requests that arrived together.
+    const targets = h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity as number);
+    assert.equal(targets.at(-1), 7);
+    assert.deepEqual([...targets].sort((a, b) => a - b), targets, 'targets only go up');
+  });
+
+  it('a repeated request id returns the first answer and changes nothing', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 20 });
+    const [first, again] = await h.run(async () => [
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'node-a/spot' }),
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'node-a/spot' }),
+    ]);
+    assert.deepEqual(again, first);
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 1);
+  });
+
+  it('grants increases in arrival order while MaxSize allows, and says so for the rest', async function () {
+    h.aws.addGroup(h.spot, { desired: 4, max: 5 });
+    const [a, b] = await h.run(async () => [
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'a' }),
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'b' }),
+    ]);
+    assert.equal(a?.status, 'granted');
+    assert.deepEqual(b, { status: 'at-max-size', desired: 5, maxSize: 5 });
+    assert.equal(h.aws.desired(h.spot), 5);
+  });
+
+  it('continues as new with its memory of answered requests: no duplicate across runs', async function () {
+    h.aws.addGroup(h.spot, { desired: 1, max: 50 });
+    await h.run(async () => {
+      // A small history bound forces several continue-as-new within this test.
+      await env.client.workflow.start<typeof capacityWorkflow>('capacityWorkflow', {
+        workflowId: capacityWorkflowId(h.spot),
+        taskQueue: h.taskQueue,
+        args: [{ asgName: h.spot, historyBound: 25 }],
+      });
+      const firstRun = (await handle().describe()).runId;
+      const first = await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'req-0' });
+      for (let n = 1; n <= 8; n++) await requests.requestCapacityIncrease({ asgName: h.spot, requestId: `req-${n}` });
+      const laterRun = (await handle().describe()).runId;
+      assert.notEqual(laterRun, firstRun, 'the workflow continued as new');
+
+      const repeated = await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'req-0' });
+      assert.deepEqual(repeated, first, 'the first answer, remembered across runs');
+      const status = await handle().query(capacityStatusQuery);
+      assert.equal(status.appliedChanges, 9);
+      assert.ok(status.recent.some((r) => r.requestId === 'req-8'));
+      await recordHistory(env.client.workflow.getHandle(capacityWorkflowId(h.spot), firstRun), 'capacity-continue-as-new');
+    });
+    assert.equal(h.aws.desired(h.spot), 10);
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 9);
+  });
+
+  it('retires a running instance with decrement, and settles the books for one AWS took', async function () {
+    const [kept, drained, reclaimed] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string, string, string];
+    await h.run(async () => {
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-1' });
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-2' });
+      assert.equal(h.aws.desired(h.spot), 5);
+
+      const watch = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'watch-1', instanceId: kept, terminate: false });
+      assert.deepEqual(watch, { status: 'still-running' });
+
+      const terminated = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true });
+      assert.deepEqual(terminated, { status: 'terminated', desiredAfter: 4 });
+
+      h.aws.reclaim(reclaimed);
+      const settled = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-2', instanceId: reclaimed, terminate: false });
+      assert.deepEqual(settled, { status: 'reclaimed-by-aws', desiredAfter: 3 });
+    });
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: drained, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('refuses a malformed request in its validator, with nothing changed', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 5 });
+    await h.run(async () => {
+      await assert.rejects(
+        env.client.workflow.executeUpdateWithStart(increaseCapacityUpdate, {
+          args: [{ requestId: '' }],
+          startWorkflowOperation: new WithStartWorkflowOperation<typeof capacityWorkflow>('capacityWorkflow', {
+            workflowId: capacityWorkflowId(h.spot),
+            taskQueue: h.taskQueue,
+            args: [{ asgName: h.spot }],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+          }),
+        }),
+        (error: Error) => {
+          assert.ok(error instanceof WorkflowUpdateFailedError);
+          assert.match(String(error.cause?.message), /requestId "" must be a non-empty string/);
+          return true;
+        },
+      );
+      await assert.rejects(
+        requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'r', instanceId: 'not-an-instance', terminate: true }),
+        /instanceId "not-an-instance" is not an EC2 instance id/,
+      );
+    });
+    assert.equal(h.aws.calls.filter((c) => c.command !== 'DescribeAutoScalingGroups').length, 0);
+    assert.equal(h.aws.desired(h.spot), 2);
+  });
+
+  it('a group that does not exist fails the request for good, naming the group', async function () {
+    await h.run(async () => {
+      await assert.rejects(
+        requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'x' }),
+        (error: Error) => {
+          assert.match(error.message, new RegExp(`Auto Scaling group "${h.spot}" does not exist`));
+          return true;
+        },
+      );
+    });
+  });
+});

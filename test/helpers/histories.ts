@@ -1,0 +1,29 @@
+// Recorded workflow histories for the replay test. Tests call recordHistory at the end of representative runs; the
+// files are written only when SPOT_GUARD_RECORD_HISTORIES=1 (npm run record-histories) and are committed, so the
+// suite replays histories made by earlier versions of the workflow code.
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { HistoryAndWorkflowId, WorkflowHandle } from '@temporalio/client';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+
+/** test/histories in the source tree (the tests run from dist/test). */
+export const historiesDir = fileURLToPath(new URL('../../../test/histories', import.meta.url));
+
+export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
+  if (process.env.SPOT_GUARD_RECORD_HISTORIES !== '1') return;
+  mkdirSync(historiesDir, { recursive: true });
+  const history = await handle.fetchHistory();
+  writeFileSync(join(historiesDir, `${name}.json`), `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
+}
+
+export function recordedHistories(): (HistoryAndWorkflowId & { file: string })[] {
+  return readdirSync(historiesDir)
+    .filter((file) => file.endsWith('.json'))
+    .sort()
+    .map((file) => ({
+      file,
+      workflowId: file.replace(/\.json$/, ''),
+      history: historyFromJSON(JSON.parse(readFileSync(join(historiesDir, file), 'utf8'))),
+    }));
+}

@@ -1,0 +1,22 @@
+// Replays every committed history (test/histories/*.json) against the current workflow code. A change that would
+// break running workflows fails here with a nondeterminism error; protect such changes with patched().
+import assert from 'node:assert/strict';
+import { Worker } from '@temporalio/worker';
+import { recordedHistories } from './helpers/histories.js';
+import { installQuietRuntime, workflowBundle } from './helpers/temporal.js';
+
+describe('replay of recorded histories', function () {
+  it('replays every recorded rebalance and capacity history without nondeterminism', async function () {
+    installQuietRuntime();
+    const histories = recordedHistories();
+    const kinds = new Set(histories.map((h) => h.file.split('-')[0]));
+    assert.ok(kinds.has('rebalance') && kinds.has('capacity'), `histories of both workflows are committed: ${histories.map((h) => h.file).join(', ')}`);
+    const results = Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories);
+    let replayed = 0;
+    for await (const result of results) {
+      assert.equal(result.error, undefined, `${result.workflowId}: ${result.error}`);
+      replayed++;
+    }
+    assert.equal(replayed, histories.length);
+  });
+});
