@@ -26,6 +26,9 @@ export class FakeKubernetesApi {
   readonly requests: RecordedRequest[] = [];
   /** Pod key → how many more evictions to refuse with 429. */
   readonly pdbBlocks = new Map<string, number>();
+  /** The next N patches that carry a resourceVersion find the node changed (onConflict runs) and answer 409. */
+  conflictsBeforePatch = 0;
+  onConflict: (node: V1Node) => void = () => undefined;
   /** Pods evicted get a deletionTimestamp and are removed on the next list, like a fast kubelet. */
   private readonly terminating = new Set<string>();
   private resourceVersion = 100;
@@ -146,6 +149,11 @@ export class FakeKubernetesApi {
     }
     const patch = body as { metadata?: { resourceVersion?: string }; spec?: { taints?: V1Taint[]; unschedulable?: boolean } };
     const expected = patch.metadata?.resourceVersion;
+    if (expected !== undefined && this.conflictsBeforePatch > 0) {
+      this.conflictsBeforePatch--;
+      this.onConflict(node);
+      node.metadata = { ...node.metadata, resourceVersion: this.nextVersion() };
+    }
     if (expected !== undefined && expected !== node.metadata?.resourceVersion) {
       return this.send(res, 409, status(409, 'the object has been modified; please apply your changes to the latest version', 'Conflict'));
     }

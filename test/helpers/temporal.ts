@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment, TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes.js';
 import { temporalTestServerPath } from './peers.js';
@@ -32,4 +32,11 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   bundle ??= bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
   return bundle;
+}
+
+/** An activity context for unit tests, logging at the test log level. */
+export function activityEnvironment(): MockActivityEnvironment {
+  return new MockActivityEnvironment(undefined, {
+    logger: new DefaultLogger((process.env.LOG_LEVEL ?? 'ERROR').toUpperCase() as 'ERROR'),
+  });
 }

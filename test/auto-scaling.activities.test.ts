@@ -1,0 +1,166 @@
+// Auto Scaling activities against aws-sdk-client-mock: the request shapes the real client sends, and how answers
+// and errors are read.
+import assert from 'node:assert/strict';
+import {
+  AutoScalingClient,
+  DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
+  DescribeScalingActivitiesCommand,
+  SetDesiredCapacityCommand,
+  TerminateInstanceInAutoScalingGroupCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { ApplicationFailure } from '@temporalio/common';
+import { mockClient } from 'aws-sdk-client-mock';
+import { activityEnvironment } from './helpers/temporal.js';
+import { createAutoScalingActivities, isCapacityProblem } from '../activities/auto-scaling.js';
+import { awsError } from './fakes/auto-scaling.js';
+
+const I1 = 'i-0123456789abcdef0';
+const I2 = 'i-0fedcba9876543210';
+const GROUP = 'spot-asg';
+
+function group(instances: { id: string; state: string }[], desired = instances.length) {
+  return {
+    AutoScalingGroups: [
+      {
+        AutoScalingGroupName: GROUP,
+        DesiredCapacity: desired,
+        MinSize: 0,
+        MaxSize: 10,
+        Instances: instances.map((i) => ({ InstanceId: i.id, LifecycleState: i.state, HealthStatus: 'Healthy' })),
+      },
+    ],
+  } as never;
+}
+
+async function rejectsNonRetryable(promise: Promise<unknown>, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof ApplicationFailure, `expected an ApplicationFailure, got ${String(error)}`);
+    assert.equal(error.nonRetryable, true);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe('Auto Scaling activities', function () {
+  const client = new AutoScalingClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
+  const aws = mockClient(client);
+  const activities = createAutoScalingActivities(client);
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+    activityEnvironment().run(fn, ...args);
+
+  beforeEach(() => aws.reset());
+
+  it('setDesiredCapacity sends the absolute target without honouring cooldowns', async function () {
+    aws.on(SetDesiredCapacityCommand).resolves({});
+    await run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 7 });
+    assert.deepEqual(aws.commandCalls(SetDesiredCapacityCommand)[0]?.args[0].input, {
+      AutoScalingGroupName: GROUP,
+      DesiredCapacity: 7,
+      HonorCooldown: false,
+    });
+  });
+
+  it('terminateInstanceInGroup terminates exactly that instance with ShouldDecrementDesiredCapacity', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }]));
+    aws.on(TerminateInstanceInAutoScalingGroupCommand).resolves({});
+    const result = await run(activities.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
+    assert.deepEqual(result, { alreadyTerminating: false });
+    assert.deepEqual(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand)[0]?.args[0].input, {
+      InstanceId: I1,
+      ShouldDecrementDesiredCapacity: true,
+    });
+  });
+
+  it('terminateInstanceInGroup does nothing for an instance already terminating (a retry after success)', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'Terminating:Wait' }]));
+    const result = await run(activities.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
+    assert.deepEqual(result, { alreadyTerminating: true });
+    assert.equal(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand).length, 0);
+  });
+
+  it('describeScaleOut reports a new InService instance, ignoring those there before', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }, { id: I2, state: 'InService' }]));
+    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: new Date().toISOString() });
+    assert.deepEqual(progress, { newInService: [I2], newPending: [] });
+    assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 0, 'no need to look at activities');
+  });
+
+  it('describeScaleOut finds a Failed scaling activity started after the request', async function () {
+    const since = new Date('2026-11-21T10:00:00Z');
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }], 2));
+    aws.on(DescribeScalingActivitiesCommand).resolves({
+      Activities: [
+        { ActivityId: 'new', AutoScalingGroupName: GROUP, Cause: '', StartTime: new Date('2026-11-21T10:00:05Z'), StatusCode: 'Failed', StatusMessage: 'Could not launch Spot Instances. UnfulfillableCapacity - Unable to fulfill capacity due to your request configuration. Please adjust your request and try again. Launching EC2 instance failed.' },
+        { ActivityId: 'old', AutoScalingGroupName: GROUP, Cause: '', StartTime: new Date('2026-11-21T09:00:00Z'), StatusCode: 'Failed', StatusMessage: 'older failure' },
+      ],
+    });
+    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: since.toISOString() });
+    assert.equal(progress.capacityProblem?.activityId, 'new');
+    assert.equal(progress.capacityProblem?.statusCode, 'Failed');
+    assert.match(progress.capacityProblem?.message ?? '', /UnfulfillableCapacity/);
+    assert.deepEqual(aws.commandCalls(DescribeScalingActivitiesCommand)[0]?.args[0].input, { AutoScalingGroupName: GROUP, MaxRecords: 20 });
+  });
+
+  it('describeScaleOut ignores failures older than the request', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }], 2));
+    aws.on(DescribeScalingActivitiesCommand).resolves({
+      Activities: [{ ActivityId: 'old', AutoScalingGroupName: GROUP, Cause: '', StartTime: new Date('2026-11-21T09:00:00Z'), StatusCode: 'Failed' }],
+    });
+    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: '2026-11-21T10:00:00Z' });
+    assert.equal(progress.capacityProblem, undefined);
+  });
+
+  it('recognises the capacity errors AWS reports, Failed or still retrying', function () {
+    assert.ok(isCapacityProblem({ StatusCode: 'Failed', StatusMessage: 'anything' }));
+    for (const text of [
+      'InsufficientInstanceCapacity',
+      'MaxSpotInstanceCountExceeded - Max spot instance count exceeded',
+      'VcpuLimitExceeded - You have requested more vCPU capacity than your current vCPU limit',
+      'We currently do not have sufficient c5.xlarge capacity in the Availability Zone you requested (eu-west-1b).',
+    ]) {
+      assert.ok(isCapacityProblem({ StatusCode: 'InProgress', StatusMessage: text }), text);
+    }
+    assert.equal(isCapacityProblem({ StatusCode: 'Successful', StatusMessage: 'Launching a new EC2 instance: i-1' }), false);
+  });
+
+  it('verifyInstanceInGroup refuses an instance of another group, naming both', async function () {
+    aws.on(DescribeAutoScalingInstancesCommand).resolves({ AutoScalingInstances: [{ InstanceId: I1, AutoScalingGroupName: 'od-asg', AvailabilityZone: 'a', LifecycleState: 'InService', HealthStatus: 'Healthy', ProtectedFromScaleIn: false }] });
+    await rejectsNonRetryable(run(activities.verifyInstanceInGroup, { instanceId: I1, asgName: GROUP }), /belongs to Auto Scaling group "od-asg", not to the spot group "spot-asg"/);
+  });
+
+  it('an unknown group is a non-retryable failure naming it', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [] });
+    await rejectsNonRetryable(run(activities.describeGroup, { asgName: 'nope' }), /Auto Scaling group "nope" does not exist/);
+  });
+
+  it('malformed input fails at once and sends nothing', async function () {
+    await rejectsNonRetryable(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: -1 }), /desired capacity -1/);
+    await rejectsNonRetryable(run(activities.terminateInstanceInGroup, { asgName: GROUP, instanceId: 'i-xyz', decrementDesiredCapacity: true }), /"i-xyz" is not an EC2 instance id/);
+    await rejectsNonRetryable(run(activities.describeGroup, { asgName: 'two words' }), /"two words" is not a valid Auto Scaling group name/);
+    assert.equal(aws.calls().length, 0);
+  });
+
+  it('a request AWS refuses for good becomes non-retryable; throttling and 5xx stay retryable', async function () {
+    aws.on(SetDesiredCapacityCommand).rejectsOnce(awsError('ValidationError', 'New SetDesiredCapacity value 11 is above max value 10', 400));
+    await rejectsNonRetryable(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 11 }), /AWS refused to set the desired capacity of "spot-asg" to 11: ValidationError: New SetDesiredCapacity value 11 is above max value 10/);
+
+    for (const transient of [awsError('Throttling', 'Rate exceeded', 400), awsError('ServiceUnavailable', 'unavailable', 503), Object.assign(new Error('socket hang up'), { name: 'TimeoutError' })]) {
+      aws.reset();
+      aws.on(SetDesiredCapacityCommand).rejects(transient);
+      await assert.rejects(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 3 }), (error: unknown) => {
+        assert.ok(!(error instanceof ApplicationFailure && error.nonRetryable), `${transient.name} must stay retryable`);
+        return true;
+      });
+    }
+  });
+
+  it('dry run changes nothing', async function () {
+    const dry = createAutoScalingActivities(client, { dryRun: true });
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }]));
+    await run(dry.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 4 });
+    await run(dry.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
+    assert.equal(aws.commandCalls(SetDesiredCapacityCommand).length, 0);
+    assert.equal(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand).length, 0);
+  });
+});

@@ -1,0 +1,142 @@
+// Kubernetes activities: the real @kubernetes/client-node against the fake API server, so the paths, content types
+// and bodies checked here are exactly what the client puts on the wire.
+import assert from 'node:assert/strict';
+import { ApplicationFailure } from '@temporalio/common';
+import { activityEnvironment } from './helpers/temporal.js';
+import { createKubernetesActivities, instanceIdFromProviderId } from '../activities/kubernetes.js';
+import type { DrainReport } from '../workflows/definitions.js';
+import { FakeKubernetesApi } from './fakes/kubernetes-api.js';
+
+const I1 = 'i-0123456789abcdef0';
+const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' as const };
+
+describe('Kubernetes activities', function () {
+  let k8s: FakeKubernetesApi;
+  let activities: ReturnType<typeof createKubernetesActivities>;
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+    activityEnvironment().run(fn, ...args);
+
+  beforeEach(async function () {
+    k8s = await new FakeKubernetesApi().start();
+    activities = createKubernetesActivities(k8s.coreApi(), { evictionRetrySeconds: 0.02 });
+    k8s.addNode({ name: 'node-a', instanceId: I1, taints: [{ key: 'dedicated', value: 'batch', effect: 'NoSchedule' }] });
+  });
+  afterEach(async () => k8s.stop());
+
+  it('taints with a strategic-merge patch that keeps the other taints and carries the resourceVersion', async function () {
+    const resourceVersion = k8s.nodes.get('node-a')?.metadata?.resourceVersion;
+    const result = await run(activities.taintNode, { nodeName: 'node-a', taint: TAINT });
+    assert.deepEqual(result, { alreadyTainted: false });
+    const [patch] = k8s.requestsMatching('PATCH', '/api/v1/nodes/node-a');
+    assert.equal(patch?.contentType, 'application/strategic-merge-patch+json');
+    assert.deepEqual(patch?.body, {
+      metadata: { resourceVersion },
+      spec: { taints: [{ key: 'dedicated', value: 'batch', effect: 'NoSchedule' }, TAINT] },
+    });
+    assert.deepEqual(k8s.nodes.get('node-a')?.spec?.taints?.map((t) => t.key), ['dedicated', 'spot-instance-terminating']);
+  });
+
+  it('tainting again changes nothing', async function () {
+    await run(activities.taintNode, { nodeName: 'node-a', taint: TAINT });
+    const again = await run(activities.taintNode, { nodeName: 'node-a', taint: TAINT });
+    assert.deepEqual(again, { alreadyTainted: true });
+    assert.equal(k8s.requestsMatching('PATCH', '/nodes/').length, 1);
+  });
+
+  it('a node changed under the patch (409) is read again and patched with the fresh list', async function () {
+    k8s.conflictsBeforePatch = 1;
+    k8s.onConflict = (node) => {
+      node.spec = { ...node.spec, taints: [...(node.spec?.taints ?? []), { key: 'added-meanwhile', value: '', effect: 'NoExecute' }] };
+    };
+    await run(activities.taintNode, { nodeName: 'node-a', taint: TAINT });
+    assert.equal(k8s.requestsMatching('PATCH', '/nodes/').length, 2);
+    assert.deepEqual(k8s.nodes.get('node-a')?.spec?.taints?.map((t) => t.key), ['dedicated', 'added-meanwhile', 'spot-instance-terminating']);
+  });
+
+  it('cordons with a strategic-merge patch of spec.unschedulable', async function () {
+    await run(activities.cordonNode, { nodeName: 'node-a' });
+    const [patch] = k8s.requestsMatching('PATCH', '/api/v1/nodes/node-a');
+    assert.equal(patch?.contentType, 'application/strategic-merge-patch+json');
+    assert.deepEqual(patch?.body, { spec: { unschedulable: true } });
+    assert.deepEqual(await run(activities.cordonNode, { nodeName: 'node-a' }), { alreadyCordoned: true });
+  });
+
+  it('drains through the Eviction API, skipping DaemonSet, mirror and finished pods', async function () {
+    k8s.addPod({ name: 'web', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+    k8s.addPod({ namespace: 'jobs', name: 'bare', nodeName: 'node-a' });
+    k8s.addPod({ namespace: 'kube-system', name: 'cni', nodeName: 'node-a', ownerKind: 'DaemonSet' });
+    k8s.addPod({ namespace: 'kube-system', name: 'static', nodeName: 'node-a', mirror: true });
+    k8s.addPod({ namespace: 'jobs', name: 'done', nodeName: 'node-a', phase: 'Succeeded' });
+    k8s.addPod({ name: 'elsewhere', nodeName: 'node-b', ownerKind: 'ReplicaSet' });
+    const report = await run(activities.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 10_000).toISOString() });
+    assert.equal(report.complete, true);
+    assert.deepEqual(report.evicted.sort(), ['default/web', 'jobs/bare']);
+    assert.deepEqual(report.skipped.sort(), ['jobs/done (finished pod)', 'kube-system/cni (DaemonSet pod)', 'kube-system/static (mirror pod)']);
+    const evictions = k8s.requestsMatching('POST', '/eviction');
+    assert.deepEqual(evictions.map((r) => r.path).sort(), ['/api/v1/namespaces/default/pods/web/eviction', '/api/v1/namespaces/jobs/pods/bare/eviction']);
+    assert.deepEqual(evictions.find((r) => r.path.includes('/web/'))?.body, {
+      apiVersion: 'policy/v1',
+      kind: 'Eviction',
+      metadata: { name: 'web', namespace: 'default' },
+    });
+    assert.deepEqual(k8s.podsOn('node-b'), ['default/elsewhere']);
+  });
+
+  it('a PodDisruptionBudget refusal (429) is retried until the budget allows it', async function () {
+    k8s.addPod({ name: 'db-0', nodeName: 'node-a', ownerKind: 'StatefulSet' });
+    k8s.pdbBlocks.set('default/db-0', 3);
+    const heartbeats: unknown[] = [];
+    const env = activityEnvironment();
+    env.on('heartbeat', (details: unknown) => heartbeats.push(details));
+    const report: DrainReport = await env.run(activities.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 10_000).toISOString() });
+    assert.equal(report.complete, true);
+    assert.equal(k8s.requestsMatching('POST', '/pods/db-0/eviction').length, 4, '3 refusals, then accepted');
+    assert.deepEqual(heartbeats[0], { evicted: [], remaining: ['default/db-0'], blocked: ['default/db-0'] });
+  });
+
+  it('stops at the deadline and reports what is left when a budget never allows eviction', async function () {
+    k8s.addPod({ name: 'db-0', nodeName: 'node-a', ownerKind: 'StatefulSet' });
+    k8s.pdbBlocks.set('default/db-0', Number.POSITIVE_INFINITY);
+    const report = await run(activities.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 300).toISOString() });
+    assert.equal(report.complete, false);
+    assert.deepEqual(report.remaining, ['default/db-0']);
+  });
+
+  it('verifyNode accepts the node of its own instance and refuses any other', async function () {
+    assert.deepEqual(await run(activities.verifyNode, { nodeName: 'node-a', instanceId: I1 }), { providerID: `aws:///us-east-1a/${I1}` });
+    await assert.rejects(run(activities.verifyNode, { nodeName: 'node-a', instanceId: 'i-0aaaaaaaaaaaaaaaa' }), (error: unknown) => {
+      assert.ok(error instanceof ApplicationFailure && error.nonRetryable);
+      assert.equal(error.type, 'InstanceMismatch');
+      assert.match(error.message, /names instance i-0123456789abcdef0, not i-0aaaaaaaaaaaaaaaa/);
+      return true;
+    });
+    await assert.rejects(run(activities.verifyNode, { nodeName: 'node-zz', instanceId: I1 }), (error: unknown) => {
+      assert.ok(error instanceof ApplicationFailure && error.nonRetryable);
+      assert.equal(error.type, 'NodeNotFound');
+      return true;
+    });
+  });
+
+  it('finds the node of an instance by providerID, with its readiness', async function () {
+    k8s.addNode({ name: 'node-new', instanceId: 'i-0bbbbbbbbbbbbbbbb', ready: false });
+    assert.deepEqual(await run(activities.findNodeForInstance, { instanceId: 'i-0bbbbbbbbbbbbbbbb' }), { nodeName: 'node-new', ready: false });
+    assert.deepEqual(await run(activities.findNodeForInstance, { instanceId: I1 }), { nodeName: 'node-a', ready: true });
+    assert.deepEqual(await run(activities.findNodeForInstance, { instanceId: 'i-0cccccccccccccccc' }), { nodeName: undefined, ready: false });
+  });
+
+  it('reads instance ids from AWS provider ids only', function () {
+    assert.equal(instanceIdFromProviderId('aws:///eu-west-1b/i-0123456789abcdef0'), 'i-0123456789abcdef0');
+    assert.equal(instanceIdFromProviderId('gce://project/zone/vm'), undefined);
+    assert.equal(instanceIdFromProviderId(undefined), undefined);
+  });
+
+  it('an API server that is down is a retryable error, a malformed node name is not', async function () {
+    await k8s.stop();
+    await assert.rejects(run(activities.cordonNode, { nodeName: 'node-a' }), (error: unknown) => {
+      assert.ok(!(error instanceof ApplicationFailure && error.nonRetryable), String(error));
+      return true;
+    });
+    await assert.rejects(run(activities.cordonNode, { nodeName: 'Bad_Name' }), /"Bad_Name" is not a valid Kubernetes node name/);
+    k8s = await new FakeKubernetesApi().start(); // for afterEach
+  });
+});
