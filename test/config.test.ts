@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { loadConfig, parseDurationSeconds, parseTaint } from '../worker/config.js';
+
+const base = { SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od' };
+
+function errorsOf(env: Record<string, string>): string[] {
+  const result = loadConfig(env);
+  assert.equal(result.ok, false, 'expected the configuration to be refused');
+  return result.ok ? [] : result.errors;
+}
+
+describe('worker configuration', function () {
+  it('uses the seeds\' defaults: 10 s polls, 120 s capacity check and scale timeouts, the NTH taint', function () {
+    const result = loadConfig(base);
+    assert.ok(result.ok);
+    const { flow, temporal } = result.config;
+    assert.equal(flow.asgPollIntervalSeconds, 10);
+    assert.equal(flow.capacityCheckTimeoutSeconds, 120);
+    assert.equal(flow.scaleTimeoutSeconds, 120);
+    assert.deepEqual(flow.taint, { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' });
+    assert.equal(flow.terminateDrainedInstance, true);
+    assert.equal(flow.addReplacementCapacity, true);
+    assert.equal(temporal.address, undefined, 'no address: the embedded dev server');
+    assert.equal(temporal.taskQueue, 'spot-guard');
+  });
+
+  it('names the variable, the bad value and what is expected', function () {
+    assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc' }), [
+      'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)',
+    ]);
+  });
+
+  it('reports every bad value at once', function () {
+    const errors = errorsOf({
+      SPOT_ASG_NAME: 'same',
+      ON_DEMAND_ASG_NAME: 'same',
+      ENABLE_SPOT_GUARD: 'maybe',
+      SPOT_GUARD_SCALE_TIMEOUT: '5',
+      SPOT_GUARD_TAINT: 'no-effect=true',
+      LOG_LEVEL: 'loud',
+      TEMPORAL_ADDRESS: 'http://temporal:7233',
+      SPOT_GUARD_DEV_SERVER_PORT: '70000',
+    });
+    assert.deepEqual(errors, [
+      'ENABLE_SPOT_GUARD="maybe" is not a boolean: expected true or false',
+      'SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "same": expected two different groups',
+      'SPOT_GUARD_TAINT="no-effect=true" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute',
+      'LOG_LEVEL="loud" is not a log level: expected one of TRACE, DEBUG, INFO, WARN, ERROR',
+      'SPOT_GUARD_SCALE_TIMEOUT="5" is out of range: expected between 10 and 3600 seconds',
+      'TEMPORAL_ADDRESS="http://temporal:7233" is not host:port (e.g. temporal-frontend.temporal:7233)',
+      'SPOT_GUARD_DEV_SERVER_PORT="70000" is not a TCP port: expected a whole number from 1 to 65535',
+    ]);
+  });
+
+  it('requires both group names', function () {
+    assert.deepEqual(errorsOf({}), [
+      'SPOT_ASG_NAME is not set: expected the name of your spot Auto Scaling group',
+      'ON_DEMAND_ASG_NAME is not set: expected the name of your on-demand Auto Scaling group',
+    ]);
+  });
+
+  it('needs TEMPORAL_ADDRESS for TLS or an API key, and cert and key together', function () {
+    assert.deepEqual(errorsOf({ ...base, TEMPORAL_API_KEY: 'secret-value', TEMPORAL_TLS_CLIENT_CERT_PATH: '/c.pem' }), [
+      'TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH must be set together for mTLS',
+      'TEMPORAL_TLS / TEMPORAL_API_KEY / client certificates need TEMPORAL_ADDRESS: the embedded dev server speaks plain gRPC',
+    ]);
+    const cloud = loadConfig({ ...base, TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_API_KEY: 'secret-value' });
+    assert.ok(cloud.ok);
+    assert.deepEqual(cloud.config.temporal.tls, { serverName: undefined, serverRootCaPath: undefined, clientCertPath: undefined, clientKeyPath: undefined });
+  });
+
+  it('never echoes the API key in an error', function () {
+    const errors = errorsOf({ ...base, TEMPORAL_API_KEY: 'super-secret-key' });
+    assert.ok(errors.every((e) => !e.includes('super-secret-key')));
+  });
+
+  it('parses durations and taints', function () {
+    assert.equal(parseDurationSeconds('120'), 120);
+    assert.equal(parseDurationSeconds('2m'), 120);
+    assert.equal(parseDurationSeconds('1.5h'), 5400);
+    assert.equal(parseDurationSeconds('2 minutes'), undefined);
+    assert.deepEqual(parseTaint('example.com/spot=yes:NoExecute'), { key: 'example.com/spot', value: 'yes', effect: 'NoExecute' });
+    assert.equal(parseTaint('key=value:Sometimes'), undefined);
+  });
+});

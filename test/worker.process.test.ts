@@ -1,0 +1,112 @@
+// The worker as users start it: `npm start` refusing a bad value, and the real process with no TEMPORAL_ADDRESS
+// starting the embedded Temporal dev server from the peers cache, polling its task queue, and stopping on SIGTERM.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { allSearchAttributeKeys } from '../workflows/definitions.js';
+import { temporalCliPath } from './helpers/peers.js';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const workerMain = join(repoRoot, 'dist', 'worker', 'main.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function collect(child: ChildProcess): { output: () => string; exit: Promise<number | null> } {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return { output: () => output, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+}
+
+async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+describe('worker process', function () {
+  this.timeout(120_000);
+
+  it('`npm start` with SPOT_GUARD_CAPACITY_CHECK_TIMEOUT=abc exits non-zero naming the variable', async function () {
+    const child = spawn('npm', ['start', '--silent'], {
+      cwd: repoRoot,
+      env: { ...process.env, SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc', TEMPORAL_ADDRESS: '' },
+    });
+    const { output, exit } = collect(child);
+    const code = await exit;
+    assert.notEqual(code, 0);
+    assert.match(output(), /configuration error: SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration/);
+    assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+  });
+
+  it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, and stops on SIGTERM', async function () {
+    const [port, uiPort] = [await freePort(), await freePort()];
+    const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
+    const child = spawn(process.execPath, [workerMain], {
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: '',
+        SPOT_ASG_NAME: 'spot',
+        ON_DEMAND_ASG_NAME: 'od',
+        AWS_REGION: 'us-east-1',
+        SPOT_GUARD_TEMPORAL_CLI: temporalCliPath(),
+        SPOT_GUARD_DEV_SERVER_PORT: String(port),
+        SPOT_GUARD_DEV_UI_PORT: String(uiPort),
+        SPOT_GUARD_DEV_DB: join(dataDir, 'temporal.sqlite'),
+      },
+    });
+    const { output, exit } = collect(child);
+    try {
+      await until('the worker to poll', () => output().includes('worker polling task queue "spot-guard"'), 90_000);
+      const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
+      try {
+        await until('pollers on the task queue', async () => {
+          const queue = await connection.workflowService.describeTaskQueue({
+            namespace: 'default',
+            taskQueue: { name: 'spot-guard' },
+            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+          });
+          return (queue.pollers ?? []).length > 0;
+        }, 20_000);
+        const attributes = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+        for (const key of allSearchAttributeKeys) assert.ok(attributes.customAttributes?.[key.name] !== undefined, `${key.name} registered`);
+      } finally {
+        await connection.close();
+      }
+      const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
+      assert.equal(ui.status, 200, 'the Temporal UI answers');
+
+      child.kill('SIGTERM');
+      assert.equal(await exit, 0, output());
+      assert.match(output(), /worker stopped/);
+      await until('the dev server to stop', async () => {
+        try {
+          await fetch(`http://127.0.0.1:${uiPort}/`);
+          return false;
+        } catch {
+          return true;
+        }
+      }, 15_000);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
