@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a machine for Spot Guard: the pinned peers (scripts/peers.sh) and the npm dependencies from the lock file.
+# Idempotent and quiet when there is nothing to do. Source it to get Node.js 24 first on PATH:
+#   . scripts/setup.sh
+set -euo pipefail
+SPOT_GUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$SPOT_GUARD_ROOT/scripts/peers.sh"
+# shellcheck disable=SC1091
+. "${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}/peers.env"
+export PATH="$SPOT_GUARD_NODE_BIN:$PATH"
+export SPOT_GUARD_TEMPORAL_CLI SPOT_GUARD_TEMPORAL_TEST_SERVER
+
+lock_hash=$(sha256sum "$SPOT_GUARD_ROOT/package-lock.json" | cut -d' ' -f1)
+stamp="$SPOT_GUARD_ROOT/node_modules/.spot-guard-lock-sha256"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
+  echo "[setup] installing npm dependencies (node $(node --version))" >&2
+  (cd "$SPOT_GUARD_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" >"$stamp"
+fi
