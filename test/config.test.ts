@@ -69,6 +69,12 @@ describe('worker configuration', function () {
     assert.deepEqual(cloud.config.temporal.tls, { serverName: undefined, serverRootCaPath: undefined, clientCertPath: undefined, clientKeyPath: undefined });
   });
 
+  it('refuses a reclaim watch so long and frequent that its history would grow without bound', function () {
+    assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_RECLAIM_WAIT: '70h', SPOT_GUARD_RECLAIM_POLL_INTERVAL: '5' }), [
+      'SPOT_GUARD_RECLAIM_WAIT="70h" with SPOT_GUARD_RECLAIM_POLL_INTERVAL="5" means more than 2000 looks: expected a longer interval or a shorter wait',
+    ]);
+  });
+
   it('never echoes the API key in an error', function () {
     const errors = errorsOf({ ...base, TEMPORAL_API_KEY: 'super-secret-key' });
     assert.ok(errors.every((e) => !e.includes('super-secret-key')));

@@ -35,6 +35,8 @@ export type ConfigResult = { ok: true; config: WorkerConfig } | { ok: false; err
 
 type Env = Record<string, string | undefined>;
 
+const MAX_RECLAIM_LOOKS = 2000;
+
 /** One row per variable: the README's configuration table is written from the same names and defaults. */
 export const DEFAULTS = {
   ENABLE_SPOT_GUARD: 'true',
@@ -145,6 +147,13 @@ export function loadConfig(env: Env): ConfigResult {
     reclaimPollSeconds: seconds('SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
     reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
   };
+
+  // Each look is a few history events; keep a watched instance's workflow far from Temporal's history limits.
+  if (flow.reclaimPollSeconds > 0 && flow.reclaimWaitSeconds / flow.reclaimPollSeconds > MAX_RECLAIM_LOOKS) {
+    errors.push(
+      `SPOT_GUARD_RECLAIM_WAIT="${read('SPOT_GUARD_RECLAIM_WAIT')}" with SPOT_GUARD_RECLAIM_POLL_INTERVAL="${read('SPOT_GUARD_RECLAIM_POLL_INTERVAL')}" means more than ${MAX_RECLAIM_LOOKS} looks: expected a longer interval or a shorter wait`,
+    );
+  }
 
   const address = env.TEMPORAL_ADDRESS?.trim() || undefined;
   if (address && !/^[^\s:/]+:\d{1,5}$/.test(address)) {

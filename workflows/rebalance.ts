@@ -32,24 +32,22 @@ import { rootMessage } from './failures.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
-const { loadSettings, verifyNode, verifyInstanceInGroup, findNodeForInstance, taintNode, cordonNode } =
-  proxyActivities<SpotGuardActivities>({
-    startToCloseTimeout: '30 seconds',
-    scheduleToCloseTimeout: '10 minutes',
-    retry,
-  });
+// No overall deadline: an API that is down for a while is retried until it answers (the pending activity, its attempt
+// count and last error are visible in the UI); input that can never succeed fails at once, non-retryable.
+const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode } =
+  proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', retry });
 
 // One poll is worth little once the next is due: a failed poll counts as "no news" and the wait goes on.
-const { describeScaleOut } = proxyActivities<SpotGuardActivities>({
+const { describeScaleOut, findNodeForInstance: findNodeForInstanceBriefly } = proxyActivities<SpotGuardActivities>({
   startToCloseTimeout: '20 seconds',
   scheduleToCloseTimeout: '1 minute',
   retry,
 });
 
-// A capacity request may queue behind others of the same group in its capacity workflow.
+// A capacity request may queue behind others of the same group in its capacity workflow, which gives up on AWS after
+// 10 minutes and answers with a failure; the request itself is retried until the capacity workflow answers.
 const { requestCapacityIncrease, requestInstanceRetirement } = proxyActivities<SpotGuardActivities>({
   startToCloseTimeout: '2 minutes',
-  scheduleToCloseTimeout: '15 minutes',
   retry,
 });
 
@@ -265,8 +263,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     enterCapacityPhase('waiting-for-node-ready');
     const deadline = Date.now() + settings.nodeReadyTimeoutSeconds * 1000;
     for (;;) {
-      const found = await findNodeForInstance({ instanceId: replacementInstanceId });
-      if (found.nodeName && found.ready) {
+      const found = await findNodeForInstanceBriefly({ instanceId: replacementInstanceId }).catch(() => undefined);
+      if (found?.nodeName && found.ready) {
         status.replacementNodeName = found.nodeName;
         return;
       }
