@@ -65,6 +65,19 @@ export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'Statu
 
 const TERMINATING = /^Terminat/; // Terminating, Terminating:Wait, Terminating:Proceed, Terminated
 
+export interface GroupHealth {
+  desiredCapacity: number;
+  inService: string[];
+  /** Instances on their way in or out (Pending, Terminating, Standby, ...), with their state. */
+  notInService: string[];
+  /** Scaling activities not finished yet. */
+  activitiesInProgress: string[];
+  /** Failed scaling activities that started at or after `since`. */
+  failuresSince: string[];
+}
+
+const FINISHED_ACTIVITY = new Set(['Successful', 'Failed', 'Cancelled']);
+
 export interface AutoScalingActivityOptions {
   dryRun?: boolean;
 }
@@ -160,6 +173,29 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
       );
       log.info('instance terminated', input);
       return { alreadyTerminating: false };
+    },
+
+    /** What the revert-to-spot monitor needs to judge a group healthy: sizes, states and recent scaling activities. */
+    async describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth> {
+      const group = await readGroup(input.asgName);
+      const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
+        client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 20 })),
+      );
+      const since = input.since ? Date.parse(input.since) : Number.NEGATIVE_INFINITY;
+      const activities = output.Activities ?? [];
+      return {
+        desiredCapacity: group.DesiredCapacity ?? 0,
+        inService: (group.Instances ?? []).filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId ?? ''),
+        notInService: (group.Instances ?? [])
+          .filter((i) => i.LifecycleState !== 'InService')
+          .map((i) => `${i.InstanceId} (${i.LifecycleState})`),
+        activitiesInProgress: activities
+          .filter((a) => !FINISHED_ACTIVITY.has(a.StatusCode ?? ''))
+          .map((a) => `${a.Description ?? a.ActivityId} (${a.StatusCode})`),
+        failuresSince: activities
+          .filter((a) => a.StatusCode === 'Failed' && (a.StartTime?.getTime() ?? 0) >= since)
+          .map((a) => a.StatusMessage ?? a.Description ?? a.ActivityId ?? 'failed'),
+      };
     },
 
     /** Confirms the instance belongs to the named group; anything else can never succeed. */

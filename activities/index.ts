@@ -4,16 +4,21 @@ import type { FlowSettings } from '../workflows/definitions.js';
 import { createAutoScalingActivities } from './auto-scaling.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
+import { createMonitorRequestActivities } from './monitor-requests.js';
+import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
 
 export * from './auto-scaling.js';
 export * from './capacity-requests.js';
 export * from './kubernetes.js';
+export * from './monitor-requests.js';
+export * from './scale-down-safety.js';
 export * from './settings.js';
 
 export interface ActivityDependencies {
   autoScaling: AutoScalingClient;
   kubernetes: KubernetesCoreApi;
+  kubernetesPolicy: KubernetesPolicyApi;
   temporal: Client;
   taskQueue: string;
   settings: FlowSettings;
@@ -27,7 +32,9 @@ export function createActivities(deps: ActivityDependencies) {
     ...createSettingsActivities(deps.settings),
     ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
     ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds }),
+    ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.taskQueue),
+    ...createMonitorRequestActivities(deps.temporal, deps.taskQueue),
   };
 }
 

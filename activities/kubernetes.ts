@@ -132,6 +132,25 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
       return { nodeName: node?.metadata?.name, ready: node ? isNodeReady(node) : false };
     },
 
+    /**
+     * The instances whose Kubernetes node is missing or not Ready. Nodes carrying one of `ignoreTaintKeys` (nodes
+     * Spot Guard itself is draining) are left out of the judgement.
+     */
+    async findUnreadyNodes(input: { instanceIds: string[]; ignoreTaintKeys: string[] }): Promise<{ unready: string[]; ignored: string[] }> {
+      input.instanceIds.forEach(requireInstanceId);
+      const list = await kubernetesCall('list nodes', () => core.listNode({}));
+      const byInstance = new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID), n]));
+      const unready: string[] = [];
+      const ignored: string[] = [];
+      for (const instanceId of input.instanceIds) {
+        const node = byInstance.get(instanceId);
+        if (!node) unready.push(`${instanceId} has no Kubernetes node`);
+        else if (node.spec?.taints?.some((t) => input.ignoreTaintKeys.includes(t.key))) ignored.push(node.metadata?.name ?? instanceId);
+        else if (!isNodeReady(node)) unready.push(`node ${node.metadata?.name} (${instanceId}) is not Ready`);
+      }
+      return { unready, ignored };
+    },
+
     /** Adds the taint (merged by key and effect with the node's others); a node that has it already is left as it is. */
     async taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean }> {
       for (let attempt = 1; ; attempt++) {

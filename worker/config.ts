@@ -49,6 +49,13 @@ export const DEFAULTS = {
   SPOT_GUARD_TERMINATE_DRAINED: 'true',
   SPOT_GUARD_RECLAIM_POLL_INTERVAL: '60',
   SPOT_GUARD_RECLAIM_WAIT: '6h',
+  SPOT_GUARD_MONITOR_INTERVAL: '30',
+  SPOT_GUARD_STABILITY_WINDOW: '2m',
+  SPOT_GUARD_EVENT_CLEANUP_AFTER: '10m',
+  SPOT_GUARD_SCALE_DOWN_TAINT: 'spot-guard.io/scale-down-pending=true:NoSchedule',
+  SPOT_GUARD_CAPACITY_BUFFER_PERCENT: '10',
+  SPOT_GUARD_REMOVE_UNLAUNCHED_ON_DEMAND: 'false',
+  SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '120',
   SPOT_GUARD_DRY_RUN: 'false',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
@@ -124,9 +131,27 @@ export function loadConfig(env: Env): ConfigResult {
     errors.push(`SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "${spotAsgName}": expected two different groups`);
   }
 
-  const taintText = read('SPOT_GUARD_TAINT');
-  const taint = parseTaint(taintText);
-  if (!taint) errors.push(`SPOT_GUARD_TAINT="${taintText}" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`);
+  function taintSetting(name: 'SPOT_GUARD_TAINT' | 'SPOT_GUARD_SCALE_DOWN_TAINT'): TaintSpec {
+    const text = read(name);
+    const parsed = parseTaint(text);
+    if (!parsed) errors.push(`${name}="${text}" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`);
+    return parsed ?? { key: '', value: '', effect: 'NoSchedule' };
+  }
+
+  function percent(name: keyof typeof DEFAULTS): number {
+    const raw = read(name);
+    const value = Number(raw);
+    if (raw === '' || !Number.isFinite(value) || value < 0 || value > 1000) {
+      errors.push(`${name}="${raw}" is not a percentage: expected a number from 0 to 1000`);
+    }
+    return value;
+  }
+
+  const taint = taintSetting('SPOT_GUARD_TAINT');
+  const scaleDownTaint = taintSetting('SPOT_GUARD_SCALE_DOWN_TAINT');
+  if (taint.key && taint.key === scaleDownTaint.key) {
+    errors.push(`SPOT_GUARD_TAINT and SPOT_GUARD_SCALE_DOWN_TAINT both use the key "${taint.key}": expected two different keys`);
+  }
 
   const logLevel = read('LOG_LEVEL').toUpperCase();
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
@@ -142,10 +167,19 @@ export function loadConfig(env: Env): ConfigResult {
     asgPollIntervalSeconds: seconds('SPOT_GUARD_ASG_POLL_INTERVAL', 1, 300),
     nodeReadyTimeoutSeconds: seconds('SPOT_GUARD_NODE_READY_TIMEOUT', 0, 3600),
     drainTimeoutSeconds: seconds('SPOT_GUARD_DRAIN_TIMEOUT', 10, 24 * 3600),
-    taint: taint ?? { key: '', value: '', effect: 'NoSchedule' },
+    taint,
     terminateDrainedInstance: bool('SPOT_GUARD_TERMINATE_DRAINED'),
     reclaimPollSeconds: seconds('SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
     reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
+    monitor: {
+      checkIntervalSeconds: seconds('SPOT_GUARD_MONITOR_INTERVAL', 5, 3600),
+      stabilityWindowSeconds: seconds('SPOT_GUARD_STABILITY_WINDOW', 0, 24 * 3600),
+      cleanupAfterSeconds: seconds('SPOT_GUARD_EVENT_CLEANUP_AFTER', 0, 7 * 24 * 3600),
+      scaleDownTaint,
+      capacityBufferPercent: percent('SPOT_GUARD_CAPACITY_BUFFER_PERCENT'),
+      removeUnlaunchedOnDemand: bool('SPOT_GUARD_REMOVE_UNLAUNCHED_ON_DEMAND'),
+      podRescheduleTimeoutSeconds: seconds('SPOT_GUARD_POD_RESCHEDULE_TIMEOUT', 0, 3600),
+    },
   };
 
   // Each look is a few history events; keep a watched instance's workflow far from Temporal's history limits.

@@ -2,10 +2,10 @@
 // runs the workflows and activities until SIGTERM/SIGINT, when it finishes the tasks in hand and exits.
 import { fileURLToPath } from 'node:url';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities } from '../activities/index.js';
+import { createActivities, ensureMonitor } from '../activities/index.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { ensureSearchAttributes } from './search-attributes.js';
@@ -65,12 +65,17 @@ async function main(): Promise<number> {
       activities: createActivities({
         autoScaling,
         kubernetes: kubeConfig.makeApiClient(CoreV1Api),
+        kubernetesPolicy: kubeConfig.makeApiClient(PolicyV1Api),
         temporal: client,
         taskQueue: config.temporal.taskQueue,
         settings: config.flow,
         dryRun: config.dryRun,
       }),
     });
+    if (config.spotGuardEnabled) {
+      const monitorId = await ensureMonitor(client, config.temporal.taskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
+      say(`revert-to-spot monitor running as ${monitorId}`);
+    }
     say(
       `worker polling task queue "${config.temporal.taskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
         ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,

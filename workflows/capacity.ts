@@ -23,6 +23,7 @@ import {
   increaseCapacityUpdate,
   type RetireInstanceRequest,
   type RetireInstanceResult,
+  type RetiredInstance,
   retireInstanceUpdate,
   searchAttributes,
 } from './definitions.js';
@@ -50,6 +51,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   const { asgName } = input;
   const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
   const completed: Record<string, CapacityRecord> = { ...(input.carried?.completed ?? {}) };
+  const retired: Record<string, RetiredInstance> = { ...(input.carried?.retired ?? {}) };
   const failed: Record<string, string> = {};
   const queue: Pending[] = [];
   let appliedChanges = input.carried?.appliedChanges ?? 0;
@@ -71,7 +73,10 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
 
   async function enqueueAndWait<R>(pending: Pending): Promise<R> {
     const id = pending.request.requestId;
-    if (!completed[id] && !queue.some((p) => p.request.requestId === id)) queue.push(pending);
+    if (!completed[id] && !queue.some((p) => p.request.requestId === id)) {
+      delete failed[id]; // a request that failed before is tried again, not answered with the old failure
+      queue.push(pending);
+    }
     await condition(() => completed[id] !== undefined || failed[id] !== undefined);
     const record = completed[id];
     if (!record) throw ApplicationFailure.nonRetryable(failed[id] ?? 'request failed', 'CapacityRequestFailed');
@@ -140,21 +145,41 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   }
 
   async function applyRetire(request: RetireInstanceRequest): Promise<void> {
+    const { instanceId } = request;
+    const earlier = retired[instanceId];
+    if (earlier && earlier.how !== 'terminating') {
+      // The books were settled for this instance already (perhaps by a request whose answer was lost): never twice.
+      record(request.requestId, 'retire', { status: earlier.how, desiredAfter: earlier.desiredAfter });
+      return;
+    }
     const group = await lookAtGroup();
-    const member = group.instances.find((i) => i.instanceId === request.instanceId);
+    const member = group.instances.find((i) => i.instanceId === instanceId);
     if (member && !TERMINATING.test(member.lifecycleState)) {
+      // Still running, so no earlier terminate call took effect: (re)try it.
       if (!request.terminate) {
         record(request.requestId, 'retire', { status: 'still-running' });
         return;
       }
-      await terminateInstanceInGroup({ asgName, instanceId: request.instanceId, decrementDesiredCapacity: true });
+      const desiredAfter = group.desiredCapacity - 1;
+      // Recorded before the call: if the call takes effect but its answer is lost for good, a later request about
+      // this instance finds it gone and must not take that for an AWS reclaim and decrement again.
+      retired[instanceId] = { how: 'terminating', at: new Date().toISOString(), desiredAfter };
+      await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: true });
+      retired[instanceId] = { how: 'terminated', at: new Date().toISOString(), desiredAfter };
       appliedChanges++;
-      record(request.requestId, 'retire', { status: 'terminated', desiredAfter: group.desiredCapacity - 1 });
+      record(request.requestId, 'retire', { status: 'terminated', desiredAfter });
+      return;
+    }
+    if (earlier) {
+      // Our unconfirmed terminate call did take effect: the decrement came with it.
+      retired[instanceId] = { ...earlier, how: 'terminated' };
+      record(request.requestId, 'retire', { status: 'terminated', desiredAfter: earlier.desiredAfter });
       return;
     }
     // AWS took the instance (spot interruption) and the group would replace it at the raised size: bring desired back
     // down by the one instance Spot Guard added for it.
     const desiredAfter = Math.max(group.minSize, group.desiredCapacity - 1);
+    retired[instanceId] = { how: 'reclaimed-by-aws', at: new Date().toISOString(), desiredAfter };
     if (desiredAfter !== group.desiredCapacity) {
       await setDesiredCapacity({ asgName, desiredCapacity: desiredAfter });
       appliedChanges++;
@@ -171,11 +196,10 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       // Let every Update handler return its answer first; a request arriving meanwhile is served by this run.
       await condition(() => allHandlersFinished() || queue.length > 0);
       if (queue.length > 0) continue;
-      const remembered = Object.fromEntries(Object.entries(completed).slice(-MAX_REMEMBERED_REQUESTS));
       return continueAsNew<typeof capacityWorkflow>({
         asgName,
         historyBound: input.historyBound,
-        carried: { completed: remembered, appliedChanges },
+        carried: { completed: mostRecent(completed), retired: mostRecent(retired), appliedChanges },
       });
     }
     const batch = takeBatch(queue);
@@ -188,6 +212,11 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       for (const pending of batch) failed[pending.request.requestId] = message;
     }
   }
+}
+
+/** The newest entries of a record (insertion order), bounded so the carried state stays small. */
+function mostRecent<T>(entries: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(entries).slice(-MAX_REMEMBERED_REQUESTS));
 }
 
 /** Every increase at the head of the queue goes in one batch; a retirement is applied alone, in its turn. */

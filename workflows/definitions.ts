@@ -68,6 +68,25 @@ export interface FlowSettings {
   reclaimPollSeconds: number;
   /** How long to keep watching a kept instance before the workflow ends and leaves it to the operator. */
   reclaimWaitSeconds: number;
+  monitor: MonitorSettings;
+}
+
+/** Settings of the revert-to-spot monitor. */
+export interface MonitorSettings {
+  /** How often the monitor looks at the spot group. */
+  checkIntervalSeconds: number;
+  /** How long spot must stay healthy without a break before an on-demand node is removed. */
+  stabilityWindowSeconds: number;
+  /** Fallback events with nothing left to do are forgotten this long after they closed. */
+  cleanupAfterSeconds: number;
+  /** Taint put on an on-demand node about to be removed (distinct from the rebalance taint). */
+  scaleDownTaint: TaintSpec;
+  /** Room the rest of the cluster must have beyond the moved pods' requests, in percent of those requests. */
+  capacityBufferPercent: number;
+  /** Also remove on-demand instances Spot Guard did not launch (oldest first) once no fallback event is left. */
+  removeUnlaunchedOnDemand: boolean;
+  /** How long to wait for evicted pods to run elsewhere before the instance is terminated anyway. */
+  podRescheduleTimeoutSeconds: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -217,9 +236,21 @@ export interface CapacityRecord {
   result: IncreaseCapacityResult | RetireInstanceResult;
 }
 
+export interface RetiredInstance {
+  /** terminating: the terminate call was made but not confirmed; the group tells whether it took effect. */
+  how: 'terminating' | 'terminated' | 'reclaimed-by-aws';
+  at: string;
+  desiredAfter: number;
+}
+
 export interface CapacityCarriedState {
   /** Answers to recent requests by request id, so a retried request never applies twice, even across runs. */
   completed: Record<string, CapacityRecord>;
+  /**
+   * Instances this group's books were settled for, by instance id, recorded before the terminate call is made: a
+   * later request about the same instance (any request id) never decrements a second time.
+   */
+  retired?: Record<string, RetiredInstance>;
   appliedChanges: number;
 }
 
@@ -235,3 +266,101 @@ export interface CapacityStatus {
 export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [IncreaseCapacityRequest]>('increaseCapacity');
 export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
 export const capacityStatusQuery = defineQuery<CapacityStatus>('status');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Revert-to-spot monitor (one per spot/on-demand pair)
+
+export function monitorWorkflowId(spotAsgName: string, onDemandAsgName: string): string {
+  return `spot-guard-monitor-${spotAsgName}-${onDemandAsgName}`;
+}
+
+/** Pod annotation an operator sets to let the monitor move a pod that no controller would recreate. */
+export const SAFE_TO_EVICT_ANNOTATION = 'spot-guard.io/safe-to-evict';
+
+/** Sent by a rebalance workflow that fell back to on-demand: which on-demand instance, for which warned one, when. */
+export interface FallbackReport {
+  onDemandInstanceId: string;
+  warnedInstanceId: string;
+  warnedNodeName: string;
+  launchedAt: string;
+}
+
+export interface FallbackEvent extends FallbackReport {
+  /** tracked: still to be removed; removed: Spot Guard terminated it; gone: it left the group some other way. */
+  state: 'tracked' | 'removed' | 'gone';
+  closedAt?: string;
+}
+
+export interface HealthCheck {
+  at: string;
+  healthy: boolean;
+  reasons: string[];
+}
+
+export interface SafetyVerdict {
+  at: string;
+  instanceId: string;
+  nodeName?: string;
+  safe: boolean;
+  reason: string;
+}
+
+/** A scale-down under way, kept in state so a failure or restart resumes the same node instead of taking another. */
+export interface ScaleDownInFlight {
+  instanceId: string;
+  nodeName?: string;
+  launchedBySpotGuard: boolean;
+  step: 'draining' | 'awaiting-pods' | 'terminating';
+  startedAt: string;
+  attempts: number;
+  /** Controllers of the pods moved away, to see them running elsewhere. */
+  owners: PodOwner[];
+}
+
+export interface PodOwner {
+  namespace: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export interface MonitorState {
+  events: FallbackEvent[];
+  paused: boolean;
+  pausedReason?: string;
+  /** Start of the current unbroken healthy streak of the spot group (ISO 8601), kept across restarts and runs. */
+  healthySince?: string;
+  /** Scaling failures are counted from here on (the previous check). */
+  failuresCountedSince?: string;
+  lastCheck?: HealthCheck;
+  lastSafety?: SafetyVerdict;
+  inFlight?: ScaleDownInFlight;
+  scaleDowns: number;
+  notes: string[];
+}
+
+export interface MonitorInput {
+  spotAsgName: string;
+  onDemandAsgName: string;
+  carried?: MonitorState;
+  /** Continue-as-new once the history is this long (the server's suggestion counts too). */
+  historyBound?: number;
+}
+
+export interface MonitorStatus extends MonitorState {
+  spotAsgName: string;
+  onDemandAsgName: string;
+  /** When the healthy streak will have lasted the stability window. */
+  stableAt?: string;
+  phase: 'paused' | 'waiting-for-health' | 'waiting-for-stability' | 'idle' | 'blocked' | 'scaling-down';
+}
+
+export interface PauseRequest {
+  reason: string;
+}
+
+export const fallbackLaunchedSignal = defineSignal<[FallbackReport]>('fallbackLaunched');
+export const pauseMonitorSignal = defineSignal<[PauseRequest]>('pause');
+export const resumeMonitorSignal = defineSignal<[]>('resume');
+export const checkNowSignal = defineSignal<[]>('checkNow');
+export const monitorStatusQuery = defineQuery<MonitorStatus>('status');

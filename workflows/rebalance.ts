@@ -5,6 +5,7 @@ import {
   ApplicationFailure,
   condition,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -34,7 +35,7 @@ const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInter
 
 // No overall deadline: an API that is down for a while is retried until it answers (the pending activity, its attempt
 // count and last error are visible in the UI); input that can never succeed fails at once, non-retryable.
-const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode } =
+const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, reportFallbackToMonitor } =
   proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', retry });
 
 // One poll is worth little once the next is due: a failed poll counts as "no news" and the wait goes on.
@@ -192,8 +193,22 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       note(`spot capacity unavailable (${status.spot.failure}); falling back to on-demand group ${settings.onDemandAsgName}`);
       status.onDemand = { asgName: settings.onDemandAsgName };
       const onDemand = await scaleOut(status.onDemand, 'on-demand', settings.scaleTimeoutSeconds);
-      if (onDemand) settleReplacement('on-demand', onDemand);
-      else {
+      if (onDemand) {
+        settleReplacement('on-demand', onDemand);
+        // Runs recorded before the revert-to-spot monitor existed did not report their fallback.
+        if (patched('report-fallback-to-monitor')) {
+          await reportFallbackToMonitor({
+            spotAsgName: settings.spotAsgName,
+            onDemandAsgName: settings.onDemandAsgName,
+            report: {
+              onDemandInstanceId: onDemand,
+              warnedInstanceId: instanceId,
+              warnedNodeName: nodeName,
+              launchedAt: status.onDemand.inServiceAt ?? isoNow(),
+            },
+          });
+        }
+      } else {
         status.replacement = 'capacity-unavailable';
         note(`on-demand capacity unavailable too (${status.onDemand.failure})`);
       }

@@ -3,7 +3,7 @@
 // sends. It records every request and can refuse evictions as a PodDisruptionBudget would.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Taint } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PolicyV1Api, type V1Node, type V1Pod, type V1PodDisruptionBudget, type V1Taint } from '@kubernetes/client-node';
 
 export interface RecordedRequest {
   method: string;
@@ -18,12 +18,31 @@ export interface FakeNodeOptions {
   zone?: string;
   ready?: boolean;
   taints?: V1Taint[];
+  allocatable?: { cpu: string; memory: string };
+}
+
+export interface FakePodOptions {
+  namespace?: string;
+  name: string;
+  nodeName: string;
+  ownerKind?: string;
+  /** Pods of the same owner share this uid (default: one owner per pod). */
+  ownerUid?: string;
+  mirror?: boolean;
+  phase?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  requests?: { cpu?: string; memory?: string };
 }
 
 export class FakeKubernetesApi {
   readonly nodes = new Map<string, V1Node>();
   readonly pods = new Map<string, V1Pod>();
   readonly requests: RecordedRequest[] = [];
+  readonly budgets: V1PodDisruptionBudget[] = [];
+  /** When set, an evicted pod with a controller comes back on this node, Running and Ready, as a scheduler would do. */
+  rescheduleEvictedTo?: string;
+  private replacements = 0;
   /** Pod key → how many more evictions to refuse with 429. */
   readonly pdbBlocks = new Map<string, number>();
   /** The next N patches that carry a resourceVersion find the node changed (onConflict runs) and answer 409. */
@@ -50,6 +69,15 @@ export class FakeKubernetesApi {
 
   /** A real CoreV1Api pointed at this fake. */
   coreApi(): CoreV1Api {
+    return this.kubeConfig().makeApiClient(CoreV1Api);
+  }
+
+  /** A real PolicyV1Api pointed at this fake. */
+  policyApi(): PolicyV1Api {
+    return this.kubeConfig().makeApiClient(PolicyV1Api);
+  }
+
+  private kubeConfig(): KubeConfig {
     const config = new KubeConfig();
     config.loadFromOptions({
       clusters: [{ name: 'fake', server: this.url, skipTLSVerify: true }],
@@ -57,7 +85,7 @@ export class FakeKubernetesApi {
       contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
       currentContext: 'fake',
     });
-    return config.makeApiClient(CoreV1Api);
+    return config;
   }
 
   addNode(options: FakeNodeOptions): V1Node {
@@ -66,27 +94,56 @@ export class FakeKubernetesApi {
       kind: 'Node',
       metadata: { name: options.name, resourceVersion: this.nextVersion(), labels: {} },
       spec: { providerID: `aws:///${options.zone ?? 'us-east-1a'}/${options.instanceId}`, taints: options.taints },
-      status: { conditions: [{ type: 'Ready', status: options.ready === false ? 'False' : 'True' }] },
+      status: {
+        conditions: [{ type: 'Ready', status: options.ready === false ? 'False' : 'True' }],
+        allocatable: options.allocatable ?? { cpu: '4', memory: '16Gi' },
+      },
     };
     this.nodes.set(options.name, node);
     return node;
   }
 
-  addPod(pod: { namespace?: string; name: string; nodeName: string; ownerKind?: string; mirror?: boolean; phase?: string }): void {
+  setNodeReady(name: string, ready: boolean): void {
+    const node = this.nodes.get(name);
+    if (!node) throw new Error(`no node ${name}`);
+    node.status = { ...node.status, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] };
+  }
+
+  addPod(pod: FakePodOptions): V1Pod {
     const namespace = pod.namespace ?? 'default';
-    this.pods.set(`${namespace}/${pod.name}`, {
+    const created: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
         name: pod.name,
         namespace,
-        annotations: pod.mirror ? { 'kubernetes.io/config.mirror': 'abc' } : {},
+        labels: pod.labels ?? {},
+        annotations: { ...(pod.mirror ? { 'kubernetes.io/config.mirror': 'abc' } : {}), ...pod.annotations },
         ownerReferences: pod.ownerKind
-          ? [{ apiVersion: 'apps/v1', kind: pod.ownerKind, name: `${pod.name}-owner`, uid: '1', controller: true }]
+          ? [{ apiVersion: 'apps/v1', kind: pod.ownerKind, name: `${pod.name}-owner`, uid: pod.ownerUid ?? `uid-${namespace}-${pod.name}`, controller: true }]
           : [],
       },
-      spec: { nodeName: pod.nodeName, containers: [{ name: 'main', image: 'busybox' }] },
-      status: { phase: pod.phase ?? 'Running' },
+      spec: {
+        nodeName: pod.nodeName,
+        containers: [{ name: 'main', image: 'busybox', resources: pod.requests ? { requests: pod.requests } : undefined }],
+      },
+      status: {
+        phase: pod.phase ?? 'Running',
+        conditions: [{ type: 'Ready', status: (pod.phase ?? 'Running') === 'Running' ? 'True' : 'False' }],
+      },
+    };
+    this.pods.set(`${namespace}/${pod.name}`, created);
+    return created;
+  }
+
+  /** A PodDisruptionBudget with its status as the disruption controller would have computed it. */
+  addBudget(budget: { namespace?: string; name: string; matchLabels: Record<string, string>; disruptionsAllowed: number }): void {
+    this.budgets.push({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: { name: budget.name, namespace: budget.namespace ?? 'default', generation: 1 },
+      spec: { selector: { matchLabels: budget.matchLabels }, minAvailable: 1 },
+      status: { observedGeneration: 1, disruptionsAllowed: budget.disruptionsAllowed, currentHealthy: 1, desiredHealthy: 1, expectedPods: 1 },
     });
   }
 
@@ -121,10 +178,13 @@ export class FakeKubernetesApi {
     if (req.method === 'GET' && url.pathname === '/api/v1/pods') {
       const selector = url.searchParams.get('fieldSelector') ?? '';
       const nodeName = /spec\.nodeName=([^,]+)/.exec(selector)?.[1];
-      for (const key of this.terminating) this.pods.delete(key); // terminated since the last look
+      for (const key of this.terminating) this.terminated(key); // terminated since the last look
       this.terminating.clear();
       const items = [...this.pods.values()].filter((p) => nodeName === undefined || p.spec?.nodeName === nodeName);
       return this.send(res, 200, { apiVersion: 'v1', kind: 'PodList', metadata: {}, items });
+    }
+    if (req.method === 'GET' && url.pathname === '/apis/policy/v1/poddisruptionbudgets') {
+      return this.send(res, 200, { apiVersion: 'policy/v1', kind: 'PodDisruptionBudgetList', metadata: {}, items: this.budgets });
     }
     if (req.method === 'POST' && (match = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/eviction$/.exec(url.pathname))) {
       const key = `${match[1]}/${match[2]}`;
@@ -140,6 +200,20 @@ export class FakeKubernetesApi {
       return this.send(res, 201, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: match[2], namespace: match[1] } });
     }
     return this.send(res, 404, status(404, `fake has no route for ${req.method} ${url.pathname}`, 'NotFound'));
+  }
+
+  private terminated(key: string): void {
+    const pod = this.pods.get(key);
+    this.pods.delete(key);
+    const owner = pod?.metadata?.ownerReferences?.find((o) => o.controller);
+    if (!pod || !owner || owner.kind === 'DaemonSet' || this.rescheduleEvictedTo === undefined) return;
+    const name = `${pod.metadata?.name}-r${++this.replacements}`;
+    this.pods.set(`${pod.metadata?.namespace}/${name}`, {
+      ...pod,
+      metadata: { ...pod.metadata, name, deletionTimestamp: undefined },
+      spec: { containers: [], ...pod.spec, nodeName: this.rescheduleEvictedTo },
+      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
+    });
   }
 
   /** Strategic merge for the fields Spot Guard patches: spec.taints (no merge key: replaced) and spec.unschedulable. */

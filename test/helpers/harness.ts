@@ -1,10 +1,11 @@
 // One test's world: fake AWS groups, a fake Kubernetes API server, the real activities over them, and a worker on a
 // task queue of its own against the shared time-skipping test server.
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../worker/config.js';
-import type { FlowSettings } from '../../workflows/definitions.js';
+import { capacityWorkflowId, type FlowSettings, monitorWorkflowId } from '../../workflows/definitions.js';
 import { FakeAutoScaling } from '../fakes/auto-scaling.js';
 import { FakeKubernetesApi } from '../fakes/kubernetes-api.js';
 import { workflowBundle } from './temporal.js';
@@ -37,7 +38,22 @@ export class Harness {
     return this;
   }
 
+  /**
+   * Ends the long-lived workflows this test's groups caused (capacity workflows, the monitor): left running on a task
+   * queue nobody polls any more, their timers would hold the time-skipping server back in the next test.
+   */
   async stop(): Promise<void> {
+    const ids = [capacityWorkflowId(this.spot), capacityWorkflowId(this.onDemand), monitorWorkflowId(this.spot, this.onDemand)];
+    await Promise.all(
+      ids.map((id) =>
+        this.env.client.workflow
+          .getHandle(id)
+          .terminate('test finished')
+          .catch((error: unknown) => {
+            if (!(error instanceof WorkflowNotFoundError)) throw error;
+          }),
+      ),
+    );
     await this.k8s.stop();
   }
 
@@ -49,6 +65,7 @@ export class Harness {
       activities: createActivities({
         autoScaling: this.aws.client,
         kubernetes: this.k8s.coreApi(),
+        kubernetesPolicy: this.k8s.policyApi(),
         temporal: this.env.client,
         taskQueue: this.taskQueue,
         settings: this.settings,
