@@ -58,6 +58,7 @@ const CAPACITY_PROBLEM_PATTERNS = [
 ];
 
 export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'StatusMessage' | 'Description'>): boolean {
+  if (/^Terminating/.test(activity.Description ?? '')) return false; // a failed termination says nothing about launches
   if (activity.StatusCode === 'Failed') return true;
   const text = `${activity.StatusMessage ?? ''} ${activity.Description ?? ''}`;
   return CAPACITY_PROBLEM_PATTERNS.some((pattern) => pattern.test(text));

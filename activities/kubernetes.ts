@@ -9,6 +9,7 @@ import {
   type V1Taint,
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import type { DrainReport, TaintSpec } from '../workflows/definitions.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
@@ -73,6 +74,16 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
         throw nonRetryable(FailureType.nodeNotFound, `Kubernetes node "${nodeName}" does not exist`);
       }
       return kubernetesCall(`read node ${nodeName}`, () => Promise.reject(error));
+    }
+  }
+
+  /** Read for a change after verification: a node deleted meanwhile (reclaimed, scaled in) is no error, just gone. */
+  async function readNodeIfPresent(nodeName: string): Promise<V1Node | undefined> {
+    try {
+      return await readNode(nodeName);
+    } catch (error) {
+      if (error instanceof ApplicationFailure && error.type === FailureType.nodeNotFound) return undefined;
+      throw error;
     }
   }
 
@@ -152,9 +163,10 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     },
 
     /** Adds the taint (merged by key and effect with the node's others); a node that has it already is left as it is. */
-    async taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean }> {
+    async taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }> {
       for (let attempt = 1; ; attempt++) {
-        const node = await readNode(input.nodeName);
+        const node = await readNodeIfPresent(input.nodeName);
+        if (!node) return { alreadyTainted: false, nodeGone: true };
         const taints = withTaint(node.spec?.taints, input.taint);
         if (!taints) return { alreadyTainted: true };
         if (dryRun) {
@@ -179,8 +191,9 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     },
 
     /** Marks the node unschedulable (kubectl cordon). */
-    async cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean }> {
-      const node = await readNode(input.nodeName);
+    async cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }> {
+      const node = await readNodeIfPresent(input.nodeName);
+      if (!node) return { alreadyCordoned: false, nodeGone: true };
       if (node.spec?.unschedulable) return { alreadyCordoned: true };
       if (dryRun) {
         log.info('dry run: would cordon node', { node: input.nodeName });
@@ -222,6 +235,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
           const outcome = await evict(pod);
           if (outcome === 'evicted') evicted.add(podKey(pod));
           if (outcome === 'blocked') blocked.push(podKey(pod));
+          heartbeat({ evicted: [...evicted], remaining, blocked }); // per pod: a large node never misses a heartbeat
         }
         const report: DrainReport = { evicted: [...evicted], skipped, remaining, complete: remaining.length === 0 || dryRun };
         heartbeat({ evicted: report.evicted, remaining, blocked });

@@ -44,16 +44,24 @@ export async function requestRebalance(client: Client, taskQueue: string, input:
   }
 }
 
-/** On a spot interruption notice: tell the instance's workflow to drain now, starting it if there is none yet. */
+/**
+ * On a spot interruption notice: tell the instance's workflow to drain now, starting it if there is none yet. Returns
+ * undefined when the instance's workflow has already finished: its node was handled and nothing is left to signal.
+ */
 export async function reportInterruption(
   client: Client,
   taskQueue: string,
   input: RebalanceInput,
   notice: InterruptionNotice,
-): Promise<WorkflowHandle<typeof rebalanceWorkflow>> {
-  return client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
-    ...startOptions(input, taskQueue),
-    signal: interruptionNoticeSignal,
-    signalArgs: [notice],
-  });
+): Promise<WorkflowHandle<typeof rebalanceWorkflow> | undefined> {
+  try {
+    return await client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
+      ...startOptions(input, taskQueue),
+      signal: interruptionNoticeSignal,
+      signalArgs: [notice],
+    });
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return undefined;
+    throw error;
+  }
 }

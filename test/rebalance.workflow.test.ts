@@ -82,6 +82,11 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(result.replacement, 'on-demand');
     assert.equal(h.aws.desired(h.onDemand), 1);
     assert.match(status.spot.failure ?? '', /capacity problem: Failed: We currently do not have sufficient m5.large capacity/);
+    assert.deepEqual(
+      h.fallbackReports.map((r) => [r.onDemandInstanceId, r.warnedInstanceId, r.warnedNodeName]),
+      [[result.replacementInstanceId, atRisk, 'node-a']],
+      'the revert-to-spot monitor is told which on-demand instance was launched for which node',
+    );
     const polls = (await activityNames(handle())).filter((name) => name === 'describeScaleOut');
     assert.equal(polls.length, 2, 'one poll found the spot failure, one found the on-demand instance');
     assertTaintedAndDrained();
@@ -177,7 +182,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(result.replacement, 'on-demand');
     assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.AutoScalingGroupName), [h.onDemand]);
     assert.equal(status.spot.failure, 'group is at its MaxSize (3)');
-    assert.equal(h.aws.desired(h.spot), 2, 'the drained spot instance is terminated with decrement');
+    // The spot group was never raised, so it must not shrink: it replaces the drained instance and keeps its size.
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: false }]);
+    assert.equal(h.aws.desired(h.spot), 3);
   });
 
   it('a repeated notice for the same instance starts no second run', async function () {

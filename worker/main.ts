@@ -51,17 +51,28 @@ async function main(): Promise<number> {
       const added = await ensureSearchAttributes(connection, config.temporal.namespace);
       if (added.length > 0) say(`registered search attributes: ${added.join(', ')}`);
     } catch (error) {
-      say(`could not register search attributes (${(error as Error).message}); ask your Temporal operator to add SpotGuardInstanceId, SpotGuardNode, SpotGuardAsg, SpotGuardPhase and SpotGuardOutcome as Keyword`);
+      // Without them every workflow task that sets one fails: refuse to start rather than run stuck workflows.
+      console.error(
+        `[spot-guard] cannot register search attributes on namespace "${config.temporal.namespace}" (${(error as Error).message}): ` +
+          'add SpotGuardInstanceId, SpotGuardNode, SpotGuardAsg, SpotGuardPhase and SpotGuardOutcome as Keyword, then start again',
+      );
+      return 2;
     }
 
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromDefault();
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster || cluster.server === 'http://localhost:8080') {
+      say('warning: no kubeconfig and no in-cluster service account found: Kubernetes activities will retry until one is configured (set KUBECONFIG)');
+    }
 
     const worker = await Worker.create({
       connection: await NativeConnection.connect(options),
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)),
+      // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
+      shutdownGraceTime: '30 seconds',
       activities: createActivities({
         autoScaling,
         kubernetes: kubeConfig.makeApiClient(CoreV1Api),

@@ -38,6 +38,8 @@ const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyAct
 
 /** Completed requests remembered for deduplication, carried across continue-as-new. */
 const MAX_REMEMBERED_REQUESTS = 500;
+/** Size bound of each carried record set (JSON characters). */
+const MAX_CARRIED_BYTES = 256 * 1024;
 /** Continue-as-new well before Temporal's limits even if the server has not suggested it yet. */
 const DEFAULT_HISTORY_BOUND = 10_000;
 
@@ -160,11 +162,12 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
         record(request.requestId, 'retire', { status: 'still-running' });
         return;
       }
-      const desiredAfter = group.desiredCapacity - 1;
+      const decrement = request.decrement ?? true;
+      const desiredAfter = decrement ? group.desiredCapacity - 1 : group.desiredCapacity;
       // Recorded before the call: if the call takes effect but its answer is lost for good, a later request about
       // this instance finds it gone and must not take that for an AWS reclaim and decrement again.
       retired[instanceId] = { how: 'terminating', at: new Date().toISOString(), desiredAfter };
-      await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: true });
+      await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: decrement });
       retired[instanceId] = { how: 'terminated', at: new Date().toISOString(), desiredAfter };
       appliedChanges++;
       record(request.requestId, 'retire', { status: 'terminated', desiredAfter });
@@ -178,7 +181,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     // AWS took the instance (spot interruption) and the group would replace it at the raised size: bring desired back
     // down by the one instance Spot Guard added for it.
-    const desiredAfter = Math.max(group.minSize, group.desiredCapacity - 1);
+    const desiredAfter = request.decrement === false ? group.desiredCapacity : Math.max(group.minSize, group.desiredCapacity - 1);
     retired[instanceId] = { how: 'reclaimed-by-aws', at: new Date().toISOString(), desiredAfter };
     if (desiredAfter !== group.desiredCapacity) {
       await setDesiredCapacity({ asgName, desiredCapacity: desiredAfter });
@@ -214,9 +217,19 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   }
 }
 
-/** The newest entries of a record (insertion order), bounded so the carried state stays small. */
+/**
+ * The newest entries of a record (insertion order), bounded in count and in size: the input of continue-as-new must
+ * stay far below Temporal's payload limit even for groups of hundreds of instances.
+ */
 function mostRecent<T>(entries: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(entries).slice(-MAX_REMEMBERED_REQUESTS));
+  const kept: [string, T][] = [];
+  let size = 0;
+  for (const [key, value] of Object.entries(entries).slice(-MAX_REMEMBERED_REQUESTS).reverse()) {
+    size += key.length + JSON.stringify(value).length;
+    if (size > MAX_CARRIED_BYTES) break;
+    kept.push([key, value]);
+  }
+  return Object.fromEntries(kept.reverse());
 }
 
 /** Every increase at the head of the queue goes in one batch; a retirement is applied alone, in its turn. */

@@ -222,6 +222,11 @@ export interface RetireInstanceRequest {
    * otherwise report that it is still running.
    */
   terminate: boolean;
+  /**
+   * Whether desired capacity was raised for this instance and must come down with it (default true). false when the
+   * group was never raised (at MaxSize): it then replaces the instance and keeps its size.
+   */
+  decrement?: boolean;
 }
 
 export type RetireInstanceResult =

@@ -126,42 +126,33 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 
   // 5. Taint: after the replacement is there, after both scale-ups failed, or at once on an interruption notice.
   enterPhase('tainting');
-  await taintNode({ nodeName, taint: settings.taint });
-  status.taintedAt = isoNow();
+  const tainted = await taintNode({ nodeName, taint: settings.taint });
+  if (tainted.nodeGone) note(`node ${nodeName} is gone from Kubernetes (deleted or reclaimed)`);
+  else status.taintedAt = isoNow();
 
   // 6. Drain. Without any replacement the node keeps its pods until AWS interrupts it or an operator says so.
   let fate: InstanceFate | undefined;
   let drained = false;
+  const spotAnswered = (): boolean => status.spot.desiredTarget !== undefined || status.spot.failure !== undefined || capacitySettled;
   if (status.replacement === 'capacity-unavailable' && !drainRequested()) {
     enterPhase('holding');
     note('no replacement capacity: node tainted, pods stay until an interruption notice or a drainNow signal');
-    const watched = await watchKeptInstance(drainRequested);
+    const watched = await watchKeptInstance(drainRequested, status.spot.desiredTarget !== undefined);
     if (watched === 'drain-requested') drained = await drain();
     else fate = watched;
   } else {
     drained = await drain();
   }
 
-  // 7. Keep the books once the capacity steps have finished: the group was raised by one for this instance.
-  await capacity;
-  if (!fate) {
-    if (status.replacement === 'not-requested') {
-      fate = 'kept'; // nothing was added for it, so there are no books to keep
-    } else if (drained && settings.terminateDrainedInstance) {
-      enterPhase('retiring-instance');
-      const retired = await requestInstanceRetirement({
-        asgName: settings.spotAsgName,
-        requestId: `${workflowId}/retire`,
-        instanceId,
-        terminate: true,
-      });
-      fate = retired.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
-    } else {
-      enterPhase('awaiting-reclaim');
-      if (!drained) note('drain incomplete: the instance is kept until AWS takes it');
-      const watched = await watchKeptInstance(() => false);
-      fate = watched === 'drain-requested' ? 'kept' : watched;
-    }
+  // 7. Keep the books: the spot group was raised by one for this instance. A drained instance is terminated at once,
+  //    before AWS's two-minute deadline, while the capacity steps may still go on; runs recorded before that waited
+  //    for the capacity steps first.
+  if (patched('retire-right-after-drain')) {
+    fate = await keepBooks(fate, drained);
+    await capacity;
+  } else {
+    await capacity;
+    fate = await keepBooks(fate, drained);
   }
   status.instanceFate = fate;
   enterPhase('done');
@@ -178,6 +169,43 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   };
 
   // --- steps -------------------------------------------------------------------------------------------------
+
+  async function keepBooks(known: InstanceFate | undefined, wasDrained: boolean): Promise<InstanceFate> {
+    if (known) return known;
+    if (status.replacement === 'not-requested') return 'kept'; // nothing was added for it: no books to keep
+    // Whether the group was raised decides whether it must come down with the instance.
+    await condition(spotAnswered);
+    const decrement = status.spot.desiredTarget !== undefined;
+    if (wasDrained && settings.terminateDrainedInstance) {
+      enterPhase('retiring-instance');
+      return retireDrainedInstance(decrement);
+    }
+    enterPhase('awaiting-reclaim');
+    if (!wasDrained) note('drain incomplete: the instance is kept until AWS takes it');
+    const watched = await watchKeptInstance(() => false, decrement);
+    return watched === 'drain-requested' ? 'kept' : watched;
+  }
+
+  /** Terminates the drained instance through the capacity workflow, trying again (with a new request id) on failure. */
+  async function retireDrainedInstance(decrement: boolean): Promise<InstanceFate> {
+    for (let attempt = 1; attempt <= MAX_RETIRE_ATTEMPTS; attempt++) {
+      try {
+        const retired = await requestInstanceRetirement({
+          asgName: settings.spotAsgName,
+          requestId: attempt === 1 ? `${workflowId}/retire` : `${workflowId}/retire/${attempt}`,
+          instanceId,
+          terminate: true,
+          decrement,
+        });
+        return retired.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+      } catch (error) {
+        note(`could not retire ${instanceId} (attempt ${attempt}): ${rootMessage(error)}`);
+        await sleep(Math.min(attempt * 30_000, 300_000));
+      }
+    }
+    note(`gave up retiring ${instanceId} after ${MAX_RETIRE_ATTEMPTS} attempts: terminate it by hand`);
+    return 'kept';
+  }
 
   async function addReplacementCapacity(): Promise<void> {
     if (!settings.addReplacementCapacity) {
@@ -294,28 +322,42 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 
   async function drain(): Promise<boolean> {
     enterPhase('draining');
-    await cordonNode({ nodeName });
+    const cordoned = await cordonNode({ nodeName });
+    if (cordoned.nodeGone) {
+      note(`node ${nodeName} is gone from Kubernetes: nothing left to drain`);
+      return true;
+    }
     const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
-    const report = await evictPodsActivity(settings)({ nodeName, deadline });
-    status.drain = { ...report, finishedAt: isoNow() };
-    if (!report.complete) note(`drain stopped at its timeout with ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`);
-    return report.complete;
+    try {
+      const report = await evictPodsActivity(settings)({ nodeName, deadline });
+      status.drain = { ...report, finishedAt: isoNow() };
+      if (!report.complete) note(`drain stopped at its timeout with ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`);
+      return report.complete;
+    } catch (error) {
+      note(`drain failed: ${rootMessage(error)}`);
+      return false;
+    }
   }
 
   /**
    * Watches a kept instance (tainted, not terminated by us) until AWS takes it, the stop condition holds, or the
    * reclaim wait ends. When AWS takes it, the capacity workflow lowers desired back by the one instance added for it.
    */
-  async function watchKeptInstance(stop: () => boolean): Promise<InstanceFate | 'drain-requested'> {
+  async function watchKeptInstance(stop: () => boolean, decrement: boolean): Promise<InstanceFate | 'drain-requested'> {
     const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
     for (let look = 1; ; look++) {
-      const answer = await requestInstanceRetirement({
-        asgName: settings.spotAsgName,
-        requestId: `${workflowId}/watch/${look}`,
-        instanceId,
-        terminate: false,
-      });
-      if (answer.status !== 'still-running') return 'reclaimed-by-aws';
+      try {
+        const answer = await requestInstanceRetirement({
+          asgName: settings.spotAsgName,
+          requestId: `${workflowId}/watch/${look}`,
+          instanceId,
+          terminate: false,
+          decrement,
+        });
+        if (answer.status !== 'still-running') return 'reclaimed-by-aws';
+      } catch (error) {
+        note(`could not look whether ${instanceId} is still running: ${rootMessage(error)}`);
+      }
       const left = deadline - Date.now();
       if (left <= 0) return 'kept';
       if (await condition(stop, Math.min(settings.reclaimPollSeconds * 1000, left))) return 'drain-requested';
@@ -323,14 +365,20 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   }
 }
 
-/** The drain's activity options depend on the drain timeout, which comes from the settings. */
+/**
+ * The drain's activity options depend on the drain timeout, which comes from the settings. No attempt limit: the
+ * absolute deadline in the input already bounds the drain, whatever happens to the worker or the API meanwhile.
+ */
 function evictPodsActivity(settings: FlowSettings) {
   return proxyActivities<SpotGuardActivities>({
     startToCloseTimeout: `${settings.drainTimeoutSeconds + 60} seconds`,
+    scheduleToCloseTimeout: `${settings.drainTimeoutSeconds + 300} seconds`,
     heartbeatTimeout: '30 seconds',
-    retry: { ...retry, maximumAttempts: 5 },
+    retry,
   }).evictPods;
 }
+
+const MAX_RETIRE_ATTEMPTS = 20;
 
 function requireValidInput(input: RebalanceInput): void {
   const problems: string[] = [];

@@ -5,7 +5,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../worker/config.js';
-import { capacityWorkflowId, type FlowSettings, monitorWorkflowId } from '../../workflows/definitions.js';
+import { capacityWorkflowId, type FallbackReport, type FlowSettings, monitorWorkflowId } from '../../workflows/definitions.js';
 import { FakeAutoScaling } from '../fakes/auto-scaling.js';
 import { FakeKubernetesApi } from '../fakes/kubernetes-api.js';
 import { workflowBundle } from './temporal.js';
@@ -28,6 +28,13 @@ export class Harness {
   readonly spot = `spot-asg-${this.id}`;
   readonly onDemand = `on-demand-asg-${this.id}`;
   settings: FlowSettings = defaultFlowSettings(this.spot, this.onDemand);
+  /**
+   * Fallback reports sent to the revert-to-spot monitor. Unless `startMonitor` is set, they are only recorded: a
+   * monitor started at the end of a rebalance test and terminated with an activity in flight would leave the
+   * time-skipping server's clock locked for the next test.
+   */
+  readonly fallbackReports: FallbackReport[] = [];
+  startMonitor = false;
 
   constructor(readonly env: TestWorkflowEnvironment) {}
 
@@ -38,11 +45,16 @@ export class Harness {
     return this;
   }
 
-  /**
-   * Ends the long-lived workflows this test's groups caused (capacity workflows, the monitor): left running on a task
-   * queue nobody polls any more, their timers would hold the time-skipping server back in the next test.
-   */
   async stop(): Promise<void> {
+    await this.k8s.stop();
+  }
+
+  /**
+   * Ends the long-lived workflows this test's groups caused (capacity workflows, the monitor) while the worker still
+   * runs: left behind with a timer or an activity in flight, they would hold the time-skipping server back in the next
+   * test.
+   */
+  private async endEntityWorkflows(): Promise<void> {
     const ids = [capacityWorkflowId(this.spot), capacityWorkflowId(this.onDemand), monitorWorkflowId(this.spot, this.onDemand)];
     await Promise.all(
       ids.map((id) =>
@@ -54,29 +66,42 @@ export class Harness {
           }),
       ),
     );
-    await this.k8s.stop();
   }
 
   async worker(): Promise<Worker> {
+    const activities = createActivities({
+      autoScaling: this.aws.client,
+      kubernetes: this.k8s.coreApi(),
+      kubernetesPolicy: this.k8s.policyApi(),
+      temporal: this.env.client,
+      taskQueue: this.taskQueue,
+      settings: this.settings,
+      evictionRetrySeconds: 0.05,
+    });
+    const reportFallbackToMonitor = activities.reportFallbackToMonitor;
     return Worker.create({
       connection: this.env.nativeConnection,
       taskQueue: this.taskQueue,
       workflowBundle: await workflowBundle(),
-      activities: createActivities({
-        autoScaling: this.aws.client,
-        kubernetes: this.k8s.coreApi(),
-        kubernetesPolicy: this.k8s.policyApi(),
-        temporal: this.env.client,
-        taskQueue: this.taskQueue,
-        settings: this.settings,
-        evictionRetrySeconds: 0.05,
-      }),
+      activities: {
+        ...activities,
+        reportFallbackToMonitor: async (input: Parameters<typeof reportFallbackToMonitor>[0]) => {
+          this.fallbackReports.push(input.report);
+          if (this.startMonitor) await reportFallbackToMonitor(input);
+        },
+      },
     });
   }
 
   /** Runs `fn` while a worker serves this harness's task queue. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
     const worker = await this.worker();
-    return worker.runUntil(fn);
+    return worker.runUntil(async () => {
+      try {
+        return await fn();
+      } finally {
+        await this.endEntityWorkflows();
+      }
+    });
   }
 }
