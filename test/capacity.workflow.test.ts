@@ -6,6 +6,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createCapacityRequestActivities } from '../activities/capacity-requests.js';
 import type { capacityWorkflow } from '../workflows/capacity.js';
 import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from '../workflows/definitions.js';
+import { awsError } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
@@ -111,6 +112,34 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     });
     assert.equal(h.aws.desired(h.spot), 3);
     assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: drained, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('a termination whose answer was lost for good is never decremented a second time', async function () {
+    const [drained] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string];
+    // AWS terminates the instance but the caller only ever sees a refusal: the request fails.
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated lost answer', 400), true);
+    await h.run(async () => {
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise' });
+      await assert.rejects(requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true }));
+      assert.equal(h.aws.desired(h.spot), 3, 'the lost call did take effect: 4 - 1');
+      const again = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-2', instanceId: drained, terminate: true });
+      assert.deepEqual(again, { status: 'terminated', desiredAfter: 3 });
+    });
+    assert.equal(h.aws.desired(h.spot), 3, 'not lowered again as if AWS had reclaimed it');
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 1, 'only the raise');
+  });
+
+  it('a termination that failed without effect is tried again by the next request', async function () {
+    const [drained] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string];
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated refusal', 400));
+    await h.run(async () => {
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise' });
+      await assert.rejects(requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true }));
+      const again = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-2', instanceId: drained, terminate: true });
+      assert.deepEqual(again, { status: 'terminated', desiredAfter: 3 });
+    });
+    assert.ok(!h.aws.instanceIds(h.spot).includes(drained));
+    assert.equal(h.aws.desired(h.spot), 3);
   });
 
   it('refuses a malformed request in its validator, with nothing changed', async function () {

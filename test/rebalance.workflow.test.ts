@@ -266,6 +266,21 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
   });
 
+  it('a node deleted from Kubernetes mid-flow is no failure: the books are still kept', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 2 });
+    const result = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.capacityPhase === 'waiting-for-spot');
+      h.k8s.nodes.delete('node-a'); // reclaimed, or removed by another controller
+      return handle().result();
+    });
+    assert.equal(result.replacement, 'spot');
+    assert.equal(result.tainted, false);
+    assert.equal(result.instanceFate, 'terminated');
+    assert.ok(result.notes.some((n) => n.includes('node node-a is gone from Kubernetes')));
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
   it('malformed input is refused before anything runs', async function () {
     await h.run(async () => {
       const bad = await env.client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', {
