@@ -1,0 +1,260 @@
+// The revert-to-spot monitor on the time-skipping test server with the default timings (checks every 30 s, a 2-minute
+// stability window, 10-minute cleanup), real activities, fake AWS groups and the fake Kubernetes API server.
+import assert from 'node:assert/strict';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createMonitorRequestActivities, ensureMonitor } from '../activities/monitor-requests.js';
+import {
+  checkNowSignal,
+  type MonitorStatus,
+  monitorStatusQuery,
+  monitorWorkflowId,
+  pauseMonitorSignal,
+  resumeMonitorSignal,
+} from '../workflows/definitions.js';
+import type { monitorWorkflow } from '../workflows/monitor.js';
+import { awsError } from './fakes/auto-scaling.js';
+import { Harness } from './helpers/harness.js';
+import { recordHistory } from './helpers/histories.js';
+import { createTimeSkippingEnv } from './helpers/temporal.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+
+describe('revert-to-spot monitor (time-skipping, default timings)', function () {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  let spotIds: string[];
+  let fallback: string; // the on-demand instance Spot Guard launched
+  let other: string; // an on-demand instance it did not launch
+
+  before(async function () {
+    env = await createTimeSkippingEnv();
+  });
+  after(async function () {
+    await env?.teardown();
+  });
+
+  beforeEach(async function () {
+    h = await new Harness(env).start();
+    spotIds = h.aws.addGroup(h.spot, { desired: 3, max: 6 });
+    spotIds.forEach((instanceId, i) => h.k8s.addNode({ name: `spot-${i}`, instanceId }));
+    [fallback, other] = h.aws.addGroup(h.onDemand, { desired: 2, max: 4 }) as [string, string];
+    h.k8s.addNode({ name: 'od-1', instanceId: fallback });
+    h.k8s.addNode({ name: 'od-2', instanceId: other });
+    for (const name of ['web-1', 'web-2']) {
+      h.k8s.addPod({ name, nodeName: 'od-1', ownerKind: 'ReplicaSet', ownerUid: 'rs-web', labels: { app: 'web' }, requests: { cpu: '500m', memory: '512Mi' } });
+    }
+    h.k8s.addPod({ namespace: 'kube-system', name: 'cni-od-1', nodeName: 'od-1', ownerKind: 'DaemonSet' });
+    h.k8s.addPod({ name: 'api-1', nodeName: 'od-2', ownerKind: 'ReplicaSet', requests: { cpu: '250m' } });
+    h.k8s.rescheduleEvictedTo = 'spot-0';
+  });
+  afterEach(async function () {
+    await h.stop();
+  });
+
+  const handle = (): WorkflowHandle<typeof monitorWorkflow> => env.client.workflow.getHandle(monitorWorkflowId(h.spot, h.onDemand));
+  const status = (): Promise<MonitorStatus> => handle().query(monitorStatusQuery);
+  const terminations = () => h.aws.callsOf('TerminateInstanceInAutoScalingGroup');
+
+  /** Starts the monitor as the worker does, and reports the fallback as a rebalance workflow does. */
+  async function startWithFallback(): Promise<void> {
+    await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+    await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
+      spotAsgName: h.spot,
+      onDemandAsgName: h.onDemand,
+      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date().toISOString() },
+    });
+  }
+
+  it('removes exactly the fallback instance after 2 healthy minutes, terminating it with decrement', async function () {
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(100 * SECOND);
+      assert.equal(terminations().length, 0, 'not before the 2-minute stability window');
+      assert.equal((await status()).phase, 'waiting-for-stability');
+
+      await env.sleep(40 * SECOND);
+      const after = await status();
+      assert.equal(after.scaleDowns, 1, JSON.stringify(after.notes));
+      assert.deepEqual(after.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'removed']]);
+      assert.equal(after.lastSafety?.safe, true);
+      assert.match(after.lastSafety?.reason ?? '', /2 pod\(s\) can move: cpu 1000m, memory 1024Mi plus 10% buffer fits/);
+      await recordHistory(handle(), 'monitor-scale-down');
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
+    assert.deepEqual(h.aws.instanceIds(h.onDemand), [other], 'the on-demand instance Spot Guard did not launch stays');
+    assert.equal(h.aws.desired(h.onDemand), 1);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.equal(od1?.spec?.unschedulable, true);
+    assert.deepEqual(od1?.spec?.taints, [{ key: 'spot-guard.io/scale-down-pending', value: 'true', effect: 'NoSchedule' }]);
+    assert.deepEqual(h.k8s.podsOn('od-1'), ['kube-system/cni-od-1'], 'only the DaemonSet pod stays');
+    assert.equal(h.k8s.podsOn('spot-0').length, 2, 'the web pods run on spot now');
+  });
+
+  it('does not scale down while spot is unhealthy', async function () {
+    h.k8s.setNodeReady('spot-1', false);
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(5 * MINUTE);
+      const now = await status();
+      assert.equal(now.phase, 'waiting-for-health');
+      assert.equal(now.healthySince, undefined);
+      assert.deepEqual(now.lastCheck?.reasons, [`node spot-1 (${spotIds[1]}) is not Ready`]);
+    });
+    assert.equal(terminations().length, 0);
+    assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
+  });
+
+  it('restarts the stability window when health breaks in the middle', async function () {
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(75 * SECOND);
+      const healthy = await status();
+      assert.ok(healthy.healthySince, 'healthy from the first check');
+
+      h.aws.groups.get(h.spot)!.desired = 4; // a launch in progress: 3 of 4 InService
+      await env.sleep(30 * SECOND);
+      const broken = await status();
+      assert.equal(broken.healthySince, undefined);
+      assert.match(broken.lastCheck?.reasons.join() ?? '', /3 of 4 desired instances InService/);
+
+      h.aws.groups.get(h.spot)!.desired = 3;
+      await env.sleep(30 * SECOND);
+      const healed = await status();
+      assert.ok(healed.healthySince && healed.healthySince > (healthy.healthySince as string), 'a new streak');
+      await env.sleep(75 * SECOND);
+      assert.equal(terminations().length, 0, 'the first streak does not count: 2 minutes since the heal not reached yet');
+      await env.sleep(60 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('a PodDisruptionBudget that would be violated blocks the scale-down and says why', async function () {
+    h.k8s.addBudget({ name: 'web-pdb', matchLabels: { app: 'web' }, disruptionsAllowed: 1 });
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(4 * MINUTE);
+      const blocked = await status();
+      assert.equal(blocked.phase, 'blocked');
+      assert.equal(blocked.lastSafety?.safe, false);
+      assert.equal(blocked.lastSafety?.reason, 'PodDisruptionBudget default/web-pdb allows 1 disruption(s) but 2 of its pods are on node od-1');
+    });
+    assert.equal(terminations().length, 0);
+    assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/od-1').length, 0, 'the node is not even cordoned');
+  });
+
+  it('not enough room on the other nodes blocks the scale-down and says why', async function () {
+    for (const name of ['spot-0', 'spot-1', 'spot-2', 'od-2']) {
+      h.k8s.nodes.get(name)!.status!.allocatable = { cpu: '300m', memory: '1Gi' };
+    }
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(4 * MINUTE);
+      const blocked = await status();
+      assert.equal(blocked.phase, 'blocked');
+      assert.match(blocked.lastSafety?.reason ?? '', /^not enough room: the pods need cpu 1000m, memory 1024Mi plus 10% buffer, the other schedulable nodes have cpu 950m, memory 4096Mi free$/);
+    });
+    assert.equal(terminations().length, 0);
+  });
+
+  it('a pod without a controller blocks the scale-down unless it is annotated safe to evict', async function () {
+    h.k8s.addPod({ name: 'scratch', nodeName: 'od-1' });
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(3 * MINUTE);
+      assert.match((await status()).lastSafety?.reason ?? '', /pod default\/scratch has no controller to recreate it elsewhere/);
+      assert.equal(terminations().length, 0);
+      h.k8s.pods.get('default/scratch')!.metadata!.annotations = { 'spot-guard.io/safe-to-evict': 'true' };
+      await handle().signal(checkNowSignal);
+      await env.sleep(5 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+  });
+
+  it('pause stops scale-downs and resume restarts them', async function () {
+    await h.run(async () => {
+      await startWithFallback();
+      await handle().signal(pauseMonitorSignal, { reason: 'change freeze' });
+      await env.sleep(5 * MINUTE);
+      const paused = await status();
+      assert.equal(paused.phase, 'paused');
+      assert.equal(paused.pausedReason, 'change freeze');
+      assert.ok(paused.healthySince, 'health is still watched while paused');
+      assert.equal(terminations().length, 0);
+
+      await handle().signal(resumeMonitorSignal);
+      await env.sleep(5 * SECOND);
+      const resumed = await status();
+      assert.equal(resumed.paused, false);
+      assert.equal(resumed.scaleDowns, 1, 'resume checks at once, and spot has long been stable');
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('continue-as-new keeps tracked events and the healthy streak', async function () {
+    await h.run(async () => {
+      await env.client.workflow.start<typeof monitorWorkflow>('monitorWorkflow', {
+        workflowId: monitorWorkflowId(h.spot, h.onDemand),
+        taskQueue: h.taskQueue,
+        args: [{ spotAsgName: h.spot, onDemandAsgName: h.onDemand, historyBound: 40 }],
+      });
+      await startWithFallback();
+      await handle().signal(pauseMonitorSignal, { reason: 'hold the event for the test' });
+      await env.sleep(45 * SECOND);
+      const before = await status();
+      const firstRun = (await handle().describe()).runId;
+      await env.sleep(6 * MINUTE);
+      const after = await status();
+      assert.notEqual((await handle().describe()).runId, firstRun, 'the monitor continued as new');
+      assert.equal(after.healthySince, before.healthySince, 'the healthy streak survives continue-as-new');
+      assert.deepEqual(after.events, before.events, 'so do the tracked events');
+      assert.equal(after.paused, true);
+    });
+  });
+
+  it('forgets fallback events 10 minutes after they closed', async function () {
+    h.k8s.setNodeReady('spot-2', false); // keep it from scaling down
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(1 * MINUTE);
+      h.aws.reclaim(fallback); // the fallback instance left the group some other way
+      await env.sleep(1 * MINUTE);
+      const closed = await status();
+      assert.deepEqual(closed.events.map((e) => e.state), ['gone']);
+      await env.sleep(9 * MINUTE);
+      assert.equal((await status()).events.length, 1, 'kept until 10 minutes after it closed');
+      await env.sleep(2 * MINUTE);
+      assert.deepEqual((await status()).events, []);
+    });
+  });
+
+  it('a failure between drain and terminate resumes the same node and never takes a second one', async function () {
+    // The terminate call fails (as if the worker died right before it): the next cycle must finish od-1, not start on od-2.
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated crash before terminate', 400));
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(125 * SECOND);
+      const interrupted = await status();
+      assert.equal(interrupted.inFlight?.instanceId, fallback);
+      assert.equal(interrupted.inFlight?.step, 'terminating');
+      await env.sleep(60 * SECOND);
+      const done = await status();
+      assert.equal(done.inFlight, undefined);
+      assert.equal(done.scaleDowns, 1);
+    });
+    assert.deepEqual(terminations().map((c) => c.InstanceId), [fallback, fallback], 'tried twice, on the same instance');
+    assert.deepEqual(h.aws.instanceIds(h.onDemand), [other]);
+    assert.equal(h.aws.desired(h.onDemand), 1);
+  });
+
+  it('never touches on-demand nodes it did not launch, unless configured to', async function () {
+    await h.run(async () => {
+      await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+      await env.sleep(5 * MINUTE);
+      assert.equal((await status()).phase, 'idle');
+    });
+    assert.equal(terminations().length, 0);
+  });
+});
