@@ -7,9 +7,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { allSearchAttributeKeys } from '../workflows/definitions.js';
+import { allSearchAttributeKeys, monitorWorkflowId } from '../workflows/definitions.js';
 import { temporalCliPath } from './helpers/peers.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -87,6 +87,8 @@ describe('worker process', function () {
         }, 20_000);
         const attributes = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
         for (const key of allSearchAttributeKeys) assert.ok(attributes.customAttributes?.[key.name] !== undefined, `${key.name} registered`);
+        const monitor = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).describe();
+        assert.equal(monitor.status.name, 'RUNNING', 'the worker starts the revert-to-spot monitor of its pair');
       } finally {
         await connection.close();
       }
