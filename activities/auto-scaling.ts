@@ -193,8 +193,9 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
         activitiesInProgress: activities
           .filter((a) => !FINISHED_ACTIVITY.has(a.StatusCode ?? ''))
           .map((a) => `${a.Description ?? a.ActivityId} (${a.StatusCode})`),
+        // By the end time: an activity that started before the last look and failed after it still counts.
         failuresSince: activities
-          .filter((a) => a.StatusCode === 'Failed' && (a.StartTime?.getTime() ?? 0) >= since)
+          .filter((a) => a.StatusCode === 'Failed' && ((a.EndTime ?? a.StartTime)?.getTime() ?? 0) >= since)
           .map((a) => a.StatusMessage ?? a.Description ?? a.ActivityId ?? 'failed'),
       };
     },

@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DrainReport, TaintSpec } from '../workflows/definitions.js';
+import { type DrainReport, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
 
@@ -45,6 +45,14 @@ export function drainSkipReason(pod: V1Pod): string | undefined {
   if (pod.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet' && o.controller !== false)) return 'DaemonSet pod';
   if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return 'finished pod';
   return undefined;
+}
+
+/** A pod that will come back elsewhere after eviction, or that an operator allowed to go. */
+export function isRecreatable(pod: V1Pod): boolean {
+  return (
+    (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true) ||
+    pod.metadata?.annotations?.[SAFE_TO_EVICT_ANNOTATION] === 'true'
+  );
 }
 
 export function withTaint(existing: V1Taint[] | undefined, taint: TaintSpec): V1Taint[] | undefined {
@@ -190,6 +198,31 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
       }
     },
 
+    /** Undoes a scale-down that will not happen: removes the taint with this key and makes the node schedulable. */
+    async releaseNode(input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }> {
+      for (let attempt = 1; ; attempt++) {
+        const node = await readNodeIfPresent(input.nodeName);
+        if (!node) return { nodeGone: true };
+        const taints = (node.spec?.taints ?? []).filter((t) => t.key !== input.taintKey);
+        if (taints.length === (node.spec?.taints ?? []).length && !node.spec?.unschedulable) return {};
+        if (dryRun) {
+          log.info('dry run: would release node', input);
+          return {};
+        }
+        try {
+          await core.patchNode(
+            { name: input.nodeName, body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints, unschedulable: false } } },
+            strategicMerge,
+          );
+          log.info('node released: untainted and schedulable again', input);
+          return {};
+        } catch (error) {
+          if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue;
+          return kubernetesCall(`release node ${input.nodeName}`, () => Promise.reject(error));
+        }
+      }
+    },
+
     /** Marks the node unschedulable (kubectl cordon). */
     async cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }> {
       const node = await readNodeIfPresent(input.nodeName);
@@ -211,7 +244,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
      * PodDisruptionBudget protects are retried every round. The deadline is absolute (decided by the workflow), so a
      * retried attempt does not extend the drain; heartbeats carry the progress for that attempt and the Temporal UI.
      */
-    async evictPods(input: { nodeName: string; deadline: string }): Promise<DrainReport> {
+    async evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport> {
       requireNodeName(input.nodeName);
       const deadline = Date.parse(input.deadline);
       if (Number.isNaN(deadline)) {
@@ -232,6 +265,8 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
           }
           remaining.push(podKey(pod));
           if (pod.metadata?.deletionTimestamp) continue; // evicted, terminating: wait for it to be gone
+          // The monitor only moves pods something will recreate (or that are explicitly allowed to go).
+          if (input.onlyRecreatable && !isRecreatable(pod)) continue;
           const outcome = await evict(pod);
           if (outcome === 'evicted') evicted.add(podKey(pod));
           if (outcome === 'blocked') blocked.push(podKey(pod));

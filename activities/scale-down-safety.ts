@@ -12,7 +12,7 @@ import {
   type Resources,
   selectorMatches,
 } from './kubernetes-resources.js';
-import { drainSkipReason, isNodeReady } from './kubernetes.js';
+import { drainSkipReason, isNodeReady, isRecreatable } from './kubernetes.js';
 import { requireNodeName } from './validation.js';
 
 export type KubernetesPolicyApi = Pick<PolicyV1Api, 'listPodDisruptionBudgetForAllNamespaces'>;
@@ -51,14 +51,32 @@ export function createScaleDownSafetyActivities(
         kubernetesCall('list nodes', () => core.listNode({})).then((l) => l.items),
         kubernetesCall('list PodDisruptionBudgets', () => policy.listPodDisruptionBudgetForAllNamespaces({})).then((l) => l.items),
       ]);
-      const moving = pods.filter((p) => p.spec?.nodeName === input.nodeName && drainSkipReason(p) === undefined);
+      // Pods already terminating (an earlier, incomplete drain) are leaving anyway: they need no room elsewhere.
+      // Pods waiting for a node mean the cluster is short of room already: no node may go now.
+      const unscheduled = pods.filter((p) => !p.spec?.nodeName && p.status?.phase === 'Pending' && p.metadata?.deletionTimestamp === undefined);
+      if (unscheduled.length > 0) {
+        return {
+          safe: false,
+          reason: `${unscheduled.length} pod(s) are Pending without a node (${unscheduled.slice(0, 5).map(podKey).join(', ')}): the cluster needs its capacity`,
+          pods: [],
+          owners: [],
+        };
+      }
+      const moving = pods.filter(
+        (p) => p.spec?.nodeName === input.nodeName && drainSkipReason(p) === undefined && p.metadata?.deletionTimestamp === undefined,
+      );
       const owners = uniqueOwners(moving);
       const verdict = (safe: boolean, reason: string): ScaleDownSafety => ({ safe, reason, pods: moving.map(podKey), owners });
       if (moving.length === 0) return verdict(true, `node ${input.nodeName} has no pods to move`);
 
       for (const pod of moving) {
-        if (!podController(pod) && pod.metadata?.annotations?.[SAFE_TO_EVICT_ANNOTATION] !== 'true') {
+        if (!isRecreatable(pod)) {
           return verdict(false, `pod ${podKey(pod)} has no controller to recreate it elsewhere (annotate it ${SAFE_TO_EVICT_ANNOTATION}=true to let it go)`);
+        }
+        const covering = budgets.filter((b) => b.metadata?.namespace === pod.metadata?.namespace && selectorMatches(b.spec?.selector, pod.metadata?.labels));
+        if (covering.length > 1) {
+          // The Eviction API refuses such pods (HTTP 500) whatever the budgets say.
+          return verdict(false, `pod ${podKey(pod)} is covered by ${covering.length} PodDisruptionBudgets (${covering.map((b) => b.metadata?.name).join(', ')}); the Eviction API refuses to evict it`);
         }
       }
 
@@ -95,9 +113,12 @@ export function createScaleDownSafetyActivities(
     /**
      * Waits until the moved pods' controllers have all their pods running and ready somewhere else, or the deadline.
      */
-    async awaitPodsRescheduled(input: { owners: PodOwner[]; nodeName: string; deadline: string }): Promise<{ settled: boolean; waitingFor: string[] }> {
-      const deadline = Date.parse(input.deadline);
-      if (Number.isNaN(deadline)) throw nonRetryable(FailureType.invalidInput, `deadline "${input.deadline}" is not an ISO 8601 time`);
+    async awaitPodsRescheduled(input: { owners: PodOwner[]; nodeName: string; deadline: string; maxSeconds: number }): Promise<{ settled: boolean; waitingFor: string[] }> {
+      const absolute = Date.parse(input.deadline);
+      if (Number.isNaN(absolute)) throw nonRetryable(FailureType.invalidInput, `deadline "${input.deadline}" is not an ISO 8601 time`);
+      // The workflow's deadline, capped by the wait itself: the same instant in production, and still bounded where
+      // the workflow clock runs ahead of this one (time-skipping tests).
+      const deadline = Math.min(absolute, Date.now() + input.maxSeconds * 1000);
       const uids = new Set(input.owners.map((o) => o.uid));
       for (;;) {
         const pods = await kubernetesCall('list pods', () => core.listPodForAllNamespaces({})).then((l) => l.items);

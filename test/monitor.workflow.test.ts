@@ -14,7 +14,7 @@ import {
 } from '../workflows/definitions.js';
 import type { monitorWorkflow } from '../workflows/monitor.js';
 import { awsError } from './fakes/auto-scaling.js';
-import { Harness } from './helpers/harness.js';
+import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 
@@ -63,7 +63,8 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
       spotAsgName: h.spot,
       onDemandAsgName: h.onDemand,
-      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date().toISOString() },
+      // The test server's clock runs ahead of this process's once earlier tests skipped time: use its clock.
+      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
     });
   }
 
@@ -90,6 +91,24 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.deepEqual(od1?.spec?.taints, [{ key: 'spot-guard.io/scale-down-pending', value: 'true', effect: 'NoSchedule' }]);
     assert.deepEqual(h.k8s.podsOn('od-1'), ['kube-system/cni-od-1'], 'only the DaemonSet pod stays');
     assert.equal(h.k8s.podsOn('spot-0').length, 2, 'the web pods run on spot now');
+  });
+
+  it('leaves a fresh fallback alone for the stability window even when spot has long been stable', async function () {
+    await h.run(async () => {
+      await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+      await env.sleep(5 * MINUTE);
+      assert.equal((await status()).phase, 'idle');
+      await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
+        spotAsgName: h.spot,
+        onDemandAsgName: h.onDemand,
+        report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
+      });
+      await env.sleep(100 * SECOND);
+      assert.equal(terminations().length, 0, 'it may still be taking the warned node\'s pods');
+      await env.sleep(60 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
   });
 
   it('does not scale down while spot is unhealthy', async function () {
@@ -235,7 +254,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated crash before terminate', 400));
     await h.run(async () => {
       await startWithFallback();
-      await env.sleep(125 * SECOND);
+      await env.sleep(135 * SECOND); // the first attempt, at the check after 2 minutes, failed
       const interrupted = await status();
       assert.equal(interrupted.inFlight?.instanceId, fallback);
       assert.equal(interrupted.inFlight?.step, 'terminating');
@@ -247,6 +266,52 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.deepEqual(terminations().map((c) => c.InstanceId), [fallback, fallback], 'tried twice, on the same instance');
     assert.deepEqual(h.aws.instanceIds(h.onDemand), [other]);
     assert.equal(h.aws.desired(h.onDemand), 1);
+  });
+
+  it('an instance that left the group while its scale-down was under way changes nothing', async function () {
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated crash before terminate', 400));
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      assert.equal((await status()).inFlight?.step, 'terminating');
+      h.aws.reclaim(fallback); // terminated by an operator meanwhile, desired already adjusted by them
+      await env.sleep(60 * SECOND);
+      const done = await status();
+      assert.equal(done.inFlight, undefined);
+      assert.equal(done.scaleDowns, 0);
+      assert.deepEqual(done.events.map((e) => e.state), ['gone']);
+    });
+    assert.equal(h.aws.desired(h.onDemand), 2, 'no bare desired - 1: the group would pick its own victim');
+    assert.deepEqual(h.aws.instanceIds(h.onDemand), [other]);
+  });
+
+  it('moved pods that cannot run elsewhere: the node is made schedulable again and not terminated', async function () {
+    h.settings = defaultFlowSettings(h.spot, h.onDemand, { SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '0' });
+    h.k8s.evictedPodsStayPending = true; // e.g. a nodeSelector only on-demand nodes satisfy
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      const released = await status();
+      assert.equal(released.inFlight, undefined);
+      assert.match(released.lastSafety?.reason ?? '', /^moved pods did not start elsewhere within 0 s/);
+      assert.equal(released.events[0]?.failedAttempts, 1);
+      await env.sleep(60 * SECOND);
+      assert.match((await status()).lastSafety?.reason ?? '', /^2 pod\(s\) are Pending without a node/, 'and no second try while the pods wait');
+    });
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+  });
+
+  it('never goes below the on-demand group\'s MinSize', async function () {
+    h.aws.groups.get(h.onDemand)!.min = 2;
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(5 * MINUTE);
+    });
+    assert.equal(terminations().length, 0);
+    assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
   });
 
   it('never touches on-demand nodes it did not launch, unless configured to', async function () {

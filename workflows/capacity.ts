@@ -3,6 +3,7 @@
 // at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded in
 // history, so a retried activity re-applies the same number instead of adding again.
 import {
+  ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
@@ -164,10 +165,23 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       }
       const decrement = request.decrement ?? true;
       const desiredAfter = decrement ? group.desiredCapacity - 1 : group.desiredCapacity;
+      if (desiredAfter < group.minSize) {
+        throw ApplicationFailure.nonRetryable(
+          `terminating ${instanceId} with decrement would take "${asgName}" below its MinSize (${group.minSize})`,
+          'BelowMinSize',
+        );
+      }
       // Recorded before the call: if the call takes effect but its answer is lost for good, a later request about
       // this instance finds it gone and must not take that for an AWS reclaim and decrement again.
       retired[instanceId] = { how: 'terminating', at: new Date().toISOString(), desiredAfter };
-      await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: decrement });
+      try {
+        // "Already terminating" on a retried attempt is our own first attempt, answer lost: it counts as ours.
+        await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: decrement });
+      } catch (error) {
+        // AWS answered no (a 4xx): nothing happened, so nothing is pending. Any other failure leaves it unknown.
+        if (isAwsRefusal(error)) delete retired[instanceId];
+        throw error;
+      }
       retired[instanceId] = { how: 'terminated', at: new Date().toISOString(), desiredAfter };
       appliedChanges++;
       record(request.requestId, 'retire', { status: 'terminated', desiredAfter });
@@ -177,6 +191,16 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       // Our unconfirmed terminate call did take effect: the decrement came with it.
       retired[instanceId] = { ...earlier, how: 'terminated' };
       record(request.requestId, 'retire', { status: 'terminated', desiredAfter: earlier.desiredAfter });
+      return;
+    }
+    return settleAbsent(request, group);
+  }
+
+  async function settleAbsent(request: RetireInstanceRequest, group: GroupSnapshot): Promise<void> {
+    const { instanceId } = request;
+    if (request.ifAbsent === 'leave') {
+      // Not ours to settle (an on-demand node removed another way): never a bare desired - 1.
+      record(request.requestId, 'retire', { status: 'not-in-group' });
       return;
     }
     // AWS took the instance (spot interruption) and the group would replace it at the raised size: bring desired back
@@ -215,6 +239,12 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       for (const pending of batch) failed[pending.request.requestId] = message;
     }
   }
+}
+
+/** An activity failure that is AWS's definite refusal of the request (so it did not take effect). */
+function isAwsRefusal(error: unknown): boolean {
+  const cause = error instanceof ActivityFailure ? error.cause : undefined;
+  return cause instanceof ApplicationFailure && cause.type === 'AwsRequestRejected';
 }
 
 /**

@@ -227,11 +227,18 @@ export interface RetireInstanceRequest {
    * group was never raised (at MaxSize): it then replaces the instance and keeps its size.
    */
   decrement?: boolean;
+  /**
+   * What an instance already gone from the group means. 'settle-books' (default, for a warned spot instance): AWS took
+   * it, so bring desired back down by the one added for it. 'leave' (for the monitor): it went some other way; change
+   * nothing and answer not-in-group.
+   */
+  ifAbsent?: 'settle-books' | 'leave';
 }
 
 export type RetireInstanceResult =
   | { status: 'terminated'; desiredAfter: number }
   | { status: 'reclaimed-by-aws'; desiredAfter: number }
+  | { status: 'not-in-group' }
   | { status: 'still-running' };
 
 export interface CapacityRecord {
@@ -294,7 +301,12 @@ export interface FallbackEvent extends FallbackReport {
   /** tracked: still to be removed; removed: Spot Guard terminated it; gone: it left the group some other way. */
   state: 'tracked' | 'removed' | 'gone';
   closedAt?: string;
+  /** Scale-downs of it given up (drain or rescheduling failed); at MAX_SCALE_DOWN_ATTEMPTS it is left to the operator. */
+  failedAttempts?: number;
 }
+
+/** A fallback instance whose scale-down failed this often is no longer picked (its event says so). */
+export const MAX_SCALE_DOWN_ATTEMPTS = 3;
 
 export interface HealthCheck {
   at: string;

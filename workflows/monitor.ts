@@ -22,6 +22,7 @@ import {
   type FlowSettings,
   type HealthCheck,
   INSTANCE_ID_PATTERN,
+  MAX_SCALE_DOWN_ATTEMPTS,
   type MonitorInput,
   type MonitorState,
   type MonitorStatus,
@@ -42,13 +43,22 @@ const looks = proxyActivities<SpotGuardActivities>({
   retry,
 });
 
-// A step that keeps failing is given up for this cycle and resumed, on the same node, in the next one.
-const steps = proxyActivities<SpotGuardActivities>({
-  startToCloseTimeout: '2 minutes',
-  scheduleToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
-  retry,
-});
+// Without its settings the monitor cannot do anything: wait for a worker as long as it takes.
+const { loadSettings } = proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', retry });
+
+/**
+ * Scale-down steps. Their bounds follow the configured drain and reschedule timeouts; a step that keeps failing is
+ * given up for this cycle and resumed, on the same node, in the next one.
+ */
+function stepsFor(settings: FlowSettings) {
+  const longest = Math.max(settings.drainTimeoutSeconds, settings.monitor.podRescheduleTimeoutSeconds);
+  return proxyActivities<SpotGuardActivities>({
+    startToCloseTimeout: `${longest + 60} seconds`,
+    scheduleToCloseTimeout: `${longest + 600} seconds`,
+    heartbeatTimeout: '1 minute',
+    retry,
+  });
+}
 
 const DEFAULT_HISTORY_BOUND = 10_000;
 const MAX_NOTES = 50;
@@ -129,7 +139,8 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
   if (workflowInfo().typedSearchAttributes.get(searchAttributes.asg) !== spotAsgName) {
     upsertSearchAttributes([{ key: searchAttributes.asg, value: spotAsgName }]);
   }
-  settings = await looks.loadSettings();
+  settings = await loadSettings();
+  const steps = stepsFor(settings);
 
   const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
   for (;;) {
@@ -146,13 +157,16 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
   // --- one cycle ------------------------------------------------------------------------------------------------
 
   async function runCycle(s: FlowSettings): Promise<void> {
+    const previous = state.lastCheck;
     const check = await checkSpotHealth(s);
     state.lastCheck = check;
+    // Time nobody looked at (a worker outage, a long scale-down) is no proof of health: the streak starts again.
+    const unobserved = previous !== undefined && Date.parse(check.at) - Date.parse(previous.at) > 3 * s.monitor.checkIntervalSeconds * 1000;
     if (!check.healthy) {
       if (state.healthySince) note(`spot unhealthy, stability window restarts: ${check.reasons.join('; ')}`);
       state.healthySince = undefined;
-    } else {
-      state.healthySince ??= check.at;
+    } else if (unobserved || state.healthySince === undefined) {
+      state.healthySince = check.at;
     }
 
     let onDemand: GroupSnapshot;
@@ -164,15 +178,34 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
     }
     closeAndForgetEvents(onDemand, s);
 
+    const inFlight = state.inFlight;
+    if (!check.healthy && inFlight?.step === 'draining') {
+      // Spot turned unhealthy halfway: the on-demand node is needed again.
+      await abandon(inFlight, s, `spot turned unhealthy (${check.reasons.join('; ')})`, false);
+      return;
+    }
     const stable = stableAt();
     if (state.paused || !check.healthy || stable === undefined || Date.now() < stable) return;
-    const candidate = state.inFlight ?? pickCandidate(onDemand, s);
-    if (!candidate) return;
+    const candidate = inFlight ?? pickCandidate(onDemand, s);
+    if (!candidate) {
+      state.lastSafety = undefined; // nothing is blocked when there is nothing to remove
+      return;
+    }
     try {
       await scaleDown(candidate, s);
     } catch (error) {
       note(`scale-down of ${candidate.instanceId} stopped, resumed next cycle: ${rootMessage(error)}`);
     }
+  }
+
+  /** Gives a scale-down up: the node is made schedulable again and, when it failed, the event counts the attempt. */
+  async function abandon(candidate: ScaleDownInFlight, s: FlowSettings, reason: string, failed: boolean): Promise<void> {
+    if (candidate.nodeName) await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: s.monitor.scaleDownTaint.key });
+    const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
+    if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
+    state.inFlight = undefined;
+    state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
+    note(`scale-down of ${candidate.instanceId} given up, node schedulable again: ${reason}`);
   }
 
   async function checkSpotHealth(s: FlowSettings): Promise<HealthCheck> {
@@ -212,8 +245,16 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
     state.events = state.events.filter((e) => e.state === 'tracked' || Date.parse(e.closedAt ?? '') > horizon);
   }
 
-  /** The oldest fallback instance still InService; others only when configured to. */
+  /**
+   * The oldest fallback instance still InService that has itself been up for the stability window (a fresh one may
+   * still be taking the warned node's pods); others only when configured to. Never below the group's MinSize.
+   */
   function pickCandidate(onDemand: GroupSnapshot, s: FlowSettings): ScaleDownInFlight | undefined {
+    if (onDemand.desiredCapacity <= onDemand.minSize) {
+      if (state.events.some((e) => e.state === 'tracked')) note(`on-demand group at its MinSize (${onDemand.minSize}): nothing to remove`);
+      return undefined;
+    }
+    const settledBefore = Date.now() - s.monitor.stabilityWindowSeconds * 1000;
     const inService = new Set(onDemand.instances.filter((i) => i.lifecycleState === 'InService').map((i) => i.instanceId));
     const fresh = (instanceId: string, launchedBySpotGuard: boolean): ScaleDownInFlight => ({
       instanceId,
@@ -225,6 +266,7 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
     });
     const tracked = state.events
       .filter((e) => e.state === 'tracked' && inService.has(e.onDemandInstanceId))
+      .filter((e) => (e.failedAttempts ?? 0) < MAX_SCALE_DOWN_ATTEMPTS && Date.parse(e.launchedAt) <= settledBefore)
       .sort((a, b) => a.launchedAt.localeCompare(b.launchedAt));
     if (tracked[0]) return fresh(tracked[0].onDemandInstanceId, true);
     if (!s.monitor.removeUnlaunchedOnDemand) return undefined;
@@ -241,6 +283,12 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
         candidate.nodeName = (await looks.findNodeForInstance({ instanceId })).nodeName;
       }
       const nodeName = candidate.nodeName;
+      const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
+      if (!nodeName && event && Date.now() - Date.parse(event.launchedAt) < s.nodeReadyTimeoutSeconds * 1000) {
+        // Not joined yet: it may be about to take pods. Only an instance that never joined in time counts as empty.
+        state.lastSafety = { at: isoNow(), instanceId, safe: false, reason: `${instanceId} has no Kubernetes node yet` };
+        return;
+      }
       if (nodeName) {
         const safety = await looks.assessScaleDownSafety({ nodeName, bufferPercent: s.monitor.capacityBufferPercent });
         state.lastSafety = { at: isoNow(), instanceId, nodeName, safe: safety.safe, reason: safety.reason };
@@ -261,36 +309,53 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
         await steps.taintNode({ nodeName, taint: s.monitor.scaleDownTaint });
         await steps.cordonNode({ nodeName });
         const deadline = new Date(Date.now() + s.drainTimeoutSeconds * 1000).toISOString();
-        const report = await steps.evictPods({ nodeName, deadline });
+        const report = await steps.evictPods({ nodeName, deadline, onlyRecreatable: true });
         if (!report.complete) {
-          state.lastSafety = { at: isoNow(), instanceId, nodeName, safe: false, reason: `drain incomplete, ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}` };
+          const reason = `drain incomplete, ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`;
+          if (candidate.attempts >= MAX_SCALE_DOWN_ATTEMPTS) return abandon(candidate, s, reason, true);
+          state.lastSafety = { at: isoNow(), instanceId, nodeName, safe: false, reason };
           note(`drain of ${nodeName} incomplete; resumed next cycle`);
           return;
         }
       }
       candidate.step = 'awaiting-pods';
     }
+    if (state.paused) return; // paused between steps: resumed from here
     if (candidate.step === 'awaiting-pods') {
       if (candidate.nodeName && candidate.owners.length > 0) {
         const deadline = new Date(Date.now() + s.monitor.podRescheduleTimeoutSeconds * 1000).toISOString();
-        const landed = await steps.awaitPodsRescheduled({ owners: candidate.owners, nodeName: candidate.nodeName, deadline });
-        if (!landed.settled) note(`pods not all running elsewhere after ${s.monitor.podRescheduleTimeoutSeconds} s (${landed.waitingFor.join(', ')}); terminating anyway, they are evicted`);
+        const landed = await steps.awaitPodsRescheduled({
+          owners: candidate.owners,
+          nodeName: candidate.nodeName,
+          deadline,
+          maxSeconds: s.monitor.podRescheduleTimeoutSeconds,
+        });
+        if (!landed.settled) {
+          // Their pods cannot run elsewhere (constraints the room check cannot see): the node is needed after all.
+          return abandon(candidate, s, `moved pods did not start elsewhere within ${s.monitor.podRescheduleTimeoutSeconds} s: ${landed.waitingFor.join(', ')}`, true);
+        }
       }
       candidate.step = 'terminating';
     }
+    if (state.paused) return;
     candidate.attempts++;
     const retired = await steps.requestInstanceRetirement({
       asgName: onDemandAsgName,
       requestId: `${workflowId}/scale-down/${instanceId}/${candidate.attempts}`,
       instanceId,
       terminate: true,
+      ifAbsent: 'leave',
     });
     const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
     if (event) {
-      event.state = 'removed';
+      event.state = retired.status === 'not-in-group' ? 'gone' : 'removed';
       event.closedAt = isoNow();
     }
     state.inFlight = undefined;
+    if (retired.status === 'not-in-group') {
+      note(`on-demand ${instanceId} left the group before Spot Guard terminated it; nothing changed`);
+      return;
+    }
     state.scaleDowns++;
     note(`on-demand ${instanceId} removed (${retired.status}); ${state.scaleDowns} removed so far`);
   }

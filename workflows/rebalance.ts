@@ -354,7 +354,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
           terminate: false,
           decrement,
         });
-        if (answer.status !== 'still-running') return 'reclaimed-by-aws';
+        if (answer.status !== 'still-running') return answer.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
       } catch (error) {
         note(`could not look whether ${instanceId} is still running: ${rootMessage(error)}`);
       }

@@ -42,6 +42,8 @@ export class FakeKubernetesApi {
   readonly budgets: V1PodDisruptionBudget[] = [];
   /** When set, an evicted pod with a controller comes back on this node, Running and Ready, as a scheduler would do. */
   rescheduleEvictedTo?: string;
+  /** When set, evicted pods with a controller come back Pending and unscheduled (nowhere they fit). */
+  evictedPodsStayPending = false;
   private replacements = 0;
   /** Pod key → how many more evictions to refuse with 429. */
   readonly pdbBlocks = new Map<string, number>();
@@ -206,13 +208,17 @@ export class FakeKubernetesApi {
     const pod = this.pods.get(key);
     this.pods.delete(key);
     const owner = pod?.metadata?.ownerReferences?.find((o) => o.controller);
-    if (!pod || !owner || owner.kind === 'DaemonSet' || this.rescheduleEvictedTo === undefined) return;
+    if (!pod || !owner || owner.kind === 'DaemonSet') return;
+    if (this.rescheduleEvictedTo === undefined && !this.evictedPodsStayPending) return;
     const name = `${pod.metadata?.name}-r${++this.replacements}`;
+    const pending = this.evictedPodsStayPending;
     this.pods.set(`${pod.metadata?.namespace}/${name}`, {
       ...pod,
       metadata: { ...pod.metadata, name, deletionTimestamp: undefined },
-      spec: { containers: [], ...pod.spec, nodeName: this.rescheduleEvictedTo },
-      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
+      spec: { containers: [], ...pod.spec, nodeName: pending ? undefined : this.rescheduleEvictedTo },
+      status: pending
+        ? { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False' }] }
+        : { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
     });
   }
 
