@@ -125,6 +125,34 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
   });
 
+  it('a failed scaling activity since the last check breaks health; a spot node Spot Guard is draining does not', async function () {
+    // spot-1 is being drained by a rebalance workflow: tainted, and NotReady by now. It is left out of the judgement.
+    h.k8s.nodes.get('spot-1')!.spec!.taints = [{ key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' }];
+    h.k8s.setNodeReady('spot-1', false);
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(45 * SECOND);
+      assert.ok((await status()).healthySince, 'healthy although spot-1 is NotReady: Spot Guard drains it');
+
+      const now = new Date(await env.currentTimeMs());
+      h.aws.groups.get(h.spot)!.activities.push({
+        ActivityId: 'launch-failed',
+        AutoScalingGroupName: h.spot,
+        Cause: 'An instance was started in response to a difference between desired and actual capacity',
+        StartTime: now,
+        EndTime: now,
+        StatusCode: 'Failed',
+        StatusMessage: 'Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available.',
+      });
+      await env.sleep(30 * SECOND);
+      const broken = await status();
+      assert.equal(broken.healthySince, undefined);
+      assert.match(broken.lastCheck?.reasons.join() ?? '', /scaling failed since the last check: Could not launch Spot Instances/);
+      await env.sleep(30 * SECOND);
+      assert.ok((await status()).healthySince, 'an old failure counts once: healthy again at the next check');
+    });
+  });
+
   it('restarts the stability window when health breaks in the middle', async function () {
     await h.run(async () => {
       await startWithFallback();
