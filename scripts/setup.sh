@@ -8,7 +8,7 @@ SPOT_GUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 . "${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}/peers.env"
 export PATH="$SPOT_GUARD_NODE_BIN:$PATH"
-export SPOT_GUARD_TEMPORAL_CLI SPOT_GUARD_TEMPORAL_TEST_SERVER
+export SPOT_GUARD_TEMPORAL_CLI SPOT_GUARD_TEMPORAL_TEST_SERVER SPOT_GUARD_PYTHON
 
 lock_hash=$(sha256sum "$SPOT_GUARD_ROOT/package-lock.json" | cut -d' ' -f1)
 stamp="$SPOT_GUARD_ROOT/node_modules/.spot-guard-lock-sha256"

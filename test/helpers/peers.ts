@@ -12,3 +12,4 @@ function peer(envName: string, relative: string): string {
 
 export const temporalCliPath = (): string => peer('SPOT_GUARD_TEMPORAL_CLI', 'venv/bin/temporal');
 export const temporalTestServerPath = (): string => peer('SPOT_GUARD_TEMPORAL_TEST_SERVER', 'venv/bin/temporal-test-server');
+export const pythonPath = (): string => peer('SPOT_GUARD_PYTHON', 'venv/bin/python');

@@ -1,0 +1,78 @@
+// Starts test/peers/aws_launcher.py (moto in server mode with real launch behaviour) on a free loopback port and
+// drives it: capacity errors, launch delays, reset, request counts.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { pythonPath } from './peers.js';
+
+const launcherScript = fileURLToPath(new URL('../../../test/peers/aws_launcher.py', import.meta.url));
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export class AwsLauncher {
+  private child?: ChildProcess;
+  url = '';
+
+  async start(): Promise<this> {
+    const port = await freePort();
+    this.url = `http://127.0.0.1:${port}`;
+    this.child = spawn(pythonPath(), [launcherScript, '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    this.child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (this.child.exitCode !== null) throw new Error(`the AWS launcher exited: ${stderr}`);
+      try {
+        await this.counts();
+        return this;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`the AWS launcher did not answer on ${this.url}: ${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.child || this.child.exitCode !== null) return;
+    const gone = new Promise((resolve) => this.child?.once('exit', resolve));
+    this.child.kill('SIGTERM');
+    await gone;
+  }
+
+  /** A real Auto Scaling client pointed at moto, as AWS_ENDPOINT_URL_AUTO_SCALING does for the worker. */
+  client(): AutoScalingClient {
+    return new AutoScalingClient({ region: 'us-east-1', endpoint: this.url, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  }
+
+  private async control(command: string, body: object = {}): Promise<unknown> {
+    const response = await fetch(`${this.url}/_launcher/${command}`, { method: command === 'counts' ? 'GET' : 'POST', body: command === 'counts' ? undefined : JSON.stringify(body) });
+    if (!response.ok) throw new Error(`launcher ${command}: HTTP ${response.status} ${await response.text()}`);
+    return response.json();
+  }
+
+  capacityError(group: string, message = ''): Promise<unknown> {
+    return this.control('capacity-error', { group, message });
+  }
+  delay(group: string, seconds: number): Promise<unknown> {
+    return this.control('delay', { group, seconds });
+  }
+  restore(group: string): Promise<unknown> {
+    return this.control('restore', { group });
+  }
+  reset(): Promise<unknown> {
+    return this.control('reset');
+  }
+  counts(): Promise<{ total: number; byAction: Record<string, number> }> {
+    return this.control('counts') as Promise<{ total: number; byAction: Record<string, number> }>;
+  }
+}
