@@ -1,0 +1,174 @@
+// The whole system on real peers for end-to-end tests: the Temporal dev server, moto behind our launcher, the
+// Kubernetes stack, and the real worker process (`node dist/worker/main.js`) configured only through its environment.
+// A kubelet stand-in registers a kwok node for every instance moto launches, as a real node would join the cluster.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type AutoScalingClient,
+  CreateAutoScalingGroupCommand,
+  CreateLaunchConfigurationCommand,
+  DescribeAutoScalingGroupsCommand,
+} from '@aws-sdk/client-auto-scaling';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { type DevServer, startDevServer } from '../../worker/dev-server.js';
+import { AwsLauncher, freePort } from './aws-launcher.js';
+import { KubernetesStack, KWOK_ANNOTATION } from './kubernetes-stack.js';
+import { temporalCliPath } from './peers.js';
+
+const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
+
+export const SPOT = 'e2e-spot';
+export const ON_DEMAND = 'e2e-on-demand';
+export const TASK_QUEUE = 'spot-guard';
+
+export interface GroupView {
+  desired: number;
+  instances: { id: string; state: string }[];
+}
+
+export class EndToEnd {
+  readonly aws = new AwsLauncher();
+  readonly k8s = new KubernetesStack();
+  private readonly dir = mkdtempSync(join(tmpdir(), 'spot-guard-e2e-'));
+  private temporal?: DevServer;
+  private connection?: Connection;
+  private worker?: ChildProcess;
+  private workerOutput: string[] = [];
+  private kubelet?: NodeJS.Timeout;
+  autoScaling!: AutoScalingClient;
+  core!: CoreV1Api;
+  client!: Client;
+
+  async start(): Promise<this> {
+    const [port, uiPort] = [await freePort(), await freePort()];
+    const [temporal] = await Promise.all([
+      startDevServer({ temporalCli: temporalCliPath(), port, uiPort, dbFile: join(this.dir, 'temporal.sqlite') }, 'default', () => undefined),
+      this.aws.start(),
+      this.k8s.start(),
+    ]);
+    this.temporal = temporal;
+    this.connection = await Connection.connect({ address: temporal.address });
+    this.client = new Client({ connection: this.connection });
+    this.autoScaling = this.aws.client();
+    this.core = this.k8s.coreApi();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.kubelet);
+    await this.stopWorker();
+    await this.connection?.close();
+    await Promise.all([this.temporal?.stop(), this.aws.stop(), this.k8s.stop()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Fresh groups and cluster contents for a scenario: spot with `spot` instances, on-demand empty. */
+  async groups(spot: number): Promise<string[]> {
+    await this.aws.reset();
+    await this.autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: 'nodes', ImageId: 'ami-12c6146b', InstanceType: 'm5.large' }));
+    for (const [name, desired] of [[SPOT, spot], [ON_DEMAND, 0]] as const) {
+      await this.autoScaling.send(
+        new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 6, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'] }),
+      );
+    }
+    await this.syncNodes();
+    clearInterval(this.kubelet);
+    this.kubelet = setInterval(() => void this.syncNodes().catch(() => undefined), 500);
+    return (await this.group(SPOT)).instances.map((i) => i.id);
+  }
+
+  async group(name: string): Promise<GroupView> {
+    const output = await this.autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }));
+    const group = output.AutoScalingGroups?.[0];
+    return {
+      desired: group?.DesiredCapacity ?? 0,
+      instances: (group?.Instances ?? []).map((i) => ({ id: i.InstanceId as string, state: i.LifecycleState as string })),
+    };
+  }
+
+  static nodeName(instanceId: string): string {
+    return `ip-${instanceId.slice(2)}`;
+  }
+
+  /** The kubelet stand-in: every InService instance has a kwok node; instances that left lose theirs. */
+  async syncNodes(): Promise<void> {
+    const instances = [...(await this.group(SPOT)).instances, ...(await this.group(ON_DEMAND)).instances];
+    const nodes = await this.core.listNode({});
+    const existing = new Set(nodes.items.map((n) => n.metadata?.name));
+    for (const instance of instances.filter((i) => i.state === 'InService')) {
+      const name = EndToEnd.nodeName(instance.id);
+      if (existing.has(name)) continue;
+      await this.core.createNode({
+        body: {
+          metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake' } },
+          spec: { providerID: `aws:///us-east-1a/${instance.id}` },
+          status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
+        },
+      }).catch(() => undefined);
+    }
+    const live = new Set(instances.map((i) => EndToEnd.nodeName(i.id)));
+    for (const name of existing) {
+      if (name && !live.has(name)) await this.core.deleteNode({ name }).catch(() => undefined);
+    }
+  }
+
+  /** An application pod (with a controller) on a node, Running. */
+  async pod(nodeName: string, name: string): Promise<void> {
+    await this.core.createNamespacedPod({
+      namespace: 'default',
+      body: {
+        metadata: { name, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web', uid: '11111111-2222-3333-4444-555555555555', controller: true }] },
+        spec: { nodeName, tolerations: [{ operator: 'Exists' }], terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image: 'registry.invalid/web:1' }] },
+      },
+    });
+  }
+
+  /** Starts the real worker, configured as a user would: environment variables only. */
+  async startWorker(extraEnv: Record<string, string> = {}): Promise<void> {
+    this.workerOutput = [];
+    const worker = spawn(process.execPath, [workerMain], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        TEMPORAL_ADDRESS: this.temporal?.address ?? '',
+        SPOT_ASG_NAME: SPOT,
+        ON_DEMAND_ASG_NAME: ON_DEMAND,
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'test',
+        AWS_SECRET_ACCESS_KEY: 'test',
+        AWS_ENDPOINT_URL_AUTO_SCALING: this.aws.url,
+        KUBECONFIG: this.k8s.kubeconfigPath,
+        LOG_LEVEL: 'WARN',
+        ...extraEnv,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (chunk: Buffer) => this.workerOutput.push(chunk.toString());
+    worker.stdout?.on('data', keep);
+    worker.stderr?.on('data', keep);
+    this.worker = worker;
+    const deadline = Date.now() + 60_000;
+    while (!this.workerLog().includes('worker polling task queue')) {
+      if (worker.exitCode !== null) throw new Error(`the worker exited with ${worker.exitCode}:\n${this.workerLog()}`);
+      if (Date.now() > deadline) throw new Error(`the worker did not start:\n${this.workerLog()}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  async stopWorker(): Promise<void> {
+    const worker = this.worker;
+    if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
+    const gone = new Promise((resolve) => worker.once('exit', resolve));
+    worker.kill('SIGTERM');
+    setTimeout(() => worker.kill('SIGKILL'), 40_000).unref();
+    await gone;
+  }
+
+  workerLog(): string {
+    return this.workerOutput.join('');
+  }
+}
