@@ -13,8 +13,7 @@ import {
 } from '../workflows/definitions.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
-
-export const endToEndScenarios: string[] = [];
+import { scenarioPassed } from './helpers/scenario-count.js';
 
 describe('end to end: real worker, Temporal dev server, moto, Kubernetes', function () {
   this.timeout(240_000);
@@ -28,7 +27,7 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     await e2e?.stop();
   });
   afterEach(function () {
-    if (this.currentTest?.state === 'passed') endToEndScenarios.push(this.currentTest.title);
+    if (this.currentTest?.state === 'passed') scenarioPassed('end-to-end', this.currentTest.title);
     if (this.currentTest?.state === 'failed') console.error(`worker output:\n${e2e.workerLog().slice(-4000)}`);
   });
 

@@ -69,10 +69,13 @@ export class AwsLauncher {
   restore(group: string): Promise<unknown> {
     return this.control('restore', { group });
   }
+  throttle(seconds: number): Promise<unknown> {
+    return this.control('throttle', { seconds });
+  }
   reset(): Promise<unknown> {
     return this.control('reset');
   }
-  counts(): Promise<{ total: number; byAction: Record<string, number> }> {
-    return this.control('counts') as Promise<{ total: number; byAction: Record<string, number> }>;
+  counts(): Promise<{ total: number; byAction: Record<string, number>; throttled: Record<string, number> }> {
+    return this.control('counts') as Promise<{ total: number; byAction: Record<string, number>; throttled: Record<string, number> }>;
   }
 }

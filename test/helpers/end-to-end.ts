@@ -14,6 +14,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
+import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
 import { AwsLauncher, freePort } from './aws-launcher.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './kubernetes-stack.js';
@@ -43,10 +44,14 @@ export class EndToEnd {
   core!: CoreV1Api;
   client!: Client;
 
+  private temporalSettings?: DevServerSettings;
+
   async start(): Promise<this> {
     const [port, uiPort] = [await freePort(), await freePort()];
+    // A database file: the dev server can be restarted mid-flow and keep every workflow.
+    this.temporalSettings = { temporalCli: temporalCliPath(), port, uiPort, dbFile: join(this.dir, 'temporal.sqlite') };
     const [temporal] = await Promise.all([
-      startDevServer({ temporalCli: temporalCliPath(), port, uiPort, dbFile: join(this.dir, 'temporal.sqlite') }, 'default', () => undefined),
+      startDevServer(this.temporalSettings, 'default', () => undefined),
       this.aws.start(),
       this.k8s.start(),
     ]);
@@ -56,6 +61,18 @@ export class EndToEnd {
     this.autoScaling = this.aws.client();
     this.core = this.k8s.coreApi();
     return this;
+  }
+
+  /** Stops the Temporal dev server and starts it again on the same port and database. */
+  async restartTemporal(downForMs: number): Promise<void> {
+    await this.temporal?.stop();
+    await new Promise((resolve) => setTimeout(resolve, downForMs));
+    this.temporal = await startDevServer(this.temporalSettings as DevServerSettings, 'default', () => undefined);
+  }
+
+  /** SIGKILL: the worker dies mid-step, with no chance to finish or report anything. */
+  killWorker(): void {
+    this.worker?.kill('SIGKILL');
   }
 
   async stop(): Promise<void> {

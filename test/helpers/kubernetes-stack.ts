@@ -23,6 +23,7 @@ export class KubernetesStack {
   kubeconfigPath = '';
   server = '';
   private readonly processes: Running[] = [];
+  private apiserverArgs: string[] = [];
 
   async start(): Promise<this> {
     try {
@@ -40,7 +41,7 @@ export class KubernetesStack {
         '--log-level', 'error',
       ]);
       this.server = `https://127.0.0.1:${apiPort}`;
-      this.run('kube-apiserver', kubeApiserverPath(), [
+      this.apiserverArgs = [
         '--etcd-servers', `http://127.0.0.1:${etcdClient}`,
         '--bind-address', '127.0.0.1',
         '--advertise-address', '127.0.0.1',
@@ -56,7 +57,8 @@ export class KubernetesStack {
         // Pods in tests need no service account token; everything else stays as in a real cluster.
         '--disable-admission-plugins', 'ServiceAccount',
         '--v', '0',
-      ]);
+      ];
+      this.run('kube-apiserver', kubeApiserverPath(), this.apiserverArgs);
       this.writeKubeconfig();
       await this.waitReady(90_000);
       this.run('kube-controller-manager', kubeControllerManagerPath(), [
@@ -83,6 +85,23 @@ export class KubernetesStack {
       await this.stop();
       throw error;
     }
+  }
+
+  /** Takes the API server away (an outage), keeping etcd and the other processes. */
+  async stopApiserver(): Promise<void> {
+    const running = this.processes.find((p) => p.name === 'kube-apiserver' && p.child.exitCode === null);
+    if (!running) return;
+    await new Promise<void>((resolve) => {
+      running.child.once('exit', () => resolve());
+      running.child.kill('SIGKILL');
+    });
+    this.processes.splice(this.processes.indexOf(running), 1);
+  }
+
+  /** Brings the API server back on the same address, with the same data. */
+  async startApiserver(): Promise<void> {
+    this.run('kube-apiserver', kubeApiserverPath(), this.apiserverArgs);
+    await this.waitReady(90_000);
   }
 
   async stop(): Promise<void> {

@@ -12,6 +12,8 @@ Control endpoint (JSON over HTTP, on the same port as moto):
   POST /_launcher/capacity-error  {"group": "...", "message": "..."}   launches of the group fail from now on
   POST /_launcher/delay           {"group": "...", "seconds": N}       new instances of the group wait N s
   POST /_launcher/restore         {"group": "..."}                     normal launches again
+  POST /_launcher/throttle        {"seconds": N}                       every Auto Scaling request gets AWS's
+                                                                     Throttling "Rate exceeded" answer for N s
   POST /_launcher/reset                                              moto state, behaviours and counters cleared
   GET  /_launcher/counts                                             {"total": N, "byAction": {...}}
 
@@ -58,6 +60,8 @@ class LauncherState:
             # instance id -> (group name, time it becomes InService, activity)
             self.pending: dict[str, tuple[str, float, dict[str, Any]]] = {}
             self.counts: Counter[str] = Counter()
+            self.throttled: Counter[str] = Counter()
+            self.throttle_until = 0.0
 
 
 STATE = LauncherState()
@@ -177,11 +181,17 @@ def make_app() -> Any:
             command = path.removeprefix("/_launcher/")
             with STATE.lock:
                 if command == "counts":
-                    return respond(start_response, "200 OK", {"total": sum(STATE.counts.values()), "byAction": dict(STATE.counts)})
+                    return respond(start_response, "200 OK", {"total": sum(STATE.counts.values()), "byAction": dict(STATE.counts), "throttled": dict(STATE.throttled)})
                 if command == "reset":
                     moto_api_backend.reset()
                     STATE.reset()
                     return respond(start_response, "200 OK", {"reset": True})
+                if command == "throttle":
+                    seconds = request.get("seconds")
+                    if not isinstance(seconds, (int, float)) or seconds < 0:
+                        return respond(start_response, "400 Bad Request", {"error": f"seconds {seconds!r} is not a number >= 0"})
+                    STATE.throttle_until = time.monotonic() + float(seconds)
+                    return respond(start_response, "200 OK", {"ok": True})
                 group = request.get("group")
                 if not group:
                     return respond(start_response, "400 Bad Request", {"error": f"{command} needs a \"group\""})
@@ -202,6 +212,14 @@ def make_app() -> Any:
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", [None])[0]
         if action and "autoscaling" in (environ.get("HTTP_AUTHORIZATION", "") + environ.get("HTTP_HOST", "")):
             with STATE.lock:
+                if time.monotonic() < STATE.throttle_until:
+                    STATE.throttled[action] += 1
+                    error = (
+                        '<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
+                        f"<Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+                    ).encode()
+                    start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(error)))])
+                    return [error]
                 STATE.counts[action] += 1
         promote_due_instances()
         return moto_app(environ, start_response)
