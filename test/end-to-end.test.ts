@@ -82,6 +82,28 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     assert.ok(monitor.events.some((e) => e.onDemandInstanceId === result.replacementInstanceId && e.warnedInstanceId === atRisk));
   });
 
+  it('revert to spot: once spot recovers and stays healthy, the on-demand fallback is removed', async function () {
+    const { atRisk, nodeName, handle } = await scenario();
+    await e2e.aws.capacityError(SPOT);
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const result = await handle.result();
+    assert.equal(result.replacement, 'on-demand');
+    const fallback = result.replacementInstanceId as string;
+
+    await e2e.aws.restore(SPOT); // spot capacity is back: the group launches the instance it was short of
+    const monitor = e2e.client.workflow.getHandle(monitorWorkflowId(SPOT, ON_DEMAND));
+    await until('the monitor to remove the fallback', async () => {
+      const events = (await monitor.query(monitorStatusQuery)).events;
+      return events.some((e) => e.onDemandInstanceId === fallback && e.state === 'removed');
+    }, 120_000);
+    const onDemand = await e2e.group(ON_DEMAND);
+    assert.equal(onDemand.desired, 0, 'terminated with decrement');
+    assert.ok(!onDemand.instances.some((i) => i.id === fallback && i.state === 'InService'));
+    const spot = await e2e.group(SPOT);
+    assert.equal(spot.desired, 2);
+    assert.equal(spot.instances.filter((i) => i.state === 'InService').length, 2, 'back on spot');
+  });
+
   it('both fail: the node is tainted and keeps its pods until an operator says drain', async function () {
     const { atRisk, nodeName, handle } = await scenario();
     await e2e.aws.capacityError(SPOT);

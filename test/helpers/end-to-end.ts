@@ -160,6 +160,9 @@ export class EndToEnd {
         AWS_ENDPOINT_URL_AUTO_SCALING: this.aws.url,
         KUBECONFIG: this.k8s.kubeconfigPath,
         LOG_LEVEL: 'WARN',
+        // The revert-to-spot monitor on a short leash, so a revert fits in a test: checks every 5 s, 20 s window.
+        SPOT_GUARD_MONITOR_INTERVAL: '5',
+        SPOT_GUARD_STABILITY_WINDOW: '20s',
         ...extraEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

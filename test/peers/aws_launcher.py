@@ -11,7 +11,8 @@ moto's Auto Scaling model so tests (and the benchmark) can drive it like AWS:
 Control endpoint (JSON over HTTP, on the same port as moto):
   POST /_launcher/capacity-error  {"group": "...", "message": "..."}   launches of the group fail from now on
   POST /_launcher/delay           {"group": "...", "seconds": N}       new instances of the group wait N s
-  POST /_launcher/restore         {"group": "..."}                     normal launches again
+  POST /_launcher/restore         {"group": "..."}                     normal launches again; like AWS retrying,
+                                                                     the group launches what it is short of
   POST /_launcher/throttle        {"seconds": N}                       every Auto Scaling request gets AWS's
                                                                      Throttling "Rate exceeded" answer for N s
   POST /_launcher/reset                                              moto state, behaviours and counters cleared
@@ -149,6 +150,18 @@ def promote_due_instances() -> None:
             activity.update(StatusCode="Successful", Progress=100, EndTime=now())
 
 
+def relaunch_missing(group_name: str) -> None:
+    """What AWS does after failed launches: try again until the group reaches its desired capacity."""
+    for backend in autoscaling_models.autoscaling_backends.values():
+        for regional in backend.values():
+            group = regional.autoscaling_groups.get(group_name)
+            if group is None:
+                continue
+            missing = (group.desired_capacity or 0) - len(group.active_instances())
+            if missing > 0:
+                group.replace_autoscaling_group_instances(missing, group.get_propagated_tags())
+
+
 def describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
     group = self._get_param("AutoScalingGroupName")
     max_records = int(self._get_param("MaxRecords") or 100)
@@ -205,6 +218,7 @@ def make_app() -> Any:
                 elif command == "restore":
                     STATE.capacity_errors.pop(group, None)
                     STATE.delays.pop(group, None)
+                    relaunch_missing(group)
                 else:
                     return respond(start_response, "404 Not Found", {"error": f"no launcher command {command!r}"})
                 return respond(start_response, "200 OK", {"ok": True})
