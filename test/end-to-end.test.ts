@@ -56,8 +56,8 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     assert.equal(result.replacement, 'spot');
     assert.equal(result.instanceFate, 'terminated');
     const status = await handle.query(rebalanceStatusQuery);
-    assert.ok(status.taintedAt);
     assert.equal(status.drain?.complete, true);
+    assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
     assert.ok(await podGone(`web-${atRisk.slice(-6)}`), 'the pod was evicted');
     const spot = await e2e.group(SPOT);
     assert.equal(spot.desired, 2, 'back to its original size');
@@ -98,6 +98,7 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     }, 120_000);
     const onDemand = await e2e.group(ON_DEMAND);
     assert.equal(onDemand.desired, 0, 'terminated with decrement');
+    assert.deepEqual(await e2e.nodeState(EndToEnd.nodeName(fallback)), { taints: ['spot-guard.io/scale-down-pending=true:NoSchedule'], cordoned: true });
     assert.ok(!onDemand.instances.some((i) => i.id === fallback && i.state === 'InService'));
     const spot = await e2e.group(SPOT);
     assert.equal(spot.desired, 2);
@@ -132,6 +133,7 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     const drained = await waitForStatus(handle, (s) => s.drain !== undefined);
     assert.equal(drained.capacityPhase, 'waiting-for-spot', 'drained while the spot instance is still pending');
     assert.ok(await podGone(`web-${atRisk.slice(-6)}`));
+    assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
     const result = await handle.result();
     assert.equal(result.replacement, 'spot', 'the delayed spot instance came');
     assert.equal((await e2e.group(SPOT)).desired, 2);

@@ -111,7 +111,10 @@ export class EndToEnd {
     return `ip-${instanceId.slice(2)}`;
   }
 
-  /** The kubelet stand-in: every InService instance has a kwok node; instances that left lose theirs. */
+  /**
+   * The kubelet stand-in: every InService instance gets a kwok node. Nodes of instances that left are kept (a cloud
+   * controller removes them only later), so tests can still read how Spot Guard left them.
+   */
   async syncNodes(): Promise<void> {
     const instances = [...(await this.group(SPOT)).instances, ...(await this.group(ON_DEMAND)).instances];
     const nodes = await this.core.listNode({});
@@ -127,10 +130,15 @@ export class EndToEnd {
         },
       }).catch(() => undefined);
     }
-    const live = new Set(instances.map((i) => EndToEnd.nodeName(i.id)));
-    for (const name of existing) {
-      if (name && !live.has(name)) await this.core.deleteNode({ name }).catch(() => undefined);
-    }
+  }
+
+  /** A node's Spot Guard taints and whether it is cordoned. */
+  async nodeState(name: string): Promise<{ taints: string[]; cordoned: boolean }> {
+    const node = await this.core.readNode({ name });
+    return {
+      taints: (node.spec?.taints ?? []).filter((t) => !t.key.startsWith('node.kubernetes.io/')).map((t) => `${t.key}=${t.value}:${t.effect}`),
+      cordoned: node.spec?.unschedulable === true,
+    };
   }
 
   /** An application pod (with a controller) on a node, Running. */
