@@ -6,6 +6,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { until } from './helpers/wait.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';
 
@@ -123,17 +124,4 @@ describe('crash and fault tests on the real peers', function () {
     await e2e.k8s.startApiserver();
     await assertEndsLikeACrashFreeRun(flow);
   });
-
-  async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if (await predicate()) return;
-      } catch {
-        // not there yet
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 });

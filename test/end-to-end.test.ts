@@ -12,6 +12,7 @@ import {
   rebalanceWorkflowId,
 } from '../workflows/definitions.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { until } from './helpers/wait.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';
 
@@ -138,17 +139,4 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     assert.equal(result.replacement, 'spot', 'the delayed spot instance came');
     assert.equal((await e2e.group(SPOT)).desired, 2);
   });
-
-  async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if (await predicate()) return;
-      } catch {
-        // not there yet
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 });

@@ -7,6 +7,7 @@ import { createScaleDownSafetyActivities } from '../activities/scale-down-safety
 import type { DrainReport } from '../workflows/definitions.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';
 import { activityEnvironment } from './helpers/temporal.js';
+import { until as waitUntil } from './helpers/wait.js';
 
 const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' as const };
 
@@ -28,6 +29,8 @@ describe('Kubernetes activities against a real API server (contract)', function 
     safety = createScaleDownSafetyActivities(core, policy, { pollSeconds: 0.5 });
   });
   after(async () => stack?.stop());
+  // Timeouts here show the control plane's last log lines.
+  const until = (what: string, predicate: () => Promise<boolean>, timeoutMs = 60_000) => waitUntil(what, predicate, timeoutMs, () => stack.logs());
 
   /** A kwok-managed node whose providerID names the instance; it turns Ready by kwok's heartbeat. */
   async function node(instanceId = `i-0a${String(++counter).padStart(15, '0')}`): Promise<{ name: string; instanceId: string }> {
@@ -152,17 +155,4 @@ describe('Kubernetes activities against a real API server (contract)', function 
     assert.match(verdict.reason, /^not enough room|can move/);
     assert.doesNotMatch(verdict.reason, /PodDisruptionBudget/);
   });
-
-  async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if (await predicate()) return;
-      } catch {
-        // not there yet
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${stack.logs()}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 });

@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,34 +10,16 @@ import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { allSearchAttributeKeys, monitorWorkflowId } from '../workflows/definitions.js';
 import { temporalCliPath } from './helpers/peers.js';
+import { freePort, until } from './helpers/wait.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const workerMain = join(repoRoot, 'dist', 'worker', 'main.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 function collect(child: ChildProcess): { output: () => string; exit: Promise<number | null> } {
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   return { output: () => output, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-}
-
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 describe('worker process', function () {

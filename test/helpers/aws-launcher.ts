@@ -1,23 +1,12 @@
 // Starts test/peers/aws_launcher.py (moto in server mode with real launch behaviour) on a free loopback port and
 // drives it: capacity errors, launch delays, reset, request counts.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { pythonPath } from './peers.js';
+import { freePort } from './wait.js';
 
 const launcherScript = fileURLToPath(new URL('../../../test/peers/aws_launcher.py', import.meta.url));
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 export class AwsLauncher {
   private child?: ChildProcess;

@@ -16,7 +16,8 @@ import type { CoreV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
-import { AwsLauncher, freePort } from './aws-launcher.js';
+import { AwsLauncher } from './aws-launcher.js';
+import { freePort } from './wait.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './kubernetes-stack.js';
 import { temporalCliPath } from './peers.js';
 

@@ -7,7 +7,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
-import { freePort } from './aws-launcher.js';
+import { freePort } from './wait.js';
 import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
 
 export const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
