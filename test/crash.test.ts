@@ -68,6 +68,29 @@ describe('crash and fault tests on the real peers', function () {
     await e2e.startWorker();
   }
 
+  it('SIGKILL right after the notice, while the input is verified, then a new worker', async function () {
+    const flow = await startFlow();
+    await replaceWorker();
+    await assertEndsLikeACrashFreeRun(flow);
+  });
+
+  it('SIGKILL while waiting for the on-demand fallback, then a new worker', async function () {
+    const flow = await startFlow(async () => {
+      await e2e.aws.capacityError(SPOT);
+      await e2e.aws.delay(ON_DEMAND, 15);
+    });
+    await waitForStatus(flow, (s) => s.capacityPhase === 'waiting-for-on-demand');
+    await replaceWorker();
+    const result = await flow.handle.result();
+    assert.equal(result.replacement, 'on-demand');
+    assert.equal(result.instanceFate, 'terminated');
+    const onDemand = await e2e.group(ON_DEMAND);
+    assert.equal(onDemand.desired, 1, 'one on-demand increment, not two');
+    assert.equal(onDemand.instances.length, 1);
+    assert.equal((await e2e.group(SPOT)).desired, 2);
+    assert.equal((await e2e.aws.counts()).byAction.TerminateInstanceInAutoScalingGroup, 1);
+  });
+
   it('SIGKILL while waiting for the new spot instance, then a new worker', async function () {
     const flow = await startFlow(() => e2e.aws.delay(SPOT, 20).then(() => undefined));
     await waitForStatus(flow, (s) => s.capacityPhase === 'waiting-for-spot');
