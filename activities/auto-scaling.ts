@@ -11,6 +11,7 @@ import {
   TerminateInstanceInAutoScalingGroupCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { log } from '@temporalio/activity';
+import { isTerminatingState } from '../workflows/definitions.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
 import { requireGroupName, requireInstanceId } from './validation.js';
 
@@ -64,7 +65,6 @@ export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'Statu
   return CAPACITY_PROBLEM_PATTERNS.some((pattern) => pattern.test(text));
 }
 
-const TERMINATING = /^Terminat/; // Terminating, Terminating:Wait, Terminating:Proceed, Terminated
 
 export interface GroupHealth {
   desiredCapacity: number;
@@ -159,7 +159,7 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
       requireInstanceId(input.instanceId);
       const group = await readGroup(input.asgName);
       const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
-      if (!member || TERMINATING.test(member.LifecycleState ?? '')) return { alreadyTerminating: true };
+      if (!member || isTerminatingState(member.LifecycleState)) return { alreadyTerminating: true };
       if (dryRun) {
         log.info('dry run: would terminate instance', input);
         return { alreadyTerminating: false };
@@ -233,7 +233,7 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
       const fresh = (group.Instances ?? []).filter((i) => i.InstanceId && !before.has(i.InstanceId));
       const newInService = fresh.filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId as string);
       const newPending = fresh
-        .filter((i) => i.LifecycleState !== 'InService' && !TERMINATING.test(i.LifecycleState ?? ''))
+        .filter((i) => i.LifecycleState !== 'InService' && !isTerminatingState(i.LifecycleState))
         .map((i) => i.InstanceId as string);
       const progress: ScaleOutProgress = { newInService, newPending };
       if (newInService.length > 0) return progress;

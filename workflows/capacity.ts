@@ -22,6 +22,7 @@ import {
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
   increaseCapacityUpdate,
+  isTerminatingState,
   type RetireInstanceRequest,
   type RetireInstanceResult,
   type RetiredInstance,
@@ -48,7 +49,6 @@ type Pending =
   | { kind: 'increase'; request: IncreaseCapacityRequest }
   | { kind: 'retire'; request: RetireInstanceRequest };
 
-const TERMINATING = /^Terminat/;
 
 export async function capacityWorkflow(input: CapacityWorkflowInput & { historyBound?: number }): Promise<never> {
   const { asgName } = input;
@@ -130,7 +130,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       const desiredTarget = group.desiredCapacity + granted.length;
       const { requestedAt } = await setDesiredCapacity({ asgName, desiredCapacity: desiredTarget });
       appliedChanges++;
-      const instancesBefore = group.instances.filter((i) => !TERMINATING.test(i.lifecycleState)).map((i) => i.instanceId);
+      const instancesBefore = group.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId);
       for (const request of granted) {
         record(request.requestId, 'increase', {
           status: 'granted',
@@ -157,7 +157,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     const group = await lookAtGroup();
     const member = group.instances.find((i) => i.instanceId === instanceId);
-    if (member && !TERMINATING.test(member.lifecycleState)) {
+    if (member && !isTerminatingState(member.lifecycleState)) {
       // Still running, so no earlier terminate call took effect: (re)try it.
       if (!request.terminate) {
         record(request.requestId, 'retire', { status: 'still-running' });

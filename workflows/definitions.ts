@@ -23,6 +23,11 @@ export const NODE_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 // Auto Scaling group names: 1-255 characters of the Unicode BMP except control characters; we also refuse blanks.
 export const ASG_NAME_PATTERN = /^[^\s\x00-\x1f\x7f]{1,255}$/;
 
+/** An Auto Scaling lifecycle state on the way out: Terminating, Terminating:Wait, Terminating:Proceed, Terminated. */
+export function isTerminatingState(lifecycleState: string | undefined): boolean {
+  return /^Terminat/.test(lifecycleState ?? '');
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Search attributes: registered on the namespace at worker start so the Temporal UI can filter by them.
 

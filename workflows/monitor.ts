@@ -22,6 +22,7 @@ import {
   type FlowSettings,
   type HealthCheck,
   INSTANCE_ID_PATTERN,
+  isTerminatingState,
   MAX_SCALE_DOWN_ATTEMPTS,
   type MonitorInput,
   type MonitorState,
@@ -62,7 +63,6 @@ function stepsFor(settings: FlowSettings) {
 
 const DEFAULT_HISTORY_BOUND = 10_000;
 const MAX_NOTES = 50;
-const TERMINATING = /^Terminat/;
 
 export async function monitorWorkflow(input: MonitorInput): Promise<never> {
   const { spotAsgName, onDemandAsgName } = input;
@@ -233,7 +233,7 @@ export async function monitorWorkflow(input: MonitorInput): Promise<never> {
 
   /** Events whose instance left the group are closed; closed events older than the cleanup age are forgotten. */
   function closeAndForgetEvents(onDemand: GroupSnapshot, s: FlowSettings): void {
-    const present = new Set(onDemand.instances.filter((i) => !TERMINATING.test(i.lifecycleState)).map((i) => i.instanceId));
+    const present = new Set(onDemand.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId));
     for (const event of state.events) {
       if (event.state === 'tracked' && !present.has(event.onDemandInstanceId) && state.inFlight?.instanceId !== event.onDemandInstanceId) {
         event.state = 'gone';
