@@ -66,6 +66,15 @@ export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'Statu
 }
 
 
+/** One poll of a group on behalf of every workflow waiting for a new instance of it. */
+export interface GroupProgress {
+  desiredCapacity: number;
+  /** Every InService instance; the capacity workflow decides which are new and whose. */
+  inService: string[];
+  /** Capacity problems of scaling activities that started at or after `since`. */
+  capacityProblems: CapacityProblem[];
+}
+
 export interface GroupHealth {
   desiredCapacity: number;
   inService: string[];
@@ -101,7 +110,38 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
     return group;
   }
 
+  async function capacityProblemsSince(asgName: string, since: string): Promise<CapacityProblem[]> {
+    const from = Date.parse(since);
+    const output = await awsCall(`describe the scaling activities of "${asgName}"`, () =>
+      client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: asgName, MaxRecords: 20 })),
+    );
+    return (output.Activities ?? [])
+      .filter((a) => a.StartTime !== undefined && a.StartTime.getTime() >= from && isCapacityProblem(a))
+      .map((a) => ({
+        activityId: a.ActivityId ?? '',
+        statusCode: a.StatusCode ?? '',
+        message: a.StatusMessage ?? a.Description ?? '',
+        startTime: a.StartTime?.toISOString() ?? '',
+      }));
+  }
+
   return {
+    /**
+     * Exactly one DescribeAutoScalingGroups and one DescribeScalingActivities, whatever the number of waiters: the
+     * capacity workflow calls this once per poll interval for all of them.
+     */
+    async describeGroupProgress(input: { asgName: string; since: string }): Promise<GroupProgress> {
+      if (Number.isNaN(Date.parse(input.since))) {
+        throw nonRetryable(FailureType.invalidInput, `since "${input.since}" is not an ISO 8601 time`);
+      }
+      const group = await readGroup(input.asgName);
+      return {
+        desiredCapacity: group.DesiredCapacity ?? 0,
+        inService: (group.Instances ?? []).filter((i) => i.LifecycleState === 'InService' && i.InstanceId).map((i) => i.InstanceId as string),
+        capacityProblems: await capacityProblemsSince(input.asgName, input.since),
+      };
+    },
+
     /** One look at a group: sizes and its instances with their lifecycle state. */
     async describeGroup(input: { asgName: string }): Promise<GroupSnapshot> {
       const group = await readGroup(input.asgName);
@@ -238,21 +278,8 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
       const progress: ScaleOutProgress = { newInService, newPending };
       if (newInService.length > 0) return progress;
 
-      const since = Date.parse(input.since);
-      const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
-        client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 20 })),
-      );
-      const problem = (output.Activities ?? []).find(
-        (a) => a.StartTime !== undefined && a.StartTime.getTime() >= since && isCapacityProblem(a),
-      );
-      if (problem) {
-        progress.capacityProblem = {
-          activityId: problem.ActivityId ?? '',
-          statusCode: problem.StatusCode ?? '',
-          message: problem.StatusMessage ?? problem.Description ?? '',
-          startTime: problem.StartTime?.toISOString() ?? '',
-        };
-      }
+      const [problem] = await capacityProblemsSince(input.asgName, input.since);
+      if (problem) progress.capacityProblem = problem;
       return progress;
     },
   };

@@ -4,6 +4,10 @@
 import { type Client, WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   capacityWorkflowId,
+  type DrainSlotAnswer,
+  type DrainSlotRequest,
+  drainSlotUpdate,
+  type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
   increaseCapacityUpdate,
   type RetireInstanceRequest,
@@ -26,11 +30,11 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     });
   }
 
-  async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }): Promise<Ret> {
+  async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }, updateId = arg.requestId): Promise<Ret> {
     requireGroupName(asgName);
     try {
       return await client.workflow.executeUpdateWithStart<typeof capacityWorkflow, Ret, [Arg]>(update.name, {
-        updateId: arg.requestId,
+        updateId,
         args: [arg],
         startWorkflowOperation: capacityWorkflowFor(asgName),
       });
@@ -45,8 +49,16 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
 
   return {
     /** Asks for one more instance in the group; the answer carries the absolute target the capacity workflow applied. */
-    async requestCapacityIncrease(input: { asgName: string; requestId: string }): Promise<IncreaseCapacityResult> {
-      return send(input.asgName, increaseCapacityUpdate, { requestId: input.requestId });
+    async requestCapacityIncrease(input: IncreaseCapacityRequest & { asgName: string }): Promise<IncreaseCapacityResult> {
+      const { asgName, ...request } = input;
+      return send(asgName, increaseCapacityUpdate, request);
+    },
+
+    /** Asks the group's disruption budget for a drain slot: granted now, or queued and signalled when it is free. */
+    async requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<DrainSlotAnswer> {
+      const { asgName, ...request } = input;
+      // Asking again about the same slot is a new Update (a repeated id would only replay the first answer).
+      return send(asgName, drainSlotUpdate, request, request.ask ? `${request.requestId}/ask-${request.ask}` : request.requestId);
     },
 
     /** Terminates a drained instance with decrement, or settles the books once AWS has taken it. */

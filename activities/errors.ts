@@ -1,5 +1,6 @@
 // Sorting failures into the two kinds Temporal needs: input that can never succeed (non-retryable, with a message an
 // operator can act on) and everything transient (thrown as is, so the activity's retry policy backs off and retries).
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 
 /** Failure types the workflows branch on; also shown in the Temporal UI next to the message. */
@@ -11,6 +12,7 @@ export const FailureType = {
   instanceNotInGroup: 'InstanceNotInGroup',
   awsRejected: 'AwsRequestRejected',
   kubernetesRejected: 'KubernetesRequestRejected',
+  awsThrottled: 'AwsThrottled',
 } as const;
 
 export function nonRetryable(type: string, message: string, details?: unknown): ApplicationFailure {
@@ -49,11 +51,45 @@ export function isAwsTransient(error: unknown): boolean {
   return e.$fault === 'server';
 }
 
-/** Runs one AWS call; a request AWS refuses for good becomes a non-retryable failure naming what was asked. */
+export function isAwsThrottling(error: unknown): boolean {
+  const e = error as AwsErrorShape;
+  return /^(Throttling|ThrottlingException|RequestLimitExceeded|RequestThrottled|TooManyRequestsException)$/.test(e?.name ?? '') ||
+    /rate exceeded|throttl/i.test(e?.message ?? '') ||
+    e?.$metadata?.httpStatusCode === 429;
+}
+
+/** Backoff after the nth throttled attempt: exponential from 2 s, capped at 60 s, with full jitter. */
+export function throttleDelayMs(attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(60_000, 2_000 * 2 ** Math.max(0, attempt - 1));
+  return Math.round(1_000 + random() * (ceiling - 1_000));
+}
+
+function currentAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1; // called outside an activity (tests, tools)
+  }
+}
+
+/**
+ * Runs one AWS call; a request AWS refuses for good becomes a non-retryable failure naming what was asked. A throttled
+ * call becomes a retryable failure with a jittered, growing delay: every workflow that shares the account's Auto
+ * Scaling bucket backs off at its own pace instead of retrying in lockstep. Activities take absolute targets, so a
+ * retry never applies a change twice.
+ */
 export async function awsCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
+    if (isAwsThrottling(error)) {
+      const e = error as AwsErrorShape;
+      throw ApplicationFailure.create({
+        type: FailureType.awsThrottled,
+        message: `AWS throttled the request to ${what}: ${e.name ?? 'Error'}: ${e.message ?? String(error)}`,
+        nextRetryDelay: throttleDelayMs(currentAttempt()),
+      });
+    }
     if (isAwsTransient(error)) throw error;
     const e = error as AwsErrorShape;
     throw nonRetryable(FailureType.awsRejected, `AWS refused to ${what}: ${e.name ?? 'Error'}: ${e.message ?? String(error)}`);

@@ -14,6 +14,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { activityEnvironment } from './helpers/temporal.js';
 import { createAutoScalingActivities, isCapacityProblem } from '../activities/auto-scaling.js';
 import { awsError } from './fakes/auto-scaling.js';
+import { throttleDelayMs } from '../activities/errors.js';
 
 const I1 = 'i-0123456789abcdef0';
 const I2 = 'i-0fedcba9876543210';
@@ -50,6 +51,39 @@ describe('Auto Scaling activities', function () {
     activityEnvironment().run(fn, ...args);
 
   beforeEach(() => aws.reset());
+
+  it('describeGroupProgress makes exactly one call of each kind and lists InService instances and capacity problems', async function () {
+    const since = new Date('2026-11-21T10:00:00Z');
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }, { id: I2, state: 'Pending' }], 2));
+    aws.on(DescribeScalingActivitiesCommand).resolves({
+      Activities: [
+        { ActivityId: 'old', AutoScalingGroupName: GROUP, StatusCode: 'Failed', StatusMessage: 'InsufficientInstanceCapacity', StartTime: new Date(since.getTime() - 1000), Cause: '' },
+        { ActivityId: 'new', AutoScalingGroupName: GROUP, StatusCode: 'Failed', StatusMessage: 'InsufficientInstanceCapacity', StartTime: new Date(since.getTime() + 1000), Cause: '' },
+      ],
+    } as never);
+    const progress = await run(activities.describeGroupProgress, { asgName: GROUP, since: since.toISOString() });
+    assert.deepEqual(progress.inService, [I1]);
+    assert.equal(progress.desiredCapacity, 2);
+    assert.deepEqual(progress.capacityProblems.map((p) => p.activityId), ['new']);
+    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, 1);
+    assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 1);
+  });
+
+  it('a throttled call fails retryably with a jittered delay that grows with the attempt, never as a refusal', async function () {
+    aws.on(SetDesiredCapacityCommand).rejects(awsError('Throttling', 'Rate exceeded', 400));
+    await assert.rejects(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 7 }), (error: unknown) => {
+      assert.ok(error instanceof ApplicationFailure);
+      assert.equal(error.type, 'AwsThrottled');
+      assert.equal(error.nonRetryable, false);
+      assert.match(error.message, /AWS throttled the request to set the desired capacity of "spot-asg" to 7: Throttling: Rate exceeded/);
+      const delay = Number(error.nextRetryDelay);
+      assert.ok(delay >= 1000 && delay <= 2000, `first attempt waits 1-2 s, got ${String(error.nextRetryDelay)}`);
+      return true;
+    });
+    const delays = [1, 3, 6, 12].map((attempt) => throttleDelayMs(attempt, () => 1));
+    assert.deepEqual(delays, [2000, 8000, 60000, 60000], 'ceiling doubles from 2 s up to 60 s');
+    assert.equal(throttleDelayMs(5, () => 0), 1000, 'full jitter down to 1 s');
+  });
 
   it('setDesiredCapacity sends the absolute target without honouring cooldowns', async function () {
     aws.on(SetDesiredCapacityCommand).resolves({});

@@ -24,6 +24,23 @@ describe('worker configuration', function () {
     assert.equal(temporal.taskQueue, 'spot-guard');
   });
 
+  it('reads the disruption budget as a percentage or a number of nodes, 10% by default, and the 2 s coalescing window', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.deepEqual(defaults.config.flow.drainBudget, { percent: 10 });
+    assert.equal(defaults.config.flow.coalesceWindowSeconds, 2);
+    assert.equal(defaults.config.flow.naiveCapacity, undefined, 'the benchmark-only naive strategy is off');
+    const nodes = loadConfig({ ...base, SPOT_GUARD_DRAIN_BUDGET: '5' });
+    assert.ok(nodes.ok);
+    assert.deepEqual(nodes.config.flow.drainBudget, { nodes: 5 });
+    for (const bad of ['0', '0%', '150%', 'ten', '-3']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_DRAIN_BUDGET: bad }), [
+        `SPOT_GUARD_DRAIN_BUDGET="${bad}" is not a disruption budget: expected a percentage of the group (e.g. 10%, more than 0 and at most 100) or a number of nodes (e.g. 5, at least 1)`,
+      ]);
+    }
+    assert.match(errorsOf({ ...base, SPOT_GUARD_COALESCE_WINDOW: '90' })[0] ?? '', /SPOT_GUARD_COALESCE_WINDOW="90" is out of range: expected between 0 and 60 seconds/);
+  });
+
   it('names the variable, the bad value and what is expected', function () {
     assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc' }), [
       'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)',

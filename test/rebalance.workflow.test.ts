@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
-import { drainNowSignal, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
+import {
+  type CapacityStatus,
+  capacityStatusQuery,
+  capacityWorkflowId,
+  drainNowSignal,
+  rebalanceStatusQuery,
+  rebalanceWorkflowId,
+} from '../workflows/definitions.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
@@ -45,6 +52,22 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
   const start = () => requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' });
   const handle = (instanceId = atRisk): WorkflowHandle<typeof rebalanceWorkflow> =>
     env.client.workflow.getHandle(rebalanceWorkflowId(instanceId));
+
+  /**
+   * Results one after the other: a dozen concurrent result() calls on the time-skipping server overflow its response
+   * headers and leave its clock stuck.
+   */
+  async function resultsInTurn(instanceIds: string[]) {
+    const results = [];
+    for (const instanceId of instanceIds) results.push(await handle(instanceId).result());
+    return results;
+  }
+
+  /** Polls of a group, made by its capacity workflow on behalf of every waiting rebalance workflow. */
+  async function groupPolls(asgName: string): Promise<number> {
+    const names = await activityNames(env.client.workflow.getHandle(capacityWorkflowId(asgName)));
+    return names.filter((name) => name === 'describeGroupProgress').length;
+  }
 
   function assertTaintedAndDrained(): void {
     const node = h.k8s.nodes.get('node-a');
@@ -87,8 +110,10 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
       [[result.replacementInstanceId, atRisk, 'node-a']],
       'the revert-to-spot monitor is told which on-demand instance was launched for which node',
     );
-    const polls = (await activityNames(handle())).filter((name) => name === 'describeScaleOut');
-    assert.equal(polls.length, 2, 'one poll found the spot failure, one found the on-demand instance');
+    assert.equal(await groupPolls(h.spot), 1, 'the spot group\'s first poll found the failure');
+    assert.equal(await groupPolls(h.onDemand), 1, 'the on-demand group\'s first poll found the instance');
+    assert.equal(status.spot.polls, 1);
+    assert.ok(!(await activityNames(handle())).includes('describeScaleOut'), 'the rebalance workflow does not poll itself');
     assertTaintedAndDrained();
     assert.equal(result.instanceFate, 'terminated');
   });
@@ -101,8 +126,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
     assert.equal(result.replacement, 'on-demand');
     assert.equal(status.spot.failure, 'no new instance InService within 120 s');
-    const polls = (await activityNames(handle())).filter((name) => name === 'describeScaleOut');
-    assert.equal(polls.length, 13 + 1, '13 spot polls (t = 0, 10, ..., 120 s) and 1 on-demand poll');
+    assert.equal(await groupPolls(h.spot), 13, '13 spot polls (t = 0, 10, ..., 120 s)');
+    assert.equal(status.spot.polls, 13);
+    assert.equal(await groupPolls(h.onDemand), 1, '1 on-demand poll');
     assertTaintedAndDrained();
     // Spot was raised to 4 and keeps its pending launch; the drained instance went with decrement: back to 3.
     assert.equal(h.aws.desired(h.spot), 3);
@@ -216,10 +242,83 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
     assert.deepEqual(results.map((r) => r.replacement), ['spot', 'spot']);
     const targets = h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity as number);
-    assert.equal(Math.max(...targets), 5, `desired went 3 → 5: ${targets.join(', ')}`);
+    assert.deepEqual(targets, [5], 'one call 3 → 5 for both requests (coalesced)');
+    assert.notEqual(results[0]?.replacementInstanceId, results[1]?.replacementInstanceId, 'each got an instance of its own');
     assert.equal(new Set(h.aws.instanceIds(h.spot).filter((id) => !spotInstances.includes(id))).size, 2, 'two replacements launched');
     assert.equal(h.aws.desired(h.spot), 3, 'both drained instances terminated with decrement');
     assert.deepEqual(h.aws.instanceIds(h.spot).filter((id) => spotInstances.includes(id)), [spotInstances[2]]);
+  });
+
+  it('a wave of 12 warned nodes: one SetDesiredCapacity, one poll per interval for all, each told its own instance', async function () {
+    h.aws.groups.get(h.spot)!.max = 40;
+    h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 3 });
+    const wave = h.aws.addInstances(h.spot, 9).concat(spotInstances);
+    wave.forEach((instanceId, n) => h.k8s.addNode({ name: `wave-${n}`, instanceId }));
+    const results = await h.run(async () => {
+      await Promise.all(wave.map((instanceId, n) => requestRebalance(env.client, h.taskQueue, { instanceId, nodeName: `wave-${n}` })));
+      return resultsInTurn(wave);
+    });
+    assert.ok(results.every((r) => r.replacement === 'spot'), results.map((r) => r.replacement).join(', '));
+    const replacements = results.map((r) => r.replacementInstanceId);
+    assert.equal(new Set(replacements).size, 12, 'twelve different replacement instances');
+    assert.ok(replacements.every((id) => id && !wave.includes(id)));
+    const raises = h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity);
+    assert.deepEqual(raises, [24], 'one call 12 → 24 for all twelve (coalesced within the 2 s window)');
+    const polls = await groupPolls(h.spot);
+    assert.ok(polls <= 4, `${polls} polls of the group for twelve waiters (instances InService on the third look)`);
+    assert.equal(h.aws.desired(h.spot), 12, 'every drained instance terminated with decrement: back to the original size');
+  });
+
+  it('the disruption budget drains one node at a time when set to 1, the rest queued in order and visible', async function () {
+    h.settings = { ...h.settings, drainBudget: { nodes: 1 } };
+    const trio = spotInstances;
+    trio.forEach((instanceId, n) => {
+      if (n > 0) h.k8s.addNode({ name: `node-${'abc'[n]}`, instanceId });
+      h.k8s.addPod({ name: `app-${n}`, nodeName: `node-${'abc'[n]}`, ownerKind: 'ReplicaSet' });
+    });
+    // Each pod is refused once (a PDB), so a drain takes a moment and the others are seen waiting.
+    trio.forEach((_, n) => h.k8s.pdbBlocks.set(`default/app-${n}`, 1));
+    trio.forEach((_, n) => h.k8s.addPod({ name: `app-${n}-2`, nodeName: `node-${'abc'[n]}`, ownerKind: 'ReplicaSet' }));
+    const [results, queuedSeen] = await h.run(async () => {
+      await Promise.all(trio.map((instanceId, n) => requestRebalance(env.client, h.taskQueue, { instanceId, nodeName: `node-${'abc'[n]}` })));
+      const capacity = env.client.workflow.getHandle(capacityWorkflowId(h.spot));
+      let seen: CapacityStatus | undefined;
+      for (let i = 0; i < 400 && !seen; i++) {
+        const status = await capacity.query(capacityStatusQuery).catch(() => undefined); // not started yet
+        if (status && status.draining.length === 1 && status.drainQueue.length >= 1) seen = status;
+        else await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      return [await resultsInTurn(trio), seen] as const;
+    });
+    assert.ok(queuedSeen, 'the capacity workflow status showed one draining and the rest queued');
+    assert.deepEqual(queuedSeen.drainBudget, { limit: 1, budget: '1 node(s)' });
+    assert.ok(results.every((r) => r.drained));
+    // Drains never overlapped: the eviction requests come node by node, never interleaved.
+    const nodeOfEach = h.k8s.requestsMatching('POST', '/eviction').flatMap((r) => /app-(\d)/.exec(r.path)?.[1] ?? []);
+    const runs = nodeOfEach.filter((node, i) => i === 0 || node !== nodeOfEach[i - 1]);
+    assert.equal(runs.length, 3, `evictions by node, in order: ${nodeOfEach.join(' ')}`);
+  });
+
+  it('an interruption notice while queued by the disruption budget drains at once', async function () {
+    h.settings = { ...h.settings, drainBudget: { nodes: 1 } };
+    const second = spotInstances[1] as string;
+    h.k8s.addNode({ name: 'node-b', instanceId: second });
+    h.k8s.addPod({ name: 'app-b', nodeName: 'node-b', ownerKind: 'ReplicaSet' });
+    h.k8s.pdbBlocks.set('default/web-1', Number.MAX_SAFE_INTEGER); // node-a's drain holds its slot
+    await h.run(async () => {
+      await requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' });
+      await waitForStatus(handle(atRisk), (s) => s.phase === 'draining');
+      await requestRebalance(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' });
+      const queued = await waitForStatus(handle(second), (s) => s.phase === 'awaiting-drain-slot');
+      assert.deepEqual([queued.drainSlot?.state, queued.drainSlot?.position], ['queued', 1]);
+      await reportInterruption(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' }, { action: 'terminate', time: '2026-11-21T10:02:00Z' });
+      const drained = await waitForStatus(handle(second), (s) => s.drain !== undefined);
+      assert.equal(drained.drainSlot?.state, 'bypassed');
+      assert.ok(drained.notes.some((n) => n.includes('draining at once')));
+      h.k8s.pdbBlocks.delete('default/web-1');
+      await Promise.all([handle(atRisk).result(), handle(second).result()]);
+    });
+    assert.deepEqual(h.k8s.podsOn('node-b'), []);
   });
 
   it('an activity that fails transiently twice is retried without a second increment', async function () {

@@ -2,7 +2,7 @@
 // gets its own message naming the variable, the value and what is expected, and the process refuses to start.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ASG_NAME_PATTERN, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
+import { ASG_NAME_PATTERN, type DrainBudget, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
@@ -49,6 +49,9 @@ export const DEFAULTS = {
   SPOT_GUARD_TERMINATE_DRAINED: 'true',
   SPOT_GUARD_RECLAIM_POLL_INTERVAL: '60',
   SPOT_GUARD_RECLAIM_WAIT: '6h',
+  SPOT_GUARD_COALESCE_WINDOW: '2',
+  SPOT_GUARD_DRAIN_BUDGET: '10%',
+  SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'false',
   SPOT_GUARD_MONITOR_INTERVAL: '30',
   SPOT_GUARD_STABILITY_WINDOW: '2m',
   SPOT_GUARD_EVENT_CLEANUP_AFTER: '10m',
@@ -81,6 +84,21 @@ export function parseTaint(text: string): TaintSpec | undefined {
   const match = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*):(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(text.trim());
   if (!match) return undefined;
   return { key: match[1] as string, value: match[2] as string, effect: match[3] as TaintSpec['effect'] };
+}
+
+/** Parses a disruption budget: "10%" (of the group's desired capacity) or "5" (nodes). */
+export function parseDrainBudget(text: string): DrainBudget | undefined {
+  const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text);
+  if (percent) {
+    const value = Number(percent[1]);
+    return value > 0 && value <= 100 ? { percent: value } : undefined;
+  }
+  const nodes = /^\s*(\d+)\s*$/.exec(text);
+  if (nodes) {
+    const value = Number(nodes[1]);
+    return value >= 1 ? { nodes: value } : undefined;
+  }
+  return undefined;
 }
 
 export function loadConfig(env: Env): ConfigResult {
@@ -158,6 +176,13 @@ export function loadConfig(env: Env): ConfigResult {
     errors.push(`LOG_LEVEL="${env.LOG_LEVEL}" is not a log level: expected one of TRACE, DEBUG, INFO, WARN, ERROR`);
   }
 
+  const budgetText = read('SPOT_GUARD_DRAIN_BUDGET');
+  const drainBudget = parseDrainBudget(budgetText);
+  if (!drainBudget) {
+    errors.push(`SPOT_GUARD_DRAIN_BUDGET="${budgetText}" is not a disruption budget: expected a percentage of the group (e.g. 10%, more than 0 and at most 100) or a number of nodes (e.g. 5, at least 1)`);
+  }
+  const naiveCapacity = bool('SPOT_GUARD_BENCH_NAIVE_CAPACITY');
+
   const flow: FlowSettings = {
     spotAsgName,
     onDemandAsgName,
@@ -171,6 +196,9 @@ export function loadConfig(env: Env): ConfigResult {
     terminateDrainedInstance: bool('SPOT_GUARD_TERMINATE_DRAINED'),
     reclaimPollSeconds: seconds('SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
     reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
+    coalesceWindowSeconds: seconds('SPOT_GUARD_COALESCE_WINDOW', 0, 60),
+    drainBudget: drainBudget ?? { percent: 10 },
+    ...(naiveCapacity ? { naiveCapacity } : {}),
     monitor: {
       checkIntervalSeconds: seconds('SPOT_GUARD_MONITOR_INTERVAL', 5, 3600),
       stabilityWindowSeconds: seconds('SPOT_GUARD_STABILITY_WINDOW', 0, 24 * 3600),

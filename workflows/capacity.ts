@@ -2,12 +2,17 @@
 // that group goes. Requests arrive as Updates and are applied one batch at a time by a single loop, so two nodes warned
 // at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded in
 // history, so a retried activity re-applies the same number instead of adding again.
+//
+// In a wave of interruptions it is also the group's only poller: one look at the group per interval serves every
+// workflow waiting for a new instance, each told by signal which instance is its own. Its Auto Scaling calls grow with
+// the number of groups, not of nodes. And it keeps the group's disruption budget: how many nodes drain at once.
 import {
   ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   log,
   proxyActivities,
   setHandler,
@@ -19,6 +24,13 @@ import {
   type CapacityRecord,
   capacityStatusQuery,
   type CapacityWorkflowInput,
+  describeDrainBudget,
+  drainBudgetLimit,
+  type DrainQueue,
+  drainSlotGrantedSignal,
+  type DrainSlotRequest,
+  drainSlotUpdate,
+  type GroupWaits,
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
   increaseCapacityUpdate,
@@ -26,6 +38,10 @@ import {
   type RetireInstanceRequest,
   type RetireInstanceResult,
   type RetiredInstance,
+  releaseDrainSlotSignal,
+  type ReplacementAnswer,
+  replacementAnswerSignal,
+  type ReplacementWaiter,
   retireInstanceUpdate,
   searchAttributes,
 } from './definitions.js';
@@ -38,6 +54,13 @@ const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyAct
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
+// A poll is worth little once the next is due: a failed poll is "no news" and the waiters wait on.
+const { describeGroupProgress } = proxyActivities<AutoScalingActivities>({
+  startToCloseTimeout: '20 seconds',
+  scheduleToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
 /** Completed requests remembered for deduplication, carried across continue-as-new. */
 const MAX_REMEMBERED_REQUESTS = 500;
 /** Size bound of each carried record set (JSON characters). */
@@ -46,8 +69,10 @@ const MAX_CARRIED_BYTES = 256 * 1024;
 const DEFAULT_HISTORY_BOUND = 10_000;
 
 type Pending =
-  | { kind: 'increase'; request: IncreaseCapacityRequest }
-  | { kind: 'retire'; request: RetireInstanceRequest };
+  | { kind: 'increase'; request: IncreaseCapacityRequest; arrivedAt: number }
+  | { kind: 'retire'; request: RetireInstanceRequest; arrivedAt: number };
+
+const MAX_WAIT_SECONDS = 24 * 3600;
 
 
 export async function capacityWorkflow(input: CapacityWorkflowInput & { historyBound?: number }): Promise<never> {
@@ -60,6 +85,11 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   let appliedChanges = input.carried?.appliedChanges ?? 0;
   let lastGroup: GroupSnapshot | undefined;
   let warnedAboutCapacityRebalance = false;
+  const waits: GroupWaits = input.carried?.waits ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
+  const drains: DrainQueue = input.carried?.drains ?? { draining: [], queued: [] };
+  let nextPollAt: number | undefined = waits.waiters.length > 0 ? Date.now() : undefined;
+  /** The group's desired capacity at the latest poll (fresher than the last describe in a wave). */
+  let waitsDesired: number | undefined;
 
   if (workflowInfo().typedSearchAttributes.get(searchAttributes.asg) !== asgName) {
     upsertSearchAttributes([{ key: searchAttributes.asg, value: asgName }]);
@@ -72,6 +102,15 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     lastMaxSize: lastGroup?.maxSize,
     appliedChanges,
     recent: Object.values(completed).slice(-20),
+    waiting: {
+      count: waits.waiters.length,
+      oldestSince: waits.waiters[0]?.since,
+      polls: waits.polls,
+      assigned: waits.assigned.length,
+    },
+    drainBudget: drains.budget ? { limit: drainLimit(), budget: describeDrainBudget(drains.budget) } : undefined,
+    draining: drains.draining,
+    drainQueue: drains.queued.map((q) => ({ instanceId: q.instanceId, nodeName: q.nodeName, queuedAt: q.queuedAt })),
   }));
 
   async function enqueueAndWait<R>(pending: Pending): Promise<R> {
@@ -88,12 +127,17 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
 
   setHandler(
     increaseCapacityUpdate,
-    (request) => enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request }),
-    { validator: (request) => requireRequestId(request, completed, 'increase') },
+    (request) => enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request, arrivedAt: Date.now() }),
+    {
+      validator: (request) => {
+        requireRequestId(request, completed, 'increase');
+        requireIncreaseOptions(request);
+      },
+    },
   );
   setHandler(
     retireInstanceUpdate,
-    (request) => enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request }),
+    (request) => enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request, arrivedAt: Date.now() }),
     {
       validator: (request) => {
         requireRequestId(request, completed, 'retire');
@@ -104,6 +148,167 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       },
     },
   );
+
+  // --- disruption budget ------------------------------------------------------------------------------------
+
+  function drainLimit(): number {
+    return drains.budget ? drainBudgetLimit(drains.budget, waitsDesired ?? lastGroup?.desiredCapacity ?? 0) : 1;
+  }
+
+  setHandler(
+    drainSlotUpdate,
+    async (request) => {
+      const holding = drains.draining.find((d) => d.requestId === request.requestId);
+      if (holding) return { status: 'granted' };
+      drains.budget = request.budget;
+      if (lastGroup === undefined && waitsDesired === undefined) await lookAtGroup();
+      const queuedAt = drains.queued.findIndex((q) => q.requestId === request.requestId);
+      if (queuedAt >= 0 && !request.bypass) return { status: 'queued', position: queuedAt + 1, limit: drainLimit() };
+      if (queuedAt >= 0) drains.queued.splice(queuedAt, 1);
+      if (request.bypass || (drains.queued.length === 0 && drains.draining.length < drainLimit())) {
+        grantDrain(request);
+        return { status: 'granted' };
+      }
+      drains.queued.push({ ...request, queuedAt: new Date().toISOString() });
+      log.info('drain queued by the disruption budget', {
+        asgName,
+        instanceId: request.instanceId,
+        position: drains.queued.length,
+        draining: drains.draining.length,
+        limit: drainLimit(),
+      });
+      return { status: 'queued', position: drains.queued.length, limit: drainLimit() };
+    },
+    { validator: requireDrainSlotRequest },
+  );
+  setHandler(releaseDrainSlotSignal, ({ requestId }) => {
+    drains.draining = drains.draining.filter((d) => d.requestId !== requestId);
+    drains.queued = drains.queued.filter((q) => q.requestId !== requestId);
+  });
+
+  function grantDrain(request: DrainSlotRequest): void {
+    const now = Date.now();
+    drains.draining.push({
+      requestId: request.requestId,
+      workflowId: request.workflowId,
+      instanceId: request.instanceId,
+      nodeName: request.nodeName,
+      since: new Date(now).toISOString(),
+      leaseUntil: new Date(now + request.leaseSeconds * 1000).toISOString(),
+      bypass: request.bypass ?? false,
+    });
+  }
+
+  const drainsToPromote = (): boolean => drains.queued.length > 0 && drains.draining.length < drainLimit();
+
+  /** Frees slots whose holder never released them, then lets the queue move up in order. */
+  async function moveDrainQueue(): Promise<void> {
+    const now = Date.now();
+    const expired = drains.draining.filter((d) => Date.parse(d.leaseUntil) <= now);
+    for (const holder of expired) log.warn('drain slot lease expired without a release', { asgName, ...holder });
+    drains.draining = drains.draining.filter((d) => Date.parse(d.leaseUntil) > now);
+    const granted: DrainSlotRequest[] = [];
+    while (drainsToPromote()) {
+      const next = drains.queued.shift() as DrainSlotRequest;
+      grantDrain(next);
+      granted.push(next);
+    }
+    await Promise.all(granted.map((g) => tell(g.workflowId, () => getExternalWorkflowHandle(g.workflowId).signal(drainSlotGrantedSignal, { requestId: g.requestId }))));
+  }
+
+  // --- waiting for new instances -------------------------------------------------------------------------------
+
+  async function tell(workflowId: string, send: () => Promise<void>): Promise<void> {
+    try {
+      await send();
+    } catch (error) {
+      // The waiting workflow is gone (ended or terminated by an operator): nobody is left to tell.
+      log.warn('could not signal a waiting workflow', { asgName, workflowId, error: rootMessage(error) });
+    }
+  }
+
+  function addWaiter(request: IncreaseCapacityRequest, since: string, instancesBefore: string[]): void {
+    const waiter = request.waiter;
+    if (!waiter || waits.waiters.some((w) => w.requestId === request.requestId)) return;
+    const now = Date.now();
+    if (waits.waiters.length === 0) {
+      waits.baseline = instancesBefore;
+      waits.assigned = [];
+      // The first waiter of a wave gets a look at once (AWS often refuses capacity within seconds); later ones ride
+      // the running schedule, so a wave costs one poll per interval however many join it.
+      nextPollAt = now;
+    }
+    waits.waiters.push({
+      requestId: request.requestId,
+      workflowId: waiter.workflowId,
+      waitSeconds: waiter.waitSeconds,
+      pollIntervalSeconds: waiter.pollIntervalSeconds,
+      since,
+      deadline: new Date(now + waiter.waitSeconds * 1000).toISOString(),
+      pollsBefore: waits.polls,
+    });
+    const due = now + waiter.pollIntervalSeconds * 1000;
+    nextPollAt = nextPollAt === undefined ? due : Math.min(nextPollAt, due);
+  }
+
+  /** One look at the group for every waiter: new InService instances go to the oldest waiters first. */
+  async function pollForWaiters(): Promise<void> {
+    waits.polls++;
+    const since = waits.waiters.map((w) => w.since).sort()[0] as string;
+    let progress;
+    try {
+      progress = await describeGroupProgress({ asgName, since });
+      waitsDesired = progress.desiredCapacity;
+    } catch (error) {
+      log.warn('could not look at the group this time', { asgName, error: rootMessage(error) });
+    }
+    const now = Date.now();
+    const at = new Date(now).toISOString();
+    const answers: [ReplacementWaiter, ReplacementAnswer][] = [];
+    const polls = (w: ReplacementWaiter): number => waits.polls - (w.pollsBefore ?? 0);
+    if (progress) {
+      const taken = new Set([...waits.baseline, ...waits.assigned]);
+      const fresh = progress.inService.filter((id) => !taken.has(id));
+      for (const waiter of waits.waiters) {
+        const instanceId = fresh.shift();
+        if (!instanceId) break;
+        waits.assigned.push(instanceId);
+        answers.push([waiter, { requestId: waiter.requestId, status: 'in-service', instanceId, at, polls: polls(waiter) }]);
+      }
+      for (const waiter of waits.waiters.slice(answers.length)) {
+        const problem = progress.capacityProblems.find((p) => Date.parse(p.startTime) >= Date.parse(waiter.since));
+        if (problem) {
+          const message = `${problem.statusCode}: ${problem.message}`;
+          answers.push([waiter, { requestId: waiter.requestId, status: 'capacity-problem', message, at, polls: polls(waiter) }]);
+        }
+      }
+    }
+    const answered = new Set(answers.map(([w]) => w.requestId));
+    for (const waiter of waits.waiters) {
+      if (!answered.has(waiter.requestId) && Date.parse(waiter.deadline) <= now) {
+        answers.push([waiter, { requestId: waiter.requestId, status: 'timed-out', waitSeconds: waiter.waitSeconds, at, polls: polls(waiter) }]);
+        answered.add(waiter.requestId);
+      }
+    }
+    waits.waiters = waits.waiters.filter((w) => !answered.has(w.requestId));
+    if (waits.waiters.length === 0) {
+      waits.baseline = [];
+      waits.assigned = [];
+      nextPollAt = undefined;
+    } else {
+      const interval = Math.min(...waits.waiters.map((w) => w.pollIntervalSeconds)) * 1000;
+      const firstDeadline = Math.min(...waits.waiters.map((w) => Date.parse(w.deadline)));
+      nextPollAt = Math.min(now + interval, Math.max(firstDeadline, now + 1000));
+    }
+    if (answers.length > 0) {
+      log.info('answered waiting workflows', { asgName, answers: answers.length, waiting: waits.waiters.length, polls: waits.polls });
+    }
+    await Promise.all(
+      answers.map(([waiter, answer]) =>
+        tell(waiter.workflowId, () => getExternalWorkflowHandle(waiter.workflowId).signal(replacementAnswerSignal, answer)),
+      ),
+    );
+  }
 
   function record(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result']): void {
     completed[requestId] = { requestId, kind, at: new Date().toISOString(), result };
@@ -132,11 +337,13 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       appliedChanges++;
       const instancesBefore = group.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId);
       for (const request of granted) {
+        addWaiter(request, requestedAt, instancesBefore);
         record(request.requestId, 'increase', {
           status: 'granted',
           desiredBefore: group.desiredCapacity,
           desiredTarget,
-          instancesBefore,
+          // A waiter is told its instance; the list is only for callers that poll on their own.
+          instancesBefore: request.waiter ? [] : instancesBefore,
           appliedAt: requestedAt,
         });
       }
@@ -217,28 +424,67 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   const shouldContinueAsNew = (): boolean =>
     workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
 
+  /** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
+  function nextWakeAt(): number | undefined {
+    const times: number[] = [];
+    const head = queue[0];
+    if (head?.kind === 'increase') times.push(batchReadyAt(head));
+    if (nextPollAt !== undefined) times.push(nextPollAt);
+    for (const holder of drains.draining) times.push(Date.parse(holder.leaseUntil));
+    return times.length > 0 ? Math.min(...times) : undefined;
+  }
+
+  const somethingToDo = (): boolean =>
+    queue.some((p) => p.kind === 'retire') || (queue[0] !== undefined && batchReadyAt(queue[0]) <= Date.now()) || drainsToPromote();
+
   for (;;) {
-    await condition(() => queue.length > 0 || shouldContinueAsNew());
-    if (queue.length === 0) {
+    const wakeAt = nextWakeAt();
+    if (wakeAt === undefined) {
+      await condition(() => queue.length > 0 || nextWakeAt() !== undefined || drainsToPromote() || shouldContinueAsNew());
+    } else if (wakeAt > Date.now() && !somethingToDo()) {
+      // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
+      await condition(() => somethingToDo() || (nextWakeAt() ?? wakeAt) < wakeAt || (queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());
+    }
+    if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
+    const batch = takeBatch(queue, Date.now());
+    if (batch.length > 0) {
+      try {
+        if (batch[0]?.kind === 'retire') await applyRetire(batch[0].request);
+        else await applyIncreases(batch.map((p) => p.request as IncreaseCapacityRequest));
+      } catch (error) {
+        const message = `Auto Scaling group "${asgName}": ${rootMessage(error)}`;
+        log.error('capacity change failed', { asgName, error: message });
+        for (const pending of batch) failed[pending.request.requestId] = message;
+      }
+      continue;
+    }
+    if (nextPollAt !== undefined && nextPollAt <= Date.now()) {
+      await pollForWaiters();
+      continue;
+    }
+    if (queue.length === 0 && shouldContinueAsNew()) {
       // Let every Update handler return its answer first; a request arriving meanwhile is served by this run.
       await condition(() => allHandlersFinished() || queue.length > 0);
       if (queue.length > 0) continue;
       return continueAsNew<typeof capacityWorkflow>({
         asgName,
         historyBound: input.historyBound,
-        carried: { completed: mostRecent(completed), retired: mostRecent(retired), appliedChanges },
+        carried: {
+          completed: mostRecent(completed),
+          retired: mostRecent(retired),
+          appliedChanges,
+          ...(waits.waiters.length > 0 ? { waits } : {}),
+          ...(drains.draining.length > 0 || drains.queued.length > 0 ? { drains } : {}),
+        },
       });
     }
-    const batch = takeBatch(queue);
-    try {
-      if (batch[0]?.kind === 'retire') await applyRetire(batch[0].request);
-      else await applyIncreases(batch.map((p) => p.request as IncreaseCapacityRequest));
-    } catch (error) {
-      const message = `Auto Scaling group "${asgName}": ${rootMessage(error)}`;
-      log.error('capacity change failed', { asgName, error: message });
-      for (const pending of batch) failed[pending.request.requestId] = message;
-    }
   }
+}
+
+/** A batch of increases is applied once the coalescing window of its first request has passed. */
+function batchReadyAt(pending: Pending): number {
+  if (pending.kind !== 'increase') return pending.arrivedAt;
+  return pending.arrivedAt + (pending.request.coalesceSeconds ?? 0) * 1000;
 }
 
 /** An activity failure that is AWS's definite refusal of the request (so it did not take effect). */
@@ -262,11 +508,54 @@ function mostRecent<T>(entries: Record<string, T>): Record<string, T> {
   return Object.fromEntries(kept.reverse());
 }
 
-/** Every increase at the head of the queue goes in one batch; a retirement is applied alone, in its turn. */
-function takeBatch(queue: Pending[]): Pending[] {
-  if (queue[0]?.kind === 'retire') return queue.splice(0, 1);
+/**
+ * Every increase at the head of the queue goes in one batch once its window has passed; a retirement is applied
+ * alone, in its turn, and does not wait behind increases still gathering.
+ */
+function takeBatch(queue: Pending[], now: number): Pending[] {
+  const head = queue[0];
+  if (!head) return [];
+  if (head.kind === 'retire') return queue.splice(0, 1);
+  if (batchReadyAt(head) > now) {
+    const retire = queue.findIndex((p) => p.kind === 'retire');
+    return retire === -1 ? [] : queue.splice(retire, 1);
+  }
   const end = queue.findIndex((p) => p.kind !== 'increase');
   return queue.splice(0, end === -1 ? queue.length : end);
+}
+
+function requireIncreaseOptions(request: IncreaseCapacityRequest): void {
+  const { coalesceSeconds, waiter } = request;
+  if (coalesceSeconds !== undefined && (typeof coalesceSeconds !== 'number' || !(coalesceSeconds >= 0 && coalesceSeconds <= 60))) {
+    throw new Error(`coalesceSeconds ${String(coalesceSeconds)} must be a number of seconds from 0 to 60`);
+  }
+  if (waiter === undefined) return;
+  if (typeof waiter.workflowId !== 'string' || waiter.workflowId.length === 0) {
+    throw new Error(`waiter.workflowId "${String(waiter.workflowId)}" must name the workflow to tell`);
+  }
+  if (typeof waiter.waitSeconds !== 'number' || !(waiter.waitSeconds > 0 && waiter.waitSeconds <= MAX_WAIT_SECONDS)) {
+    throw new Error(`waiter.waitSeconds ${String(waiter.waitSeconds)} must be more than 0 and at most ${MAX_WAIT_SECONDS}`);
+  }
+  if (typeof waiter.pollIntervalSeconds !== 'number' || !(waiter.pollIntervalSeconds >= 1 && waiter.pollIntervalSeconds <= 300)) {
+    throw new Error(`waiter.pollIntervalSeconds ${String(waiter.pollIntervalSeconds)} must be from 1 to 300`);
+  }
+}
+
+function requireDrainSlotRequest(request: DrainSlotRequest): void {
+  for (const field of ['requestId', 'workflowId', 'instanceId', 'nodeName'] as const) {
+    if (typeof request?.[field] !== 'string' || request[field].length === 0) {
+      throw new Error(`${field} "${String(request?.[field])}" must be a non-empty string`);
+    }
+  }
+  const budget = request.budget as { nodes?: unknown; percent?: unknown } | undefined;
+  const nodesOk = typeof budget?.nodes === 'number' && Number.isInteger(budget.nodes) && budget.nodes >= 1;
+  const percentOk = typeof budget?.percent === 'number' && budget.percent > 0 && budget.percent <= 100;
+  if (!nodesOk && !percentOk) {
+    throw new Error(`budget ${JSON.stringify(request.budget)} must be { nodes: whole number >= 1 } or { percent: more than 0, at most 100 }`);
+  }
+  if (typeof request.leaseSeconds !== 'number' || !(request.leaseSeconds > 0)) {
+    throw new Error(`leaseSeconds ${String(request.leaseSeconds)} must be a positive number of seconds`);
+  }
 }
 
 function requireRequestId(

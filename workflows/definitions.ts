@@ -73,7 +73,29 @@ export interface FlowSettings {
   reclaimPollSeconds: number;
   /** How long to keep watching a kept instance before the workflow ends and leaves it to the operator. */
   reclaimWaitSeconds: number;
+  /** Capacity requests arriving within this window of the first become one SetDesiredCapacity call. */
+  coalesceWindowSeconds: number;
+  /** At most this many of the spot group's nodes drain at once (interruption notices and drainNow are never held). */
+  drainBudget: DrainBudget;
+  /**
+   * Benchmark only (SPOT_GUARD_BENCH_NAIVE_CAPACITY): each workflow reads desired, writes desired+1 and polls the group
+   * itself, as the original flow documents did. Loses increments under concurrency; never use it in production.
+   */
+  naiveCapacity?: boolean;
   monitor: MonitorSettings;
+}
+
+/** A disruption budget: a fixed number of nodes, or a percentage of the group's desired capacity (rounded up, >= 1). */
+export type DrainBudget = { nodes: number } | { percent: number };
+
+/** How many nodes the budget allows draining at once in a group of this size. */
+export function drainBudgetLimit(budget: DrainBudget, groupSize: number): number {
+  if ('nodes' in budget) return Math.max(1, budget.nodes);
+  return Math.max(1, Math.ceil((budget.percent / 100) * groupSize));
+}
+
+export function describeDrainBudget(budget: DrainBudget): string {
+  return 'nodes' in budget ? `${budget.nodes} node(s)` : `${budget.percent}%`;
 }
 
 /** Settings of the revert-to-spot monitor. */
@@ -120,6 +142,7 @@ export type RebalancePhase =
   | 'adding-capacity'
   | 'tainting'
   | 'holding'
+  | 'awaiting-drain-slot'
   | 'draining'
   | 'retiring-instance'
   | 'awaiting-reclaim'
@@ -145,6 +168,8 @@ export interface ScaleAttempt {
   desiredTarget?: number;
   instanceId?: string;
   inServiceAt?: string;
+  /** Polls of the group made while this attempt waited (by its capacity workflow, for all waiters at once). */
+  polls?: number;
   /** Why this attempt did not produce an instance. */
   failure?: string;
 }
@@ -173,6 +198,8 @@ export interface RebalanceStatus {
   interruption?: InterruptionNotice & { receivedAt: string };
   drainRequest?: DrainNowRequest & { receivedAt: string };
   taintedAt?: string;
+  /** The disruption budget's answer: queued (with the position when asked), granted, or bypassed by a notice. */
+  drainSlot?: { state: 'queued' | 'granted' | 'bypassed'; position?: number; at: string };
   drain?: DrainReport & { finishedAt: string };
   instanceFate?: InstanceFate;
   notes: string[];
@@ -205,6 +232,36 @@ export interface CapacityWorkflowInput {
 export interface IncreaseCapacityRequest {
   /** Unique per logical request (e.g. "<rebalance workflow id>/spot"); a repeat returns the first answer. */
   requestId: string;
+  /** Requests arriving within this many seconds of the first waiting one are applied together (default 0). */
+  coalesceSeconds?: number;
+  /**
+   * Set by a caller that waits for its new instance: the capacity workflow polls the group once per interval for all
+   * its waiters and signals each (replacementAnswerSignal) when an instance is InService for it, when a capacity
+   * problem shows, or when the wait ends.
+   */
+  waiter?: ReplacementWaiterRequest;
+}
+
+export interface ReplacementWaiterRequest {
+  workflowId: string;
+  waitSeconds: number;
+  pollIntervalSeconds: number;
+}
+
+/** What a capacity workflow tells a waiting workflow about the instance it asked for. */
+export type ReplacementAnswer =
+  | { requestId: string; status: 'in-service'; instanceId: string; at: string; polls: number }
+  | { requestId: string; status: 'capacity-problem'; message: string; at: string; polls: number }
+  | { requestId: string; status: 'timed-out'; waitSeconds: number; at: string; polls: number };
+
+/** A waiter kept by the capacity workflow until it is answered. */
+export interface ReplacementWaiter extends ReplacementWaiterRequest {
+  requestId: string;
+  /** When desired capacity was raised for it: capacity problems starting from then count against it. */
+  since: string;
+  deadline: string;
+  /** Polls of the group made before this waiter joined (its answer says how many were made for it). */
+  pollsBefore?: number;
 }
 
 export type IncreaseCapacityResult =
@@ -269,6 +326,50 @@ export interface CapacityCarriedState {
    */
   retired?: Record<string, RetiredInstance>;
   appliedChanges: number;
+  waits?: GroupWaits;
+  drains?: DrainQueue;
+}
+
+/** Workflows waiting for a new instance of this group, and what the group looked like before they asked. */
+export interface GroupWaits {
+  waiters: ReplacementWaiter[];
+  /** Instances in the group when the first of the current waiters was granted: none of them is anyone's replacement. */
+  baseline: string[];
+  /** New instances already given to a waiter. */
+  assigned: string[];
+  polls: number;
+}
+
+export interface DrainSlotRequest {
+  requestId: string;
+  workflowId: string;
+  instanceId: string;
+  nodeName: string;
+  budget: DrainBudget;
+  /** The slot is freed after this long even if no release arrives (a workflow terminated by hand). */
+  leaseSeconds: number;
+  /** An interruption notice or drainNow: drain at once, counted against the budget but never held by it. */
+  bypass?: boolean;
+  /** Asked again while queued (1, 2, ...): the answer gives the current position. */
+  ask?: number;
+}
+
+export type DrainSlotAnswer = { status: 'granted' } | { status: 'queued'; position: number; limit: number };
+
+export interface DrainHolder {
+  requestId: string;
+  workflowId: string;
+  instanceId: string;
+  nodeName: string;
+  since: string;
+  leaseUntil: string;
+  bypass: boolean;
+}
+
+export interface DrainQueue {
+  draining: DrainHolder[];
+  queued: (DrainSlotRequest & { queuedAt: string })[];
+  budget?: DrainBudget;
 }
 
 export interface CapacityStatus {
@@ -278,11 +379,23 @@ export interface CapacityStatus {
   lastMaxSize?: number;
   appliedChanges: number;
   recent: CapacityRecord[];
+  /** Waiting for new instances: how many, and the group polls made for them. */
+  waiting: { count: number; oldestSince?: string; polls: number; assigned: number };
+  /** The disruption budget: nodes draining now and those queued in order. */
+  drainBudget?: { limit: number; budget: string };
+  draining: DrainHolder[];
+  drainQueue: { instanceId: string; nodeName: string; queuedAt: string }[];
 }
 
 export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [IncreaseCapacityRequest]>('increaseCapacity');
 export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
+export const drainSlotUpdate = defineUpdate<DrainSlotAnswer, [DrainSlotRequest]>('requestDrainSlot');
+export const releaseDrainSlotSignal = defineSignal<[{ requestId: string }]>('releaseDrainSlot');
 export const capacityStatusQuery = defineQuery<CapacityStatus>('status');
+/** Sent by a capacity workflow to the workflow waiting for a new instance. */
+export const replacementAnswerSignal = defineSignal<[ReplacementAnswer]>('replacementAnswer');
+/** Sent by a capacity workflow to a workflow whose queued drain may start now. */
+export const drainSlotGrantedSignal = defineSignal<[{ requestId: string }]>('drainSlotGranted');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Revert-to-spot monitor (one per spot/on-demand pair)

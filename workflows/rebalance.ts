@@ -4,6 +4,7 @@
 import {
   ApplicationFailure,
   condition,
+  getExternalWorkflowHandle,
   log,
   patched,
   proxyActivities,
@@ -15,7 +16,10 @@ import {
 import type { SpotGuardActivities } from '../activities/index.js';
 import {
   type CapacityPhase,
+  capacityWorkflowId,
+  describeDrainBudget,
   drainNowSignal,
+  drainSlotGrantedSignal,
   type FlowSettings,
   INSTANCE_ID_PATTERN,
   type InstanceFate,
@@ -26,9 +30,13 @@ import {
   type RebalanceResult,
   type RebalanceStatus,
   rebalanceStatusQuery,
+  releaseDrainSlotSignal,
+  type ReplacementAnswer,
+  replacementAnswerSignal,
   type ScaleAttempt,
   searchAttributes,
 } from './definitions.js';
+import type { IncreaseCapacityResult } from './definitions.js';
 import { rootMessage } from './failures.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
@@ -47,10 +55,19 @@ const { describeScaleOut, findNodeForInstance: findNodeForInstanceBriefly } = pr
 
 // A capacity request may queue behind others of the same group in its capacity workflow, which gives up on AWS after
 // 10 minutes and answers with a failure; the request itself is retried until the capacity workflow answers.
-const { requestCapacityIncrease, requestInstanceRetirement } = proxyActivities<SpotGuardActivities>({
+const { requestCapacityIncrease, requestInstanceRetirement, requestDrainSlot } = proxyActivities<SpotGuardActivities>({
   startToCloseTimeout: '2 minutes',
   retry,
 });
+
+// Benchmark only: the original flow's own read-modify-write of desired capacity.
+const { describeGroup, setDesiredCapacity } = proxyActivities<SpotGuardActivities>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '10 minutes',
+  retry,
+});
+
+type Grant = Extract<IncreaseCapacityResult, { status: 'granted' }>;
 
 const isoNow = (): string => new Date().toISOString();
 
@@ -81,6 +98,16 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     log.info('operator asked to drain now', { instanceId, reason: request.reason });
   });
   const drainRequested = (): boolean => status.interruption !== undefined || status.drainRequest !== undefined;
+  // Answers of the capacity workflows (which poll the groups for every waiting workflow), by request id.
+  const replacementAnswers: Record<string, ReplacementAnswer> = {};
+  setHandler(replacementAnswerSignal, (answer) => {
+    replacementAnswers[answer.requestId] ??= answer;
+  });
+  const drainSlotRequestId = `${workflowId}/drain`;
+  let drainSlotGranted = false;
+  setHandler(drainSlotGrantedSignal, ({ requestId }) => {
+    if (requestId === drainSlotRequestId) drainSlotGranted = true;
+  });
 
   function enterPhase(phase: RebalancePhase): void {
     status.phase = phase;
@@ -252,8 +279,11 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     note(`${kind} replacement ${replacementInstanceId} is InService`);
   }
 
-  /** +1 on the attempt's group through its capacity workflow, then poll until a new instance is InService. */
+  /** +1 on the attempt's group, then wait until a new instance is InService, a capacity problem shows, or time runs out. */
   async function scaleOut(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
+    if (settings.naiveCapacity) return naiveScaleOut(attempt, label, timeoutSeconds);
+    // Runs recorded before the capacity workflow polled for all waiters polled the group themselves.
+    if (patched('group-wide-replacement-wait')) return scaleOutThroughGroup(attempt, label, timeoutSeconds);
     enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
     let grant;
     try {
@@ -266,6 +296,87 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
       return undefined;
     }
+    return pollForNewInstance(attempt, label, grant, timeoutSeconds);
+  }
+
+  /**
+   * The capacity workflow raises the group (coalescing concurrent requests into one call) and polls it once per
+   * interval for every waiting workflow; it signals this one when an instance is InService for it.
+   */
+  async function scaleOutThroughGroup(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
+    enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
+    const requestId = `${workflowId}/${label}`;
+    let grant;
+    try {
+      grant = await requestCapacityIncrease({
+        asgName: attempt.asgName,
+        requestId,
+        coalesceSeconds: settings.coalesceWindowSeconds,
+        waiter: { workflowId, waitSeconds: timeoutSeconds, pollIntervalSeconds: settings.asgPollIntervalSeconds },
+      });
+    } catch (error) {
+      attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
+      return undefined;
+    }
+    if (grant.status === 'at-max-size') {
+      attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
+      return undefined;
+    }
+    attempt.requestedAt = grant.appliedAt;
+    attempt.desiredBefore = grant.desiredBefore;
+    attempt.desiredTarget = grant.desiredTarget;
+
+    enterCapacityPhase(label === 'spot' ? 'waiting-for-spot' : 'waiting-for-on-demand');
+    // The capacity workflow answers by the deadline; this bound only matters if it was terminated by hand.
+    const backstopSeconds = timeoutSeconds + 2 * settings.asgPollIntervalSeconds + 60;
+    await condition(() => replacementAnswers[requestId] !== undefined, backstopSeconds * 1000);
+    const answer = replacementAnswers[requestId];
+    attempt.polls = answer?.polls;
+    switch (answer?.status) {
+      case 'in-service':
+        attempt.instanceId = answer.instanceId;
+        attempt.inServiceAt = answer.at;
+        return answer.instanceId;
+      case 'capacity-problem':
+        attempt.failure = `capacity problem: ${answer.message}`;
+        return undefined;
+      case 'timed-out':
+        attempt.failure = `no new instance InService within ${timeoutSeconds} s`;
+        return undefined;
+      default:
+        attempt.failure = `capacity workflow of "${attempt.asgName}" did not answer within ${backstopSeconds} s`;
+        return undefined;
+    }
+  }
+
+  /** Benchmark only: the original flow, each workflow reading desired, writing desired+1 and polling on its own. */
+  async function naiveScaleOut(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
+    enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
+    let grant: Grant;
+    try {
+      const group = await describeGroup({ asgName: attempt.asgName });
+      if (group.desiredCapacity >= group.maxSize) {
+        attempt.failure = `group is at its MaxSize (${group.maxSize})`;
+        return undefined;
+      }
+      const desiredTarget = group.desiredCapacity + 1;
+      const { requestedAt } = await setDesiredCapacity({ asgName: attempt.asgName, desiredCapacity: desiredTarget });
+      grant = {
+        status: 'granted',
+        desiredBefore: group.desiredCapacity,
+        desiredTarget,
+        instancesBefore: group.instances.map((i) => i.instanceId),
+        appliedAt: requestedAt,
+      };
+    } catch (error) {
+      attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
+      return undefined;
+    }
+    return pollForNewInstance(attempt, label, grant, timeoutSeconds);
+  }
+
+  /** This workflow's own polls of the group until a new instance is InService (runs before the group-wide wait). */
+  async function pollForNewInstance(attempt: ScaleAttempt, label: 'spot' | 'on-demand', grant: Grant, timeoutSeconds: number): Promise<string | undefined> {
     attempt.requestedAt = grant.appliedAt;
     attempt.desiredBefore = grant.desiredBefore;
     attempt.desiredTarget = grant.desiredTarget;
@@ -320,7 +431,68 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     }
   }
 
+  /**
+   * Waits for a slot of the spot group's disruption budget. An interruption notice or drainNow is never held: the node
+   * drains at once (and counts against the budget).
+   */
+  async function acquireDrainSlot(): Promise<void> {
+    const bypass = drainRequested();
+    const request = {
+      asgName: settings.spotAsgName,
+      requestId: drainSlotRequestId,
+      workflowId,
+      instanceId,
+      nodeName,
+      budget: settings.drainBudget,
+      leaseSeconds: settings.drainTimeoutSeconds + 300,
+      bypass,
+    };
+    let answer;
+    try {
+      answer = await requestDrainSlot(request);
+    } catch (error) {
+      status.drainSlot = { state: 'bypassed', at: isoNow() };
+      note(`disruption budget unavailable, draining without it: ${rootMessage(error)}`);
+      return;
+    }
+    if (answer.status === 'granted') {
+      status.drainSlot = { state: bypass ? 'bypassed' : 'granted', at: isoNow() };
+      return;
+    }
+    enterPhase('awaiting-drain-slot');
+    status.drainSlot = { state: 'queued', position: answer.position, at: isoNow() };
+    note(`queued by the disruption budget (${describeDrainBudget(settings.drainBudget)}, ${answer.limit} at once): position ${answer.position}`);
+    // Asking again now and then shows the current position and re-queues if the capacity workflow was restarted.
+    for (let ask = 1; !(await condition(() => drainSlotGranted || drainRequested(), DRAIN_SLOT_RECHECK_MS)); ask++) {
+      const again = await requestDrainSlot({ ...request, ask }).catch(() => undefined);
+      if (again?.status === 'granted') drainSlotGranted = true;
+      else if (again) status.drainSlot = { state: 'queued', position: again.position, at: isoNow() };
+    }
+    status.drainSlot = { state: drainSlotGranted ? 'granted' : 'bypassed', at: isoNow() };
+    if (!drainSlotGranted) note('interruption notice or drainNow while queued: draining at once');
+  }
+
+  async function releaseDrainSlot(): Promise<void> {
+    try {
+      await getExternalWorkflowHandle(capacityWorkflowId(settings.spotAsgName)).signal(releaseDrainSlotSignal, { requestId: drainSlotRequestId });
+    } catch (error) {
+      // Its lease frees the slot anyway.
+      note(`could not release the drain slot: ${rootMessage(error)}`);
+    }
+  }
+
   async function drain(): Promise<boolean> {
+    // Runs recorded before the disruption budget drained at once.
+    const budgeted = patched('drain-budget');
+    if (budgeted) await acquireDrainSlot();
+    try {
+      return await drainNode();
+    } finally {
+      if (budgeted) await releaseDrainSlot();
+    }
+  }
+
+  async function drainNode(): Promise<boolean> {
     enterPhase('draining');
     const cordoned = await cordonNode({ nodeName });
     if (cordoned.nodeGone) {
@@ -379,6 +551,7 @@ function evictPodsActivity(settings: FlowSettings) {
 }
 
 const MAX_RETIRE_ATTEMPTS = 20;
+const DRAIN_SLOT_RECHECK_MS = 60_000;
 
 function requireValidInput(input: RebalanceInput): void {
   const problems: string[] = [];

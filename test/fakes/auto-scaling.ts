@@ -90,6 +90,15 @@ export class FakeAutoScaling {
     return group.instances.map((i) => i.instanceId);
   }
 
+  /** Adds `count` InService instances to a group (desired grows with them); returns their ids. */
+  addInstances(name: string, count: number): string[] {
+    const group = this.group(name);
+    const added = Array.from({ length: count }, () => ({ instanceId: newInstanceId(), lifecycleState: 'InService', looksUntilInService: 0 }));
+    group.instances.push(...added);
+    group.desired += count;
+    return added.map((i) => i.instanceId);
+  }
+
   setLaunch(name: string, launch: LaunchBehaviour): void {
     this.group(name).launch = launch;
   }

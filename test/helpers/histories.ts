@@ -14,16 +14,18 @@ export async function recordHistory(handle: WorkflowHandle, name: string): Promi
   if (process.env.SPOT_GUARD_RECORD_HISTORIES !== '1') return;
   mkdirSync(historiesDir, { recursive: true });
   const history = await handle.fetchHistory();
-  writeFileSync(join(historiesDir, `${name}.json`), `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 1)}\n`);
+  // The workflow id is kept with the history: workflows that compare signals with ids derived from their own id
+  // (the capacity workflow's answers) must replay under the id they ran with.
+  const recorded = { workflowId: handle.workflowId, ...JSON.parse(historyToJSON(history)) };
+  writeFileSync(join(historiesDir, `${name}.json`), `${JSON.stringify(recorded, null, 1)}\n`);
 }
 
 export function recordedHistories(): (HistoryAndWorkflowId & { file: string })[] {
   return readdirSync(historiesDir)
     .filter((file) => file.endsWith('.json'))
     .sort()
-    .map((file) => ({
-      file,
-      workflowId: file.replace(/\.json$/, ''),
-      history: historyFromJSON(JSON.parse(readFileSync(join(historiesDir, file), 'utf8'))),
-    }));
+    .map((file) => {
+      const { workflowId, ...history } = JSON.parse(readFileSync(join(historiesDir, file), 'utf8')) as { workflowId?: string };
+      return { file, workflowId: workflowId ?? file.replace(/\.json$/, ''), history: historyFromJSON(history) };
+    });
 }
