@@ -90,10 +90,26 @@ const FINISHED_ACTIVITY = new Set(['Successful', 'Failed', 'Cancelled']);
 
 export interface AutoScalingActivityOptions {
   dryRun?: boolean;
+  /** How long one read of a group's members answers verifications (a wave verifies hundreds of instances at once). */
+  membershipCacheMs?: number;
 }
 
 export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}) {
   const dryRun = options.dryRun ?? false;
+  const membershipCacheMs = options.membershipCacheMs ?? 2_000;
+  const memberships = new Map<string, { at: number; members: Promise<Map<string, string>> }>();
+
+  /** The group's members and their lifecycle states, read at most once per cache period however many ask. */
+  function groupMembers(asgName: string): Promise<Map<string, string>> {
+    const cached = memberships.get(asgName);
+    if (cached && Date.now() - cached.at < membershipCacheMs) return cached.members;
+    const members = readGroup(asgName).then(
+      (group) => new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown'])),
+    );
+    memberships.set(asgName, { at: Date.now(), members });
+    members.catch(() => memberships.delete(asgName));
+    return members;
+  }
 
   async function readGroup(asgName: string): Promise<AutoScalingGroup> {
     requireGroupName(asgName);
@@ -244,6 +260,10 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
     async verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }> {
       requireInstanceId(input.instanceId);
       requireGroupName(input.asgName);
+      // Found among the group's members (one shared read): verified. Anything else asks AWS about this instance, so the
+      // refusal can name the group it really belongs to.
+      const state = await groupMembers(input.asgName).then((members) => members.get(input.instanceId)).catch(() => undefined);
+      if (state !== undefined) return { lifecycleState: state };
       const output = await awsCall(`describe Auto Scaling instance ${input.instanceId}`, () =>
         client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [input.instanceId] })),
       );

@@ -4,9 +4,8 @@
 import { type Client, WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   capacityWorkflowId,
-  type DrainSlotAnswer,
   type DrainSlotRequest,
-  drainSlotUpdate,
+  drainSlotRequestSignal,
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
   increaseCapacityUpdate,
@@ -30,11 +29,11 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     });
   }
 
-  async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }, updateId = arg.requestId): Promise<Ret> {
+  async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }): Promise<Ret> {
     requireGroupName(asgName);
     try {
       return await client.workflow.executeUpdateWithStart<typeof capacityWorkflow, Ret, [Arg]>(update.name, {
-        updateId,
+        updateId: arg.requestId,
         args: [arg],
         startWorkflowOperation: capacityWorkflowFor(asgName),
       });
@@ -54,11 +53,21 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
       return send(asgName, increaseCapacityUpdate, request);
     },
 
-    /** Asks the group's disruption budget for a drain slot: granted now, or queued and signalled when it is free. */
-    async requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<DrainSlotAnswer> {
+    /**
+     * Asks the group's disruption budget for a drain slot, by Signal-with-Start (no cap on requests in flight); the
+     * capacity workflow answers the asking workflow by signal: granted, or queued with its position.
+     */
+    async requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<void> {
       const { asgName, ...request } = input;
-      // Asking again about the same slot is a new Update (a repeated id would only replay the first answer).
-      return send(asgName, drainSlotUpdate, request, request.ask ? `${request.requestId}/ask-${request.ask}` : request.requestId);
+      requireGroupName(asgName);
+      await client.workflow.signalWithStart<typeof capacityWorkflow, [DrainSlotRequest]>('capacityWorkflow', {
+        workflowId: capacityWorkflowId(asgName),
+        taskQueue,
+        args: [{ asgName }],
+        signal: drainSlotRequestSignal,
+        signalArgs: [request],
+        typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }],
+      });
     },
 
     /** Terminates a drained instance with decrement, or settles the books once AWS has taken it. */

@@ -85,6 +85,20 @@ describe('Auto Scaling activities', function () {
     assert.equal(throttleDelayMs(5, () => 0), 1000, 'full jitter down to 1 s');
   });
 
+  it('verifications arriving together share one read of the group; an instance elsewhere is refused naming its group', async function () {
+    const cached = createAutoScalingActivities(client, { membershipCacheMs: 60_000 });
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }, { id: I2, state: 'InService' }]));
+    aws.on(DescribeAutoScalingInstancesCommand).resolves({ AutoScalingInstances: [{ InstanceId: 'i-0aaaaaaaaaaaaaaaa', AutoScalingGroupName: 'other-asg', LifecycleState: 'InService' }] } as never);
+    const answers = await Promise.all([I1, I2, I1].map((instanceId) => run(cached.verifyInstanceInGroup, { instanceId, asgName: GROUP })));
+    assert.deepEqual(answers.map((a) => a.lifecycleState), ['InService', 'InService', 'InService']);
+    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, 1, 'one read for three verifications');
+    assert.equal(aws.commandCalls(DescribeAutoScalingInstancesCommand).length, 0);
+    await rejectsNonRetryable(
+      run(cached.verifyInstanceInGroup, { instanceId: 'i-0aaaaaaaaaaaaaaaa', asgName: GROUP }),
+      /belongs to Auto Scaling group "other-asg", not to the spot group "spot-asg"/,
+    );
+  });
+
   it('setDesiredCapacity sends the absolute target without honouring cooldowns', async function () {
     aws.on(SetDesiredCapacityCommand).resolves({});
     await run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 7 });

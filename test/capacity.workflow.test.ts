@@ -114,6 +114,27 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: drained, ShouldDecrementDesiredCapacity: true }]);
   });
 
+  it('looks that arrive together share one read of the group, and two AWS reclaims in one read both come off desired', async function () {
+    const [kept, gone1, gone2] = h.aws.addGroup(h.spot, { desired: 3, max: 10 }) as [string, string, string];
+    const looks = await h.run(async () => {
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-1' });
+      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-2' });
+      assert.equal(h.aws.desired(h.spot), 5);
+      h.aws.reclaim(gone1);
+      h.aws.reclaim(gone2);
+      const describesBefore = h.aws.callsOf('DescribeAutoScalingGroups').length;
+      const answers = await Promise.all(
+        [kept, gone1, gone2, kept].map((instanceId, n) =>
+          requests.requestInstanceRetirement({ asgName: h.spot, requestId: `look-${n}`, instanceId, terminate: false }),
+        ),
+      );
+      return { answers, describes: h.aws.callsOf('DescribeAutoScalingGroups').length - describesBefore };
+    });
+    assert.deepEqual(looks.answers.map((a) => a.status), ['still-running', 'reclaimed-by-aws', 'reclaimed-by-aws', 'still-running']);
+    assert.equal(h.aws.desired(h.spot), 3, 'both reclaims came off desired, from the same read');
+    assert.ok(looks.describes <= 2, `${looks.describes} reads of the group for four looks`);
+  });
+
   it('a termination whose answer was lost is retried, and no later request about it decrements again', async function () {
     const [drained] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string];
     // AWS terminates the instance but the answer is lost (a 503 after the fact): the activity retries.

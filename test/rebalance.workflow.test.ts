@@ -238,7 +238,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
         requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }),
         requestRebalance(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' }),
       ]);
-      return Promise.all([handle(atRisk).result(), handle(second).result()]);
+      return resultsInTurn([atRisk, second]);
     });
     assert.deepEqual(results.map((r) => r.replacement), ['spot', 'spot']);
     const targets = h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity as number);
@@ -316,7 +316,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
       assert.equal(drained.drainSlot?.state, 'bypassed');
       assert.ok(drained.notes.some((n) => n.includes('draining at once')));
       h.k8s.pdbBlocks.delete('default/web-1');
-      await Promise.all([handle(atRisk).result(), handle(second).result()]);
+      await resultsInTurn([atRisk, second]);
     });
     assert.deepEqual(h.k8s.podsOn('node-b'), []);
   });

@@ -29,6 +29,7 @@ export interface WorkerConfig {
   devServer: DevServerSettings;
   dryRun: boolean;
   logLevel: LogLevel;
+  maxCachedWorkflows: number;
 }
 
 export type ConfigResult = { ok: true; config: WorkerConfig } | { ok: false; errors: string[] };
@@ -60,6 +61,7 @@ export const DEFAULTS = {
   SPOT_GUARD_REMOVE_UNLAUNCHED_ON_DEMAND: 'false',
   SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '120',
   SPOT_GUARD_DRY_RUN: 'false',
+  SPOT_GUARD_MAX_CACHED_WORKFLOWS: '100',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
@@ -249,6 +251,11 @@ export function loadConfig(env: Env): ConfigResult {
   };
 
   const dryRun = bool('SPOT_GUARD_DRY_RUN');
+  const cachedText = read('SPOT_GUARD_MAX_CACHED_WORKFLOWS');
+  const maxCachedWorkflows = Number(cachedText);
+  if (!/^\d+$/.test(cachedText) || maxCachedWorkflows < 10 || maxCachedWorkflows > 10_000) {
+    errors.push(`SPOT_GUARD_MAX_CACHED_WORKFLOWS="${cachedText}" is not a cache size: expected a whole number from 10 to 10000`);
+  }
   const cache = cacheDir(env);
   const devServer: DevServerSettings = {
     temporalCli: env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
@@ -267,6 +274,7 @@ export function loadConfig(env: Env): ConfigResult {
       devServer,
       dryRun,
       logLevel: logLevel as LogLevel,
+      maxCachedWorkflows,
     },
   };
 }

@@ -1,5 +1,6 @@
 // The Spot Guard worker: validates its configuration, connects to Temporal (or starts the embedded dev server), and
 // runs the workflows and activities until SIGTERM/SIGINT, when it finishes the tasks in hand and exits.
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
@@ -66,13 +67,19 @@ async function main(): Promise<number> {
       say('warning: no kubeconfig and no in-cluster service account found: Kubernetes activities will retry until one is configured (set KUBECONFIG)');
     }
 
+    const prebuiltBundle = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
     const worker = await Worker.create({
       connection: await NativeConnection.connect(options),
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)),
+      // The bundle made by `npm run build`; bundling here instead would run webpack inside the worker.
+      ...(existsSync(prebuiltBundle)
+        ? { workflowBundle: { codePath: prebuiltBundle } }
+        : { workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)) }),
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
       shutdownGraceTime: '30 seconds',
+      // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
+      maxCachedWorkflows: config.maxCachedWorkflows,
       activities: createActivities({
         autoScaling,
         kubernetes: kubeConfig.makeApiClient(CoreV1Api),

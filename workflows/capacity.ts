@@ -14,6 +14,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -21,15 +22,18 @@ import {
 } from '@temporalio/workflow';
 import type { AutoScalingActivities, GroupSnapshot } from '../activities/auto-scaling.js';
 import {
+  type CapacityAnswer,
+  capacityAnswerSignal,
   type CapacityRecord,
   capacityStatusQuery,
   type CapacityWorkflowInput,
   describeDrainBudget,
   drainBudgetLimit,
   type DrainQueue,
-  drainSlotGrantedSignal,
+  type DrainSlotAnswer,
+  drainSlotAnswerSignal,
   type DrainSlotRequest,
-  drainSlotUpdate,
+  drainSlotRequestSignal,
   type GroupWaits,
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
@@ -73,6 +77,7 @@ type Pending =
   | { kind: 'retire'; request: RetireInstanceRequest; arrivedAt: number };
 
 const MAX_WAIT_SECONDS = 24 * 3600;
+const MAX_UPDATES_PER_RUN = 1000;
 
 
 export async function capacityWorkflow(input: CapacityWorkflowInput & { historyBound?: number }): Promise<never> {
@@ -88,6 +93,8 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   const waits: GroupWaits = input.carried?.waits ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
   const drains: DrainQueue = input.carried?.drains ?? { draining: [], queued: [] };
   let nextPollAt: number | undefined = waits.waiters.length > 0 ? Date.now() : undefined;
+  // Temporal caps the Updates of one run (2000 by default): continue as new well before.
+  let updatesThisRun = 0;
   /** The group's desired capacity at the latest poll (fresher than the last describe in a wave). */
   let waitsDesired: number | undefined;
 
@@ -127,7 +134,17 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
 
   setHandler(
     increaseCapacityUpdate,
-    (request) => enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request, arrivedAt: Date.now() }),
+    async (request) => {
+      updatesThisRun++;
+      if (!request.waiter) return enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request, arrivedAt: Date.now() });
+      const earlier = completed[request.requestId];
+      if (earlier) return earlier.result as IncreaseCapacityResult;
+      if (!queue.some((p) => p.request.requestId === request.requestId)) {
+        delete failed[request.requestId];
+        queue.push({ kind: 'increase', request, arrivedAt: Date.now() });
+      }
+      return { status: 'queued' };
+    },
     {
       validator: (request) => {
         requireRequestId(request, completed, 'increase');
@@ -137,7 +154,10 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   );
   setHandler(
     retireInstanceUpdate,
-    (request) => enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request, arrivedAt: Date.now() }),
+    (request) => {
+      updatesThisRun++;
+      return enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request, arrivedAt: Date.now() });
+    },
     {
       validator: (request) => {
         requireRequestId(request, completed, 'retire');
@@ -155,32 +175,53 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     return drains.budget ? drainBudgetLimit(drains.budget, waitsDesired ?? lastGroup?.desiredCapacity ?? 0) : 1;
   }
 
-  setHandler(
-    drainSlotUpdate,
-    async (request) => {
-      const holding = drains.draining.find((d) => d.requestId === request.requestId);
-      if (holding) return { status: 'granted' };
-      drains.budget = request.budget;
-      if (lastGroup === undefined && waitsDesired === undefined) await lookAtGroup();
-      const queuedAt = drains.queued.findIndex((q) => q.requestId === request.requestId);
-      if (queuedAt >= 0 && !request.bypass) return { status: 'queued', position: queuedAt + 1, limit: drainLimit() };
-      if (queuedAt >= 0) drains.queued.splice(queuedAt, 1);
-      if (request.bypass || (drains.queued.length === 0 && drains.draining.length < drainLimit())) {
-        grantDrain(request);
-        return { status: 'granted' };
+  // Asked for by signal; answered by the main loop, which reads the group first if its size is not known yet.
+  const drainRequests: DrainSlotRequest[] = [];
+  setHandler(drainSlotRequestSignal, (request) => {
+    try {
+      requireDrainSlotRequest(request);
+    } catch (error) {
+      log.error('malformed drain slot request ignored', { asgName, error: rootMessage(error) });
+      return;
+    }
+    drainRequests.push(request);
+  });
+
+  function answerDrainRequest(request: DrainSlotRequest): DrainSlotAnswer {
+    const { requestId } = request;
+    drains.budget = request.budget;
+    if (drains.draining.some((d) => d.requestId === requestId)) return { requestId, status: 'granted' };
+    const queuedAt = drains.queued.findIndex((q) => q.requestId === requestId);
+    if (queuedAt >= 0 && !request.bypass) return { requestId, status: 'queued', position: queuedAt + 1, limit: drainLimit() };
+    if (queuedAt >= 0) drains.queued.splice(queuedAt, 1);
+    if (request.bypass || (drains.queued.length === 0 && drains.draining.length < drainLimit())) {
+      grantDrain(request);
+      return { requestId, status: 'granted' };
+    }
+    drains.queued.push({ ...request, queuedAt: new Date().toISOString() });
+    log.info('drain queued by the disruption budget', {
+      asgName,
+      instanceId: request.instanceId,
+      position: drains.queued.length,
+      draining: drains.draining.length,
+      limit: drainLimit(),
+    });
+    return { requestId, status: 'queued', position: drains.queued.length, limit: drainLimit() };
+  }
+
+  async function answerDrainRequests(): Promise<void> {
+    if (lastGroup === undefined && waitsDesired === undefined) {
+      try {
+        await lookAtGroup();
+      } catch (error) {
+        log.warn('could not read the group size for the disruption budget; counting it as 0 (budget of 1)', { asgName, error: rootMessage(error) });
       }
-      drains.queued.push({ ...request, queuedAt: new Date().toISOString() });
-      log.info('drain queued by the disruption budget', {
-        asgName,
-        instanceId: request.instanceId,
-        position: drains.queued.length,
-        draining: drains.draining.length,
-        limit: drainLimit(),
-      });
-      return { status: 'queued', position: drains.queued.length, limit: drainLimit() };
-    },
-    { validator: requireDrainSlotRequest },
-  );
+    }
+    const requests = drainRequests.splice(0, drainRequests.length);
+    const answers = requests.map((request) => [request.workflowId, answerDrainRequest(request)] as const);
+    await Promise.all(answers.map(([workflowId, answer]) => tell(workflowId, () => getExternalWorkflowHandle(workflowId).signal(drainSlotAnswerSignal, answer))));
+  }
+
   setHandler(releaseDrainSlotSignal, ({ requestId }) => {
     drains.draining = drains.draining.filter((d) => d.requestId !== requestId);
     drains.queued = drains.queued.filter((q) => q.requestId !== requestId);
@@ -213,7 +254,11 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       grantDrain(next);
       granted.push(next);
     }
-    await Promise.all(granted.map((g) => tell(g.workflowId, () => getExternalWorkflowHandle(g.workflowId).signal(drainSlotGrantedSignal, { requestId: g.requestId }))));
+    await Promise.all(
+      granted.map((g) =>
+        tell(g.workflowId, () => getExternalWorkflowHandle(g.workflowId).signal(drainSlotAnswerSignal, { requestId: g.requestId, status: 'granted' })),
+      ),
+    );
   }
 
   // --- waiting for new instances -------------------------------------------------------------------------------
@@ -310,6 +355,36 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     );
   }
 
+  /**
+   * A retirement is applied alone, except looks that change nothing unless AWS took the instance ("is it still
+   * running?"): those waiting together share one read of the group, as a wave sends hundreds of them at once.
+   */
+  async function applyRetires(batch: Pending[]): Promise<void> {
+    const first = batch[0]?.request as RetireInstanceRequest;
+    const isLook = (p: Pending): boolean => p.kind === 'retire' && !p.request.terminate;
+    if (first.terminate || !queue.some(isLook) || !patched('batched-watch-looks')) return applyRetire(first);
+    const looks = queue.filter(isLook);
+    queue.splice(0, queue.length, ...queue.filter((p) => !isLook(p)));
+    batch.push(...looks);
+    const group = await lookAtGroup();
+    for (const pending of batch) await applyRetire(pending.request as RetireInstanceRequest, group);
+  }
+
+  /** Increases answered "queued" learn their grant (or its failure) by signal. */
+  async function answerQueuedIncreases(batch: Pending[]): Promise<void> {
+    const answers: [string, CapacityAnswer][] = [];
+    for (const pending of batch) {
+      if (pending.kind !== 'increase' || !pending.request.waiter) continue;
+      const { requestId } = pending.request;
+      const result = completed[requestId]?.result as Exclude<IncreaseCapacityResult, { status: 'queued' }> | undefined;
+      const answer: CapacityAnswer = result ? { requestId, ...result } : { requestId, status: 'failed', message: failed[requestId] ?? 'request failed' };
+      answers.push([pending.request.waiter.workflowId, answer]);
+    }
+    await Promise.all(
+      answers.map(([workflowId, answer]) => tell(workflowId, () => getExternalWorkflowHandle(workflowId).signal(capacityAnswerSignal, answer))),
+    );
+  }
+
   function record(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result']): void {
     completed[requestId] = { requestId, kind, at: new Date().toISOString(), result };
   }
@@ -354,7 +429,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
   }
 
-  async function applyRetire(request: RetireInstanceRequest): Promise<void> {
+  async function applyRetire(request: RetireInstanceRequest, snapshot?: GroupSnapshot): Promise<void> {
     const { instanceId } = request;
     const earlier = retired[instanceId];
     if (earlier && earlier.how !== 'terminating') {
@@ -362,7 +437,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       record(request.requestId, 'retire', { status: earlier.how, desiredAfter: earlier.desiredAfter });
       return;
     }
-    const group = await lookAtGroup();
+    const group = snapshot ?? (await lookAtGroup());
     const member = group.instances.find((i) => i.instanceId === instanceId);
     if (member && !isTerminatingState(member.lifecycleState)) {
       // Still running, so no earlier terminate call took effect: (re)try it.
@@ -417,12 +492,13 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     if (desiredAfter !== group.desiredCapacity) {
       await setDesiredCapacity({ asgName, desiredCapacity: desiredAfter });
       appliedChanges++;
+      group.desiredCapacity = desiredAfter; // the next look of a batch starts from here
     }
     record(request.requestId, 'retire', { status: 'reclaimed-by-aws', desiredAfter });
   }
 
   const shouldContinueAsNew = (): boolean =>
-    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound || updatesThisRun >= MAX_UPDATES_PER_RUN;
 
   /** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
   function nextWakeAt(): number | undefined {
@@ -435,27 +511,34 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   }
 
   const somethingToDo = (): boolean =>
-    queue.some((p) => p.kind === 'retire') || (queue[0] !== undefined && batchReadyAt(queue[0]) <= Date.now()) || drainsToPromote();
+    queue.some((p) => p.kind === 'retire') ||
+    (queue[0] !== undefined && batchReadyAt(queue[0]) <= Date.now()) ||
+    drainsToPromote() ||
+    drainRequests.length > 0;
 
   for (;;) {
     const wakeAt = nextWakeAt();
     if (wakeAt === undefined) {
-      await condition(() => queue.length > 0 || nextWakeAt() !== undefined || drainsToPromote() || shouldContinueAsNew());
+      await condition(
+        () => queue.length > 0 || nextWakeAt() !== undefined || drainsToPromote() || drainRequests.length > 0 || shouldContinueAsNew(),
+      );
     } else if (wakeAt > Date.now() && !somethingToDo()) {
       // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
       await condition(() => somethingToDo() || (nextWakeAt() ?? wakeAt) < wakeAt || (queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());
     }
+    if (drainRequests.length > 0) await answerDrainRequests();
     if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
     const batch = takeBatch(queue, Date.now());
     if (batch.length > 0) {
       try {
-        if (batch[0]?.kind === 'retire') await applyRetire(batch[0].request);
+        if (batch[0]?.kind === 'retire') await applyRetires(batch);
         else await applyIncreases(batch.map((p) => p.request as IncreaseCapacityRequest));
       } catch (error) {
         const message = `Auto Scaling group "${asgName}": ${rootMessage(error)}`;
         log.error('capacity change failed', { asgName, error: message });
         for (const pending of batch) failed[pending.request.requestId] = message;
       }
+      await answerQueuedIncreases(batch);
       continue;
     }
     if (nextPollAt !== undefined && nextPollAt <= Date.now()) {
@@ -542,6 +625,7 @@ function requireIncreaseOptions(request: IncreaseCapacityRequest): void {
 }
 
 function requireDrainSlotRequest(request: DrainSlotRequest): void {
+  if (typeof request !== 'object' || request === null) throw new Error(`drain slot request ${JSON.stringify(request)} is not an object`);
   for (const field of ['requestId', 'workflowId', 'instanceId', 'nodeName'] as const) {
     if (typeof request?.[field] !== 'string' || request[field].length === 0) {
       throw new Error(`${field} "${String(request?.[field])}" must be a non-empty string`);

@@ -274,7 +274,18 @@ export type IncreaseCapacityResult =
       /** When SetDesiredCapacity was applied (ISO 8601, AWS-side wall clock of the worker). */
       appliedAt: string;
     }
-  | { status: 'at-max-size'; desired: number; maxSize: number };
+  | { status: 'at-max-size'; desired: number; maxSize: number }
+  /**
+   * A request with a waiter is answered at once (Temporal admits only a few Updates in flight per workflow, and a
+   * wave sends hundreds); the grant follows by signal (capacityAnswerSignal) once its batch is applied.
+   */
+  | { status: 'queued' };
+
+/** The grant (or refusal) of a queued increase, signalled to its waiter. */
+export type CapacityAnswer = { requestId: string } & (
+  | Exclude<IncreaseCapacityResult, { status: 'queued' }>
+  | { status: 'failed'; message: string }
+);
 
 export interface RetireInstanceRequest {
   requestId: string;
@@ -350,11 +361,9 @@ export interface DrainSlotRequest {
   leaseSeconds: number;
   /** An interruption notice or drainNow: drain at once, counted against the budget but never held by it. */
   bypass?: boolean;
-  /** Asked again while queued (1, 2, ...): the answer gives the current position. */
-  ask?: number;
 }
 
-export type DrainSlotAnswer = { status: 'granted' } | { status: 'queued'; position: number; limit: number };
+export type DrainSlotAnswer = { requestId: string } & ({ status: 'granted' } | { status: 'queued'; position: number; limit: number });
 
 export interface DrainHolder {
   requestId: string;
@@ -389,13 +398,19 @@ export interface CapacityStatus {
 
 export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [IncreaseCapacityRequest]>('increaseCapacity');
 export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
-export const drainSlotUpdate = defineUpdate<DrainSlotAnswer, [DrainSlotRequest]>('requestDrainSlot');
+/**
+ * Drain slots are asked for by signal (Signal-with-Start from an activity), not by Update: Temporal admits only a few
+ * Updates in flight per workflow, and a wave asks for hundreds of slots within seconds. The answer comes by signal.
+ */
+export const drainSlotRequestSignal = defineSignal<[DrainSlotRequest]>('requestDrainSlot');
 export const releaseDrainSlotSignal = defineSignal<[{ requestId: string }]>('releaseDrainSlot');
 export const capacityStatusQuery = defineQuery<CapacityStatus>('status');
+/** Sent by a capacity workflow to a workflow whose queued increase was applied (or refused). */
+export const capacityAnswerSignal = defineSignal<[CapacityAnswer]>('capacityAnswer');
 /** Sent by a capacity workflow to the workflow waiting for a new instance. */
 export const replacementAnswerSignal = defineSignal<[ReplacementAnswer]>('replacementAnswer');
 /** Sent by a capacity workflow to a workflow whose queued drain may start now. */
-export const drainSlotGrantedSignal = defineSignal<[{ requestId: string }]>('drainSlotGranted');
+export const drainSlotAnswerSignal = defineSignal<[DrainSlotAnswer]>('drainSlotAnswer');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Revert-to-spot monitor (one per spot/on-demand pair)

@@ -15,11 +15,14 @@ import {
 } from '@temporalio/workflow';
 import type { SpotGuardActivities } from '../activities/index.js';
 import {
+  type CapacityAnswer,
+  capacityAnswerSignal,
   type CapacityPhase,
   capacityWorkflowId,
   describeDrainBudget,
   drainNowSignal,
-  drainSlotGrantedSignal,
+  type DrainSlotAnswer,
+  drainSlotAnswerSignal,
   type FlowSettings,
   INSTANCE_ID_PATTERN,
   type InstanceFate,
@@ -100,14 +103,21 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   const drainRequested = (): boolean => status.interruption !== undefined || status.drainRequest !== undefined;
   // Answers of the capacity workflows (which poll the groups for every waiting workflow), by request id.
   const replacementAnswers: Record<string, ReplacementAnswer> = {};
+  const capacityAnswers: Record<string, CapacityAnswer> = {};
+  setHandler(capacityAnswerSignal, (answer) => {
+    capacityAnswers[answer.requestId] ??= answer;
+  });
   setHandler(replacementAnswerSignal, (answer) => {
     replacementAnswers[answer.requestId] ??= answer;
   });
   const drainSlotRequestId = `${workflowId}/drain`;
-  let drainSlotGranted = false;
-  setHandler(drainSlotGrantedSignal, ({ requestId }) => {
-    if (requestId === drainSlotRequestId) drainSlotGranted = true;
+  let groupWideWait = false;
+  let drainSlotAnswer: DrainSlotAnswer | undefined;
+  setHandler(drainSlotAnswerSignal, (answer) => {
+    if (answer.requestId !== drainSlotRequestId || drainSlotAnswer?.status === 'granted') return;
+    drainSlotAnswer = answer;
   });
+  const drainSlotGranted = (): boolean => drainSlotAnswer?.status === 'granted';
 
   function enterPhase(phase: RebalancePhase): void {
     status.phase = phase;
@@ -283,7 +293,10 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   async function scaleOut(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
     if (settings.naiveCapacity) return naiveScaleOut(attempt, label, timeoutSeconds);
     // Runs recorded before the capacity workflow polled for all waiters polled the group themselves.
-    if (patched('group-wide-replacement-wait')) return scaleOutThroughGroup(attempt, label, timeoutSeconds);
+    if (patched('group-wide-replacement-wait')) {
+      groupWideWait = true;
+      return scaleOutThroughGroup(attempt, label, timeoutSeconds);
+    }
     enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
     let grant;
     try {
@@ -292,8 +305,9 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
       return undefined;
     }
-    if (grant.status === 'at-max-size') {
-      attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
+    if (grant.status !== 'granted') {
+      // 'queued' only answers requests with a waiter, which this path never sends.
+      attempt.failure = grant.status === 'at-max-size' ? `group is at its MaxSize (${grant.maxSize})` : `unexpected answer ${grant.status}`;
       return undefined;
     }
     return pollForNewInstance(attempt, label, grant, timeoutSeconds);
@@ -317,6 +331,20 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     } catch (error) {
       attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
       return undefined;
+    }
+    if (grant.status === 'queued') {
+      // Applied with the others of its coalescing window; the grant comes by signal.
+      const answered = await condition(() => capacityAnswers[requestId] !== undefined, GRANT_BACKSTOP_MS);
+      const answer = capacityAnswers[requestId];
+      if (!answered || !answer) {
+        attempt.failure = `capacity workflow of "${attempt.asgName}" did not apply the increase within ${GRANT_BACKSTOP_MS / 1000} s`;
+        return undefined;
+      }
+      if (answer.status === 'failed') {
+        attempt.failure = `could not raise the desired capacity: ${answer.message}`;
+        return undefined;
+      }
+      grant = answer;
     }
     if (grant.status === 'at-max-size') {
       attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
@@ -427,7 +455,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
         note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
         return;
       }
-      await sleep(Math.min(settings.asgPollIntervalSeconds * 1000, left));
+      // A Kubernetes read, not an Auto Scaling one: runs with the group-wide wait look every 2 s.
+      await sleep(Math.min(groupWideWait ? NODE_READY_POLL_MS : settings.asgPollIntervalSeconds * 1000, left));
     }
   }
 
@@ -447,29 +476,35 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       leaseSeconds: settings.drainTimeoutSeconds + 300,
       bypass,
     };
-    let answer;
     try {
-      answer = await requestDrainSlot(request);
+      await requestDrainSlot(request);
     } catch (error) {
       status.drainSlot = { state: 'bypassed', at: isoNow() };
       note(`disruption budget unavailable, draining without it: ${rootMessage(error)}`);
       return;
     }
-    if (answer.status === 'granted') {
-      status.drainSlot = { state: bypass ? 'bypassed' : 'granted', at: isoNow() };
-      return;
+    // Asking again now and then refreshes the position and re-queues if the capacity workflow was restarted.
+    let shown: DrainSlotAnswer | undefined;
+    let askedAt = Date.now();
+    for (;;) {
+      const fresh = (): boolean => drainSlotAnswer !== shown && drainSlotAnswer?.status === 'queued';
+      const waitMs = Math.max(1, askedAt + DRAIN_SLOT_RECHECK_MS - Date.now());
+      await condition(() => drainSlotGranted() || drainRequested() || fresh(), waitMs);
+      if (drainSlotGranted() || drainRequested()) break;
+      if (fresh() && drainSlotAnswer?.status === 'queued') {
+        if (!shown) {
+          note(`queued by the disruption budget (${describeDrainBudget(settings.drainBudget)}, ${drainSlotAnswer.limit} at once): position ${drainSlotAnswer.position}`);
+        }
+        shown = drainSlotAnswer;
+        enterPhase('awaiting-drain-slot');
+        status.drainSlot = { state: 'queued', position: drainSlotAnswer.position, at: isoNow() };
+        continue;
+      }
+      await requestDrainSlot(request).catch(() => undefined);
+      askedAt = Date.now();
     }
-    enterPhase('awaiting-drain-slot');
-    status.drainSlot = { state: 'queued', position: answer.position, at: isoNow() };
-    note(`queued by the disruption budget (${describeDrainBudget(settings.drainBudget)}, ${answer.limit} at once): position ${answer.position}`);
-    // Asking again now and then shows the current position and re-queues if the capacity workflow was restarted.
-    for (let ask = 1; !(await condition(() => drainSlotGranted || drainRequested(), DRAIN_SLOT_RECHECK_MS)); ask++) {
-      const again = await requestDrainSlot({ ...request, ask }).catch(() => undefined);
-      if (again?.status === 'granted') drainSlotGranted = true;
-      else if (again) status.drainSlot = { state: 'queued', position: again.position, at: isoNow() };
-    }
-    status.drainSlot = { state: drainSlotGranted ? 'granted' : 'bypassed', at: isoNow() };
-    if (!drainSlotGranted) note('interruption notice or drainNow while queued: draining at once');
+    status.drainSlot = { state: drainSlotGranted() && !bypass ? 'granted' : 'bypassed', at: isoNow() };
+    if (!drainSlotGranted()) note('interruption notice or drainNow while queued: draining at once');
   }
 
   async function releaseDrainSlot(): Promise<void> {
@@ -552,6 +587,9 @@ function evictPodsActivity(settings: FlowSettings) {
 
 const MAX_RETIRE_ATTEMPTS = 20;
 const DRAIN_SLOT_RECHECK_MS = 60_000;
+const NODE_READY_POLL_MS = 2_000;
+/** The capacity workflow applies an increase within its window plus two AWS calls; retried calls may take minutes. */
+const GRANT_BACKSTOP_MS = 15 * 60_000;
 
 function requireValidInput(input: RebalanceInput): void {
   const problems: string[] = [];

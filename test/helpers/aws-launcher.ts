@@ -44,7 +44,8 @@ export class AwsLauncher {
   }
 
   private async control(command: string, body: object = {}): Promise<unknown> {
-    const response = await fetch(`${this.url}/_launcher/${command}`, { method: command === 'counts' ? 'GET' : 'POST', body: command === 'counts' ? undefined : JSON.stringify(body) });
+    const get = command === 'counts' || command === 'timeline';
+    const response = await fetch(`${this.url}/_launcher/${command}`, { method: get ? 'GET' : 'POST', body: get ? undefined : JSON.stringify(body) });
     if (!response.ok) throw new Error(`launcher ${command}: HTTP ${response.status} ${await response.text()}`);
     return response.json();
   }
@@ -63,6 +64,14 @@ export class AwsLauncher {
   }
   reset(): Promise<unknown> {
     return this.control('reset');
+  }
+  /** A group's desired capacity and instances, read from moto directly (not counted as an Auto Scaling request). */
+  instances(group: string): Promise<{ desired: number; instances: { id: string; state: string }[] }> {
+    return this.control('instances', { group }) as Promise<{ desired: number; instances: { id: string; state: string }[] }>;
+  }
+  /** Requests per wall-clock second, SetDesiredCapacity writes [time, group, value], InService time per instance. */
+  timeline(): Promise<{ perSecond: Record<string, number>; desiredLog: [number, string, number][]; inServiceAt: Record<string, number> }> {
+    return this.control('timeline') as Promise<{ perSecond: Record<string, number>; desiredLog: [number, string, number][]; inServiceAt: Record<string, number> }>;
   }
   counts(): Promise<{ total: number; byAction: Record<string, number>; throttled: Record<string, number> }> {
     return this.control('counts') as Promise<{ total: number; byAction: Record<string, number>; throttled: Record<string, number> }>;

@@ -2,7 +2,7 @@
 // Kubernetes stack, and the real worker process (`node dist/worker/main.js`) configured only through its environment.
 // A kubelet stand-in registers a kwok node for every instance moto launches, as a real node would join the cluster.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,6 +195,18 @@ export class EndToEnd {
     worker.kill('SIGTERM');
     setTimeout(() => worker.kill('SIGKILL'), 40_000).unref();
     await gone;
+  }
+
+  /** The worker's peak resident memory so far (VmHWM from /proc), in MiB. */
+  workerPeakMemoryMiB(): number | undefined {
+    const pid = this.worker?.pid;
+    if (!pid) return undefined;
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return match ? Number(match[1]) / 1024 : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   workerLog(): string {

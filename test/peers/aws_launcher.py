@@ -17,6 +17,8 @@ Control endpoint (JSON over HTTP, on the same port as moto):
                                                                      Throttling "Rate exceeded" answer for N s
   POST /_launcher/reset                                              moto state, behaviours and counters cleared
   GET  /_launcher/counts                                             {"total": N, "byAction": {...}}
+  POST /_launcher/instances       {"group": "..."}                     the group's desired and instances (uncounted)
+  GET  /_launcher/timeline                                           requests per second, desired writes, InService times
 
 Usage: python aws_launcher.py --port 5000 [--host 127.0.0.1]
 """
@@ -63,6 +65,10 @@ class LauncherState:
             self.counts: Counter[str] = Counter()
             self.throttled: Counter[str] = Counter()
             self.throttle_until = 0.0
+            # For benchmarks: requests per wall-clock second, desired-capacity writes, when instances went InService.
+            self.per_second: Counter[int] = Counter()
+            self.desired_log: list[tuple[float, str, int]] = []
+            self.in_service_at: dict[str, float] = {}
 
 
 STATE = LauncherState()
@@ -113,8 +119,10 @@ def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated
                 state.lifecycle_state = "Pending"
                 activity = record_activity(self.name, description, "InProgress")
                 STATE.pending[state.instance.id] = (self.name, time.monotonic() + delay, activity)
+                STATE.in_service_at[state.instance.id] = time.time() + delay
             else:
                 record_activity(self.name, description, "Successful")
+                STATE.in_service_at[state.instance.id] = time.time()
 
 
 original_terminate = autoscaling_models.AutoScalingBackend.terminate_instance
@@ -162,6 +170,19 @@ def relaunch_missing(group_name: str) -> None:
                 group.replace_autoscaling_group_instances(missing, group.get_propagated_tags())
 
 
+def group_view(group_name: str) -> dict[str, Any]:
+    """A group as the test harness sees it, read from moto directly: not an Auto Scaling request, not counted."""
+    for backend in autoscaling_models.autoscaling_backends.values():
+        for regional in backend.values():
+            group = regional.autoscaling_groups.get(group_name)
+            if group is not None:
+                return {
+                    "desired": group.desired_capacity or 0,
+                    "instances": [{"id": s.instance.id, "state": s.lifecycle_state} for s in group.instance_states],
+                }
+    return {"desired": 0, "instances": []}
+
+
 def describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
     group = self._get_param("AutoScalingGroupName")
     max_records = int(self._get_param("MaxRecords") or 100)
@@ -195,6 +216,15 @@ def make_app() -> Any:
             with STATE.lock:
                 if command == "counts":
                     return respond(start_response, "200 OK", {"total": sum(STATE.counts.values()), "byAction": dict(STATE.counts), "throttled": dict(STATE.throttled)})
+                if command == "timeline":
+                    return respond(start_response, "200 OK", {
+                        "perSecond": {str(k): v for k, v in sorted(STATE.per_second.items())},
+                        "desiredLog": STATE.desired_log,
+                        "inServiceAt": STATE.in_service_at,
+                    })
+                if command == "instances":
+                    promote_due_instances()
+                    return respond(start_response, "200 OK", group_view(request.get("group", "")))
                 if command == "reset":
                     moto_api_backend.reset()
                     STATE.reset()
@@ -235,6 +265,12 @@ def make_app() -> Any:
                     start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(error)))])
                     return [error]
                 STATE.counts[action] += 1
+                STATE.per_second[int(time.time())] += 1
+                if action == "SetDesiredCapacity":
+                    params = parse_qs(body.decode("utf-8", "replace"))
+                    group_name = params.get("AutoScalingGroupName", [""])[0]
+                    desired = params.get("DesiredCapacity", ["-1"])[0]
+                    STATE.desired_log.append((time.time(), group_name, int(desired)))
         promote_due_instances()
         return moto_app(environ, start_response)
 

@@ -1,0 +1,290 @@
+// Mass-interruption benchmark on the real peers: the Temporal dev server, moto behind our launcher (which counts the
+// Auto Scaling requests it receives), kube-apiserver with kwok nodes and pods, and the real worker process. N spot
+// nodes get rebalance recommendations within a short spread; the same scenario runs twice in one process, once with
+// Spot Guard's design and once with the original flow's naive strategy (SPOT_GUARD_BENCH_NAIVE_CAPACITY), and the two
+// are reported side by side and as ratios.
+//
+//   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from '@aws-sdk/client-auto-scaling';
+import { requestRebalance } from '../signaler/workflow-requests.js';
+import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
+import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
+import { KWOK_ANNOTATION } from '../test/helpers/kubernetes-stack.js';
+
+const resultsDir = fileURLToPath(new URL('../../bench/results', import.meta.url));
+
+interface Options {
+  nodes: number;
+  inServiceDelaySeconds: number;
+  spreadSeconds: number;
+  only?: 'spot-guard' | 'naive';
+}
+
+export interface StrategyResult {
+  strategy: 'spot-guard' | 'naive';
+  nodes: number;
+  expectedDesired: number;
+  finalDesired: number;
+  lostIncrements: number;
+  autoScalingCalls: { total: number; byAction: Record<string, number>; perWarnedNode: number; peakPerSecond: number; perSecondWhileWaiting: number };
+  secondsFromFirstNoticeToAllIncrements: number | null;
+  secondsFromLastNoticeToAllIncrements: number | null;
+  secondsFromFirstNoticeToAllTainted: number | null;
+  taintLagAfterReplacementInService: { p50: number | null; max: number | null; measured: number };
+  replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
+  workerPeakMemoryMiB: number | undefined;
+  wallSeconds: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30 };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    const number = (name: string, min: number, max: number): number => {
+      const parsed = Number(value);
+      if (value === undefined || !Number.isFinite(parsed) || parsed < min || parsed > max) {
+        throw new Error(`${name} "${value}" is not a number from ${min} to ${max}`);
+      }
+      i++;
+      return parsed;
+    };
+    if (flag === '--nodes') options.nodes = Math.round(number('--nodes', 1, 2000));
+    else if (flag === '--in-service-delay') options.inServiceDelaySeconds = number('--in-service-delay', 0, 600);
+    else if (flag === '--spread') options.spreadSeconds = number('--spread', 0, 600);
+    else if (flag === '--only' && (value === 'spot-guard' || value === 'naive')) {
+      options.only = value;
+      i++;
+    } else throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --only spot-guard|naive`);
+  }
+  return options;
+}
+
+const percentile = (values: number[], p: number): number | null => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
+};
+const round = (value: number | null, digits = 1): number | null => (value === null ? null : Number(value.toFixed(digits)));
+
+async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', options: Options): Promise<StrategyResult> {
+  const { nodes } = options;
+  const log = (text: string) => console.log(`[bench ${strategy} N=${nodes}] ${text}`);
+  await e2e.aws.reset();
+  // A fresh namespace of nodes: delete what the previous strategy left.
+  await e2e.core.deleteCollectionNode({});
+  await e2e.autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: 'nodes', ImageId: 'ami-12c6146b', InstanceType: 'm5.large' }));
+  for (const [name, desired] of [[SPOT, nodes], [ON_DEMAND, 0]] as const) {
+    await e2e.autoScaling.send(
+      new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 4 * nodes + 10, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'] }),
+    );
+  }
+  await e2e.aws.delay(SPOT, options.inServiceDelaySeconds);
+  await e2e.aws.delay(ON_DEMAND, options.inServiceDelaySeconds);
+  const warned = (await e2e.aws.instances(SPOT)).instances.map((i) => i.id);
+
+  // The kubelet stand-in: a Ready kwok node for every InService instance, one application pod on each warned node.
+  const known = new Set<string>();
+  const sync = async (): Promise<void> => {
+    for (const group of [SPOT, ON_DEMAND]) {
+      for (const instance of (await e2e.aws.instances(group)).instances) {
+        if (instance.state !== 'InService' || known.has(instance.id)) continue;
+        known.add(instance.id);
+        await e2e.core
+          .createNode({
+            body: {
+              metadata: { name: EndToEnd.nodeName(instance.id), annotations: { [KWOK_ANNOTATION]: 'fake' } },
+              spec: { providerID: `aws:///us-east-1a/${instance.id}` },
+              status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
+            },
+          })
+          .catch(() => known.delete(instance.id));
+      }
+    }
+  };
+  await sync();
+  for (let i = 0; i < warned.length; i += 50) {
+    await Promise.all(warned.slice(i, i + 50).map((id, n) => e2e.pod(EndToEnd.nodeName(id), `app-${i + n}`)));
+  }
+  let syncing = true;
+  const kubelet = (async () => {
+    while (syncing) {
+      await sync().catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })();
+
+  await e2e.startWorker({
+    LOG_LEVEL: 'ERROR',
+    SPOT_GUARD_MONITOR_INTERVAL: '30', // the production default (the end-to-end tests use 5 s)
+    SPOT_GUARD_TERMINATE_DRAINED: 'false', // keeps the books readable: desired must end at N + N
+    SPOT_GUARD_RECLAIM_POLL_INTERVAL: '3600',
+    SPOT_GUARD_RECLAIM_WAIT: '3600',
+    SPOT_GUARD_NODE_READY_TIMEOUT: '30',
+    ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
+  });
+  const before = await e2e.aws.counts();
+  log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
+
+  const firstNotice = Date.now();
+  await Promise.all(
+    warned.map(async (instanceId, n) => {
+      await new Promise((resolve) => setTimeout(resolve, (n / Math.max(1, nodes - 1)) * options.spreadSeconds * 1000));
+      await requestRebalance(e2e.client, TASK_QUEUE, { instanceId, nodeName: EndToEnd.nodeName(instanceId) });
+    }),
+  );
+  const lastNotice = Date.now();
+  log(`all notices sent in ${((lastNotice - firstNotice) / 1000).toFixed(1)} s`);
+
+  // Done when every workflow has its replacement settled and its node tainted (it then waits for AWS to reclaim).
+  const settledPhases = new Set(['awaiting-reclaim', 'holding', 'done', 'failed']);
+  const statuses = new Map<string, RebalanceStatus>();
+  const deadline = Date.now() + (options.inServiceDelaySeconds + 600) * 1000;
+  while (Date.now() < deadline) {
+    const open = warned.filter((id) => !settledPhases.has(statuses.get(id)?.phase ?? ''));
+    for (let i = 0; i < open.length; i += 50) {
+      await Promise.all(
+        open.slice(i, i + 50).map(async (id) => {
+          const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
+          if (status) statuses.set(id, status);
+        }),
+      );
+    }
+    const settled = warned.filter((id) => settledPhases.has(statuses.get(id)?.phase ?? '')).length;
+    if (settled === nodes) break;
+    log(`${settled}/${nodes} settled`);
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+  }
+  const end = Date.now();
+  const after = await e2e.aws.counts();
+  const timeline = await e2e.aws.timeline();
+  const peakMemory = e2e.workerPeakMemoryMiB();
+  const spotView = await e2e.aws.instances(SPOT);
+  syncing = false;
+  await kubelet;
+  await e2e.stopWorker();
+  // The workflows left waiting for AWS to reclaim their instance are not part of the next run.
+  await Promise.all(
+    warned.map((id) =>
+      e2e.client.workflow
+        .getHandle(rebalanceWorkflowId(id))
+        .terminate('benchmark finished')
+        .catch(() => undefined),
+    ),
+  );
+  for await (const execution of e2e.client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+    await e2e.client.workflow.getHandle(execution.workflowId).terminate('benchmark finished').catch(() => undefined);
+  }
+
+  const byAction: Record<string, number> = {};
+  for (const [action, count] of Object.entries(after.byAction)) {
+    const delta = count - (before.byAction[action] ?? 0);
+    if (delta > 0) byAction[action] = delta;
+  }
+  const total = Object.values(byAction).reduce((a, b) => a + b, 0);
+  const seconds = Object.entries(timeline.perSecond)
+    .map(([second, count]) => [Number(second), count] as const)
+    .filter(([second]) => second * 1000 >= firstNotice - 1000 && second * 1000 <= end);
+  const peakPerSecond = Math.max(0, ...seconds.map(([, count]) => count));
+  // While waiting: from the last notice's increment (coalescing window included) until the run is settled.
+  const waitFrom = lastNotice + 3000;
+  const waiting = seconds.filter(([second]) => second * 1000 >= waitFrom);
+  const waitSeconds = Math.max(1, (end - waitFrom) / 1000);
+  const perSecondWhileWaiting = waiting.reduce((sum, [, count]) => sum + count, 0) / waitSeconds;
+
+  const expectedDesired = 2 * nodes;
+  const spotWrites = timeline.desiredLog.filter(([, group]) => group === SPOT);
+  const reached = spotWrites.find(([, , value]) => value >= expectedDesired);
+  const finalStatuses = warned.map((id) => statuses.get(id));
+  const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
+  const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...(taintedTimes as number[])) : undefined;
+  const lags: number[] = [];
+  for (const status of finalStatuses) {
+    const inService = status?.replacementInstanceId ? timeline.inServiceAt[status.replacementInstanceId] : undefined;
+    if (status?.taintedAt && inService !== undefined) lags.push(Date.parse(status.taintedAt) / 1000 - inService);
+  }
+  const replacements = finalStatuses.map((s) => s?.replacement);
+
+  const result: StrategyResult = {
+    strategy,
+    nodes,
+    expectedDesired,
+    finalDesired: spotView.desired,
+    lostIncrements: expectedDesired - spotView.desired,
+    autoScalingCalls: { total, byAction, perWarnedNode: round(total / nodes, 2) ?? 0, peakPerSecond, perSecondWhileWaiting: round(perSecondWhileWaiting, 2) ?? 0 },
+    secondsFromFirstNoticeToAllIncrements: reached ? round(reached[0] - firstNotice / 1000) : null,
+    secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
+    secondsFromFirstNoticeToAllTainted: allTainted ? round((allTainted - firstNotice) / 1000) : null,
+    taintLagAfterReplacementInService: { p50: round(percentile(lags, 50)), max: round(percentile(lags, 100)), measured: lags.length },
+    replacements: {
+      spot: replacements.filter((r) => r === 'spot').length,
+      onDemand: replacements.filter((r) => r === 'on-demand').length,
+      unavailable: replacements.filter((r) => r === 'capacity-unavailable').length,
+      distinctInstances: new Set(finalStatuses.map((s) => s?.replacementInstanceId).filter(Boolean)).size,
+    },
+    workerPeakMemoryMiB: peakMemory === undefined ? undefined : Math.round(peakMemory),
+    wallSeconds: round((end - firstNotice) / 1000) ?? 0,
+  };
+  log(JSON.stringify(result));
+  return result;
+}
+
+function table(results: StrategyResult[]): string {
+  const rows: [string, (r: StrategyResult) => string][] = [
+    ['final desired / expected', (r) => `${r.finalDesired} / ${r.expectedDesired}`],
+    ['lost increments', (r) => String(r.lostIncrements)],
+    ['Auto Scaling calls (total)', (r) => String(r.autoScalingCalls.total)],
+    ['calls per warned node', (r) => String(r.autoScalingCalls.perWarnedNode)],
+    ['peak calls per second', (r) => String(r.autoScalingCalls.peakPerSecond)],
+    ['calls per second while waiting', (r) => String(r.autoScalingCalls.perSecondWhileWaiting)],
+    ['s from last notice to all increments', (r) => String(r.secondsFromLastNoticeToAllIncrements ?? 'never')],
+    ['s from first notice to all tainted', (r) => String(r.secondsFromFirstNoticeToAllTainted ?? 'never')],
+    ['taint lag after InService p50 / max (s)', (r) => `${r.taintLagAfterReplacementInService.p50} / ${r.taintLagAfterReplacementInService.max}`],
+    ['replacements spot / on-demand / none', (r) => `${r.replacements.spot} / ${r.replacements.onDemand} / ${r.replacements.unavailable}`],
+    ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
+    ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
+  ];
+  const header = `| N = ${results[0]?.nodes} | ${results.map((r) => r.strategy).join(' | ')} |`;
+  const lines = [header, `|---|${results.map(() => '---').join('|')}|`];
+  for (const [label, cell] of rows) lines.push(`| ${label} | ${results.map(cell).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  let options: Options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+    process.exit(2);
+  }
+  const e2e = await new EndToEnd().start();
+  const results: StrategyResult[] = [];
+  try {
+    for (const strategy of ['spot-guard', 'naive'] as const) {
+      if (options.only && options.only !== strategy) continue;
+      results.push(await runStrategy(e2e, strategy, options));
+    }
+  } finally {
+    await e2e.stop();
+  }
+  const [ours, naive] = results;
+  const ratios =
+    ours && naive
+      ? {
+          callsPerWarnedNodeNaiveOverSpotGuard: round(naive.autoScalingCalls.perWarnedNode / Math.max(0.01, ours.autoScalingCalls.perWarnedNode), 1),
+          peakPerSecondNaiveOverSpotGuard: round(naive.autoScalingCalls.peakPerSecond / Math.max(1, ours.autoScalingCalls.peakPerSecond), 1),
+        }
+      : undefined;
+  const report = { date: new Date().toISOString(), options, results, ratios };
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `mass-interruption-n${options.nodes}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\n${table(results)}\n`);
+  if (ratios) console.log(`naive / Spot Guard: ${ratios.callsPerWarnedNodeNaiveOverSpotGuard}x calls per warned node, ${ratios.peakPerSecondNaiveOverSpotGuard}x peak calls per second`);
+  console.log(`written to ${file}`);
+}
+
+await main();
