@@ -8,6 +8,7 @@ import {
   drainSlotRequestSignal,
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
+  increaseCapacityRequestSignal,
   increaseCapacityUpdate,
   type RetireInstanceRequest,
   type RetireInstanceResult,
@@ -27,6 +28,15 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
       workflowIdConflictPolicy: 'USE_EXISTING',
       typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }],
     });
+  }
+
+  function capacityWorkflowStart(asgName: string) {
+    return {
+      workflowId: capacityWorkflowId(asgName),
+      taskQueue,
+      args: [{ asgName }] as [{ asgName: string }],
+      typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }],
+    };
   }
 
   async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }): Promise<Ret> {
@@ -50,7 +60,16 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     /** Asks for one more instance in the group; the answer carries the absolute target the capacity workflow applied. */
     async requestCapacityIncrease(input: IncreaseCapacityRequest & { asgName: string }): Promise<IncreaseCapacityResult> {
       const { asgName, ...request } = input;
-      return send(asgName, increaseCapacityUpdate, request);
+      if (!request.waiter) return send(asgName, increaseCapacityUpdate, request);
+      // A waiter is answered by signal, so the request goes by signal too: Temporal admits only a few Updates in
+      // flight per workflow, and a wave sends hundreds of requests within seconds.
+      requireGroupName(asgName);
+      await client.workflow.signalWithStart<typeof capacityWorkflow, [IncreaseCapacityRequest]>('capacityWorkflow', {
+        ...capacityWorkflowStart(asgName),
+        signal: increaseCapacityRequestSignal,
+        signalArgs: [request],
+      });
+      return { status: 'queued' };
     },
 
     /**
@@ -61,12 +80,9 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
       const { asgName, ...request } = input;
       requireGroupName(asgName);
       await client.workflow.signalWithStart<typeof capacityWorkflow, [DrainSlotRequest]>('capacityWorkflow', {
-        workflowId: capacityWorkflowId(asgName),
-        taskQueue,
-        args: [{ asgName }],
+        ...capacityWorkflowStart(asgName),
         signal: drainSlotRequestSignal,
         signalArgs: [request],
-        typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }],
       });
     },
 

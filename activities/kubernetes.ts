@@ -24,6 +24,8 @@ export interface KubernetesActivityOptions {
   dryRun?: boolean;
   /** Pause between two eviction rounds while pods are blocked by a PDB or still terminating. */
   evictionRetrySeconds?: number;
+  /** How long one node list answers "which node is this instance's" (a wave asks hundreds of times at once). */
+  nodeListCacheMs?: number;
 }
 
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -72,6 +74,22 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
   // Node.spec.taints has no patch merge key: a strategic-merge patch replaces the whole list. Send the full, merged
   // list together with the resourceVersion it was computed from, so a concurrent change makes the API answer 409.
   const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+  const nodeListCacheMs = options.nodeListCacheMs ?? 1_000;
+  let nodesByInstance: { at: number; nodes: Promise<Map<string, { nodeName?: string; ready: boolean }>> } | undefined;
+
+  /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
+  function nodeIndex(): Promise<Map<string, { nodeName?: string; ready: boolean }>> {
+    if (nodesByInstance && Date.now() - nodesByInstance.at < nodeListCacheMs) return nodesByInstance.nodes;
+    const nodes = kubernetesCall('list nodes', () => core.listNode({})).then(
+      (list) => new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }])),
+    );
+    const entry = { at: Date.now(), nodes };
+    nodesByInstance = entry;
+    nodes.catch(() => {
+      if (nodesByInstance === entry) nodesByInstance = undefined;
+    });
+    return nodes;
+  }
 
   async function readNode(nodeName: string): Promise<V1Node> {
     requireNodeName(nodeName);
@@ -146,9 +164,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     /** The node of an instance (matched by providerID) and whether it is Ready. */
     async findNodeForInstance(input: { instanceId: string }): Promise<{ nodeName?: string; ready: boolean }> {
       requireInstanceId(input.instanceId);
-      const list = await kubernetesCall('list nodes', () => core.listNode({}));
-      const node = list.items.find((n) => instanceIdFromProviderId(n.spec?.providerID) === input.instanceId);
-      return { nodeName: node?.metadata?.name, ready: node ? isNodeReady(node) : false };
+      return (await nodeIndex()).get(input.instanceId) ?? { nodeName: undefined, ready: false };
     },
 
     /**

@@ -14,7 +14,8 @@ import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from 
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { KWOK_ANNOTATION } from '../test/helpers/kubernetes-stack.js';
 
-const resultsDir = fileURLToPath(new URL('../../bench/results', import.meta.url));
+// SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
+const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
 
 interface Options {
   nodes: number;
@@ -36,6 +37,8 @@ export interface StrategyResult {
   taintLagAfterReplacementInService: { p50: number | null; max: number | null; measured: number };
   replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
   workerPeakMemoryMiB: number | undefined;
+  /** Workflows with their replacement settled and node tainted by the end (the run stops at a deadline). */
+  settled: number;
   wallSeconds: number;
 }
 
@@ -141,7 +144,8 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   // Done when every workflow has its replacement settled and its node tainted (it then waits for AWS to reclaim).
   const settledPhases = new Set(['awaiting-reclaim', 'holding', 'done', 'failed']);
   const statuses = new Map<string, RebalanceStatus>();
-  const deadline = Date.now() + (options.inServiceDelaySeconds + 600) * 1000;
+  // Long enough for a spot wait, an on-demand wait and their launches; a strategy still unsettled then is reported so.
+  const deadline = Date.now() + (options.inServiceDelaySeconds + 420) * 1000;
   while (Date.now() < deadline) {
     const open = warned.filter((id) => !settledPhases.has(statuses.get(id)?.phase ?? ''));
     for (let i = 0; i < open.length; i += 50) {
@@ -225,6 +229,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
       distinctInstances: new Set(finalStatuses.map((s) => s?.replacementInstanceId).filter(Boolean)).size,
     },
     workerPeakMemoryMiB: peakMemory === undefined ? undefined : Math.round(peakMemory),
+    settled: warned.filter((id) => settledPhases.has(statuses.get(id)?.phase ?? '')).length,
     wallSeconds: round((end - firstNotice) / 1000) ?? 0,
   };
   log(JSON.stringify(result));
@@ -233,6 +238,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
 
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [
+    ['settled (replacement decided, node tainted)', (r) => `${r.settled} / ${r.nodes}`],
     ['final desired / expected', (r) => `${r.finalDesired} / ${r.expectedDesired}`],
     ['lost increments', (r) => String(r.lostIncrements)],
     ['Auto Scaling calls (total)', (r) => String(r.autoScalingCalls.total)],

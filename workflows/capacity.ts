@@ -37,6 +37,7 @@ import {
   type GroupWaits,
   type IncreaseCapacityRequest,
   type IncreaseCapacityResult,
+  increaseCapacityRequestSignal,
   increaseCapacityUpdate,
   isTerminatingState,
   type RetireInstanceRequest,
@@ -137,13 +138,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     async (request) => {
       updatesThisRun++;
       if (!request.waiter) return enqueueAndWait<IncreaseCapacityResult>({ kind: 'increase', request, arrivedAt: Date.now() });
-      const earlier = completed[request.requestId];
-      if (earlier) return earlier.result as IncreaseCapacityResult;
-      if (!queue.some((p) => p.request.requestId === request.requestId)) {
-        delete failed[request.requestId];
-        queue.push({ kind: 'increase', request, arrivedAt: Date.now() });
-      }
-      return { status: 'queued' };
+      return enqueueForWaiter(request);
     },
     {
       validator: (request) => {
@@ -152,6 +147,31 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       },
     },
   );
+  // The same request by signal (Signal-with-Start from an activity): no cap on requests in flight in a wave.
+  const reanswer: Pending[] = [];
+  setHandler(increaseCapacityRequestSignal, (request) => {
+    try {
+      requireRequestId(request, completed, 'increase');
+      requireIncreaseOptions(request);
+      if (!request.waiter) throw new Error('a signalled increase request needs a waiter to answer');
+    } catch (error) {
+      log.error('malformed increase request ignored', { asgName, error: rootMessage(error) });
+      return;
+    }
+    // Answered before (the signal was sent again after a lost acknowledgement): answer again, change nothing.
+    if (enqueueForWaiter(request).status !== 'queued') reanswer.push({ kind: 'increase', request, arrivedAt: Date.now() });
+  });
+
+  function enqueueForWaiter(request: IncreaseCapacityRequest): IncreaseCapacityResult {
+    const earlier = completed[request.requestId];
+    if (earlier) return earlier.result as IncreaseCapacityResult;
+    if (!queue.some((p) => p.request.requestId === request.requestId)) {
+      delete failed[request.requestId];
+      queue.push({ kind: 'increase', request, arrivedAt: Date.now() });
+    }
+    return { status: 'queued' };
+  }
+
   setHandler(
     retireInstanceUpdate,
     (request) => {
@@ -511,6 +531,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   }
 
   const somethingToDo = (): boolean =>
+    reanswer.length > 0 ||
     queue.some((p) => p.kind === 'retire') ||
     (queue[0] !== undefined && batchReadyAt(queue[0]) <= Date.now()) ||
     drainsToPromote() ||
@@ -520,12 +541,19 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     const wakeAt = nextWakeAt();
     if (wakeAt === undefined) {
       await condition(
-        () => queue.length > 0 || nextWakeAt() !== undefined || drainsToPromote() || drainRequests.length > 0 || shouldContinueAsNew(),
+        () =>
+          queue.length > 0 ||
+          nextWakeAt() !== undefined ||
+          drainsToPromote() ||
+          drainRequests.length > 0 ||
+          reanswer.length > 0 ||
+          shouldContinueAsNew(),
       );
     } else if (wakeAt > Date.now() && !somethingToDo()) {
       // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
       await condition(() => somethingToDo() || (nextWakeAt() ?? wakeAt) < wakeAt || (queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());
     }
+    if (reanswer.length > 0) await answerQueuedIncreases(reanswer.splice(0, reanswer.length));
     if (drainRequests.length > 0) await answerDrainRequests();
     if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
     const batch = takeBatch(queue, Date.now());

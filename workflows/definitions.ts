@@ -397,6 +397,8 @@ export interface CapacityStatus {
 }
 
 export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [IncreaseCapacityRequest]>('increaseCapacity');
+/** An increase with a waiter, by signal: answered by capacityAnswerSignal. */
+export const increaseCapacityRequestSignal = defineSignal<[IncreaseCapacityRequest]>('requestCapacityIncrease');
 export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
 /**
  * Drain slots are asked for by signal (Signal-with-Start from an activity), not by Update: Temporal admits only a few
