@@ -575,8 +575,10 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     if (queue.length === 0 && shouldContinueAsNew()) {
       // Let every Update handler return its answer first; a request arriving meanwhile is served by this run.
-      await condition(() => allHandlersFinished() || queue.length > 0);
-      if (queue.length > 0) continue;
+      // Signalled requests not yet answered are served by this run too: they are not part of the carried state.
+      const unanswered = (): boolean => queue.length > 0 || drainRequests.length > 0 || reanswer.length > 0;
+      await condition(() => allHandlersFinished() || unanswered());
+      if (unanswered()) continue;
       return continueAsNew<typeof capacityWorkflow>({
         asgName,
         historyBound: input.historyBound,
