@@ -13,6 +13,7 @@ import {
 import { log } from '@temporalio/activity';
 import { isTerminatingState } from '../workflows/definitions.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
+import { sharedRead } from './shared-read.js';
 import { requireGroupName, requireInstanceId } from './validation.js';
 
 export interface GroupInstance {
@@ -97,19 +98,11 @@ export interface AutoScalingActivityOptions {
 export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}) {
   const dryRun = options.dryRun ?? false;
   const membershipCacheMs = options.membershipCacheMs ?? 2_000;
-  const memberships = new Map<string, { at: number; members: Promise<Map<string, string>> }>();
-
   /** The group's members and their lifecycle states, read at most once per cache period however many ask. */
-  function groupMembers(asgName: string): Promise<Map<string, string>> {
-    const cached = memberships.get(asgName);
-    if (cached && Date.now() - cached.at < membershipCacheMs) return cached.members;
-    const members = readGroup(asgName).then(
-      (group) => new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown'])),
-    );
-    memberships.set(asgName, { at: Date.now(), members });
-    members.catch(() => memberships.delete(asgName));
-    return members;
-  }
+  const groupMembers = sharedRead(membershipCacheMs, async (asgName) => {
+    const group = await readGroup(asgName);
+    return new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown']));
+  });
 
   async function readGroup(asgName: string): Promise<AutoScalingGroup> {
     requireGroupName(asgName);

@@ -12,6 +12,7 @@ import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { type DrainReport, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
+import { sharedRead } from './shared-read.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
 
 /** The part of CoreV1Api the activities use; tests hand in a fake of just this. */
@@ -75,21 +76,11 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
   // list together with the resourceVersion it was computed from, so a concurrent change makes the API answer 409.
   const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
   const nodeListCacheMs = options.nodeListCacheMs ?? 1_000;
-  let nodesByInstance: { at: number; nodes: Promise<Map<string, { nodeName?: string; ready: boolean }>> } | undefined;
-
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
-  function nodeIndex(): Promise<Map<string, { nodeName?: string; ready: boolean }>> {
-    if (nodesByInstance && Date.now() - nodesByInstance.at < nodeListCacheMs) return nodesByInstance.nodes;
-    const nodes = kubernetesCall('list nodes', () => core.listNode({})).then(
-      (list) => new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }])),
-    );
-    const entry = { at: Date.now(), nodes };
-    nodesByInstance = entry;
-    nodes.catch(() => {
-      if (nodesByInstance === entry) nodesByInstance = undefined;
-    });
-    return nodes;
-  }
+  const nodeIndex = sharedRead(nodeListCacheMs, async () => {
+    const list = await kubernetesCall('list nodes', () => core.listNode({}));
+    return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
+  });
 
   async function readNode(nodeName: string): Promise<V1Node> {
     requireNodeName(nodeName);
@@ -164,7 +155,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     /** The node of an instance (matched by providerID) and whether it is Ready. */
     async findNodeForInstance(input: { instanceId: string }): Promise<{ nodeName?: string; ready: boolean }> {
       requireInstanceId(input.instanceId);
-      return (await nodeIndex()).get(input.instanceId) ?? { nodeName: undefined, ready: false };
+      return (await nodeIndex('all')).get(input.instanceId) ?? { nodeName: undefined, ready: false };
     },
 
     /**

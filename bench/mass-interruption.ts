@@ -12,7 +12,6 @@ import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from 
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
-import { KWOK_ANNOTATION } from '../test/helpers/kubernetes-stack.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
 const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -104,15 +103,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
       for (const instance of (await e2e.aws.instances(group)).instances) {
         if (instance.state !== 'InService' || known.has(instance.id)) continue;
         known.add(instance.id);
-        await e2e.core
-          .createNode({
-            body: {
-              metadata: { name: EndToEnd.nodeName(instance.id), annotations: { [KWOK_ANNOTATION]: 'fake' } },
-              spec: { providerID: `aws:///us-east-1a/${instance.id}` },
-              status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
-            },
-          })
-          .catch(() => known.delete(instance.id));
+        await e2e.registerNode(instance.id).catch(() => known.delete(instance.id));
       }
     }
   };

@@ -15,6 +15,7 @@ import {
   getExternalWorkflowHandle,
   log,
   patched,
+  type SignalDefinition,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -121,12 +122,17 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     drainQueue: drains.queued.map((q) => ({ instanceId: q.instanceId, nodeName: q.nodeName, queuedAt: q.queuedAt })),
   }));
 
+  /** Queues a request unless it was answered or is waiting already; one that failed before is tried again. */
+  function enqueue(pending: Pending): void {
+    const id = pending.request.requestId;
+    if (completed[id] || queue.some((p) => p.request.requestId === id)) return;
+    delete failed[id];
+    queue.push(pending);
+  }
+
   async function enqueueAndWait<R>(pending: Pending): Promise<R> {
     const id = pending.request.requestId;
-    if (!completed[id] && !queue.some((p) => p.request.requestId === id)) {
-      delete failed[id]; // a request that failed before is tried again, not answered with the old failure
-      queue.push(pending);
-    }
+    enqueue(pending);
     await condition(() => completed[id] !== undefined || failed[id] !== undefined);
     const record = completed[id];
     if (!record) throw ApplicationFailure.nonRetryable(failed[id] ?? 'request failed', 'CapacityRequestFailed');
@@ -165,10 +171,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   function enqueueForWaiter(request: IncreaseCapacityRequest): IncreaseCapacityResult {
     const earlier = completed[request.requestId];
     if (earlier) return earlier.result as IncreaseCapacityResult;
-    if (!queue.some((p) => p.request.requestId === request.requestId)) {
-      delete failed[request.requestId];
-      queue.push({ kind: 'increase', request, arrivedAt: Date.now() });
-    }
+    enqueue({ kind: 'increase', request, arrivedAt: Date.now() });
     return { status: 'queued' };
   }
 
@@ -239,7 +242,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     const requests = drainRequests.splice(0, drainRequests.length);
     const answers = requests.map((request) => [request.workflowId, answerDrainRequest(request)] as const);
-    await Promise.all(answers.map(([workflowId, answer]) => tell(workflowId, () => getExternalWorkflowHandle(workflowId).signal(drainSlotAnswerSignal, answer))));
+    await Promise.all(answers.map(([workflowId, answer]) => tell(workflowId, drainSlotAnswerSignal, answer)));
   }
 
   setHandler(releaseDrainSlotSignal, ({ requestId }) => {
@@ -276,16 +279,16 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     await Promise.all(
       granted.map((g) =>
-        tell(g.workflowId, () => getExternalWorkflowHandle(g.workflowId).signal(drainSlotAnswerSignal, { requestId: g.requestId, status: 'granted' })),
+        tell(g.workflowId, drainSlotAnswerSignal, { requestId: g.requestId, status: 'granted' }),
       ),
     );
   }
 
   // --- waiting for new instances -------------------------------------------------------------------------------
 
-  async function tell(workflowId: string, send: () => Promise<void>): Promise<void> {
+  async function tell<T>(workflowId: string, signal: SignalDefinition<[T]>, answer: T): Promise<void> {
     try {
-      await send();
+      await getExternalWorkflowHandle(workflowId).signal(signal, answer);
     } catch (error) {
       // The waiting workflow is gone (ended or terminated by an operator): nobody is left to tell.
       log.warn('could not signal a waiting workflow', { asgName, workflowId, error: rootMessage(error) });
@@ -370,7 +373,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     }
     await Promise.all(
       answers.map(([waiter, answer]) =>
-        tell(waiter.workflowId, () => getExternalWorkflowHandle(waiter.workflowId).signal(replacementAnswerSignal, answer)),
+        tell(waiter.workflowId, replacementAnswerSignal, answer),
       ),
     );
   }
@@ -401,7 +404,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       answers.push([pending.request.waiter.workflowId, answer]);
     }
     await Promise.all(
-      answers.map(([workflowId, answer]) => tell(workflowId, () => getExternalWorkflowHandle(workflowId).signal(capacityAnswerSignal, answer))),
+      answers.map(([workflowId, answer]) => tell(workflowId, capacityAnswerSignal, answer)),
     );
   }
 

@@ -117,20 +117,26 @@ export class EndToEnd {
    * controller removes them only later), so tests can still read how Spot Guard left them.
    */
   async syncNodes(): Promise<void> {
-    const instances = [...(await this.group(SPOT)).instances, ...(await this.group(ON_DEMAND)).instances];
+    // Read from moto directly: the stand-in's looks are not Auto Scaling requests of Spot Guard and are not counted.
+    const instances = [...(await this.aws.instances(SPOT)).instances, ...(await this.aws.instances(ON_DEMAND)).instances];
     const nodes = await this.core.listNode({});
     const existing = new Set(nodes.items.map((n) => n.metadata?.name));
     for (const instance of instances.filter((i) => i.state === 'InService')) {
       const name = EndToEnd.nodeName(instance.id);
       if (existing.has(name)) continue;
-      await this.core.createNode({
-        body: {
-          metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake' } },
-          spec: { providerID: `aws:///us-east-1a/${instance.id}` },
-          status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
-        },
-      }).catch(() => undefined);
+      await this.registerNode(instance.id).catch(() => undefined);
     }
+  }
+
+  /** A Ready kwok node for an instance, as its kubelet would register it. */
+  async registerNode(instanceId: string): Promise<void> {
+    await this.core.createNode({
+      body: {
+        metadata: { name: EndToEnd.nodeName(instanceId), annotations: { [KWOK_ANNOTATION]: 'fake' } },
+        spec: { providerID: `aws:///us-east-1a/${instanceId}` },
+        status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
+      },
+    });
   }
 
   /** A node's Spot Guard taints and whether it is cordoned. */
