@@ -21,6 +21,8 @@ export interface ActivityDependencies {
   kubernetesPolicy: KubernetesPolicyApi;
   temporal: Client;
   taskQueue: string;
+  /** Task queue of the per-group workflows (capacity, monitor); the worker's own queue when not given. */
+  groupTaskQueue?: string;
   settings: FlowSettings;
   dryRun?: boolean;
   evictionRetrySeconds?: number;
@@ -33,8 +35,8 @@ export function createActivities(deps: ActivityDependencies) {
     ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
     ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds }),
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
-    ...createCapacityRequestActivities(deps.temporal, deps.taskQueue),
-    ...createMonitorRequestActivities(deps.temporal, deps.taskQueue),
+    ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
+    ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
   };
 }
 

@@ -55,21 +55,24 @@ describe('worker process', function () {
     });
     const { output, exit } = collect(child);
     try {
-      await until('the worker to poll', () => output().includes('worker polling task queue "spot-guard"'), 90_000);
+      await until('the worker to poll', () => output().includes('worker polling task queues "spot-guard" and "spot-guard-groups"'), 90_000);
       const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
       try {
-        await until('pollers on the task queue', async () => {
-          const queue = await connection.workflowService.describeTaskQueue({
-            namespace: 'default',
-            taskQueue: { name: 'spot-guard' },
-            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-          });
-          return (queue.pollers ?? []).length > 0;
-        }, 20_000);
+        for (const name of ['spot-guard', 'spot-guard-groups']) {
+          await until(`pollers on the task queue ${name}`, async () => {
+            const queue = await connection.workflowService.describeTaskQueue({
+              namespace: 'default',
+              taskQueue: { name },
+              taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            });
+            return (queue.pollers ?? []).length > 0;
+          }, 20_000);
+        }
         const attributes = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
         for (const key of allSearchAttributeKeys) assert.ok(attributes.customAttributes?.[key.name] !== undefined, `${key.name} registered`);
         const monitor = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).describe();
         assert.equal(monitor.status.name, 'RUNNING', 'the worker starts the revert-to-spot monitor of its pair');
+        assert.equal(monitor.taskQueue, 'spot-guard-groups', 'the per-group workflows run on their own task queue');
       } finally {
         await connection.close();
       }

@@ -11,6 +11,8 @@ export interface TemporalSettings {
   address?: string;
   namespace: string;
   taskQueue: string;
+  /** Task queue of the per-group workflows (capacity, monitor): TEMPORAL_TASK_QUEUE + "-groups". */
+  groupTaskQueue: string;
   apiKey?: string;
   tls?: { serverName?: string; serverRootCaPath?: string; clientCertPath?: string; clientKeyPath?: string };
 }
@@ -31,6 +33,12 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   maxCachedWorkflows: number;
 }
+
+/**
+ * The capacity and monitor workflows poll a queue of their own, so a wave's hundreds of starting rebalance workflows
+ * never delay the one workflow that writes the group's desired capacity, and it stays in its worker's cache.
+ */
+export const groupTaskQueueOf = (taskQueue: string): string => `${taskQueue}-groups`;
 
 export type ConfigResult = { ok: true; config: WorkerConfig } | { ok: false; errors: string[] };
 
@@ -239,6 +247,7 @@ export function loadConfig(env: Env): ConfigResult {
     address,
     namespace: read('TEMPORAL_NAMESPACE'),
     taskQueue: read('TEMPORAL_TASK_QUEUE'),
+    groupTaskQueue: groupTaskQueueOf(read('TEMPORAL_TASK_QUEUE')),
     apiKey,
     tls: useTls
       ? {

@@ -12,6 +12,9 @@ import { type DevServer, startDevServer } from './dev-server.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 
+/** Capacity and monitor workflows: two per spot/on-demand pair. */
+const GROUP_WORKFLOWS_CACHED = 20;
+
 const say = (message: string): void => console.log(`[spot-guard] ${message}`);
 
 async function main(): Promise<number> {
@@ -68,38 +71,50 @@ async function main(): Promise<number> {
     }
 
     const prebuiltBundle = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
-    const worker = await Worker.create({
-      connection: await NativeConnection.connect(options),
-      namespace: config.temporal.namespace,
+    // The bundle made by `npm run build`; bundling here instead would run webpack inside the worker.
+    const workflowCode = existsSync(prebuiltBundle)
+      ? { workflowBundle: { codePath: prebuiltBundle } }
+      : { workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)) };
+    const activities = createActivities({
+      autoScaling,
+      kubernetes: kubeConfig.makeApiClient(CoreV1Api),
+      kubernetesPolicy: kubeConfig.makeApiClient(PolicyV1Api),
+      temporal: client,
       taskQueue: config.temporal.taskQueue,
-      // The bundle made by `npm run build`; bundling here instead would run webpack inside the worker.
-      ...(existsSync(prebuiltBundle)
-        ? { workflowBundle: { codePath: prebuiltBundle } }
-        : { workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)) }),
+      groupTaskQueue: config.temporal.groupTaskQueue,
+      settings: config.flow,
+      dryRun: config.dryRun,
+    });
+    const workerConnection = await NativeConnection.connect(options);
+    const common = {
+      connection: workerConnection,
+      namespace: config.temporal.namespace,
+      ...workflowCode,
+      activities,
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
       shutdownGraceTime: '30 seconds',
-      // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
-      maxCachedWorkflows: config.maxCachedWorkflows,
-      activities: createActivities({
-        autoScaling,
-        kubernetes: kubeConfig.makeApiClient(CoreV1Api),
-        kubernetesPolicy: kubeConfig.makeApiClient(PolicyV1Api),
-        temporal: client,
+    };
+    const workers = [
+      await Worker.create({
+        ...common,
         taskQueue: config.temporal.taskQueue,
-        settings: config.flow,
-        dryRun: config.dryRun,
+        // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
+        maxCachedWorkflows: config.maxCachedWorkflows,
       }),
-    });
+      // The per-group workflows (a few, long histories) on slots and a cache of their own.
+      await Worker.create({ ...common, taskQueue: config.temporal.groupTaskQueue, maxCachedWorkflows: GROUP_WORKFLOWS_CACHED }),
+    ];
     if (config.spotGuardEnabled) {
-      const monitorId = await ensureMonitor(client, config.temporal.taskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
+      const monitorId = await ensureMonitor(client, config.temporal.groupTaskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
       say(`revert-to-spot monitor running as ${monitorId}`);
     }
     say(
-      `worker polling task queue "${config.temporal.taskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
+      `worker polling task queues "${config.temporal.taskQueue}" and "${config.temporal.groupTaskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
         ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
     );
     if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
-    await worker.run(); // returns after SIGTERM/SIGINT once in-flight tasks are done
+    // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
+    await Promise.all(workers.map((worker) => worker.run()));
     await connection.close();
     say('worker stopped');
     return 0;
