@@ -1,8 +1,9 @@
 // Activities through which a rebalance workflow asks a group's capacity workflow for a change. Workflows cannot send
 // Updates to each other, so an activity does it with Update-with-Start: the capacity workflow is started on first use,
 // and the request id doubles as the Update id, so a retried activity gets the first answer instead of a second change.
-import { type Client, WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
+import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
+  ANSWER_SIGNAL_NAMES,
   capacityWorkflowId,
   type DrainSlotRequest,
   drainSlotRequestSignal,
@@ -12,12 +13,17 @@ import {
   increaseCapacityUpdate,
   type RetireInstanceRequest,
   type RetireInstanceResult,
+  retireInstanceRequestSignal,
   retireInstanceUpdate,
   searchAttributes,
+  type WorkflowAnswer,
 } from '../workflows/definitions.js';
 import type { capacityWorkflow } from '../workflows/capacity.js';
 import { FailureType, nonRetryable } from './errors.js';
-import { requireGroupName } from './validation.js';
+import { requireGroupName, requireInstanceId } from './validation.js';
+
+/** Signals in flight at once while answering a wave: the server's pace, not the worker's, sets the rate. */
+const ANSWER_CONCURRENCY = 16;
 
 export function createCapacityRequestActivities(client: Client, taskQueue: string) {
   function capacityWorkflowFor(asgName: string): WithStartWorkflowOperation<typeof capacityWorkflow> {
@@ -73,6 +79,40 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     },
 
     /**
+     * Delivers a capacity workflow's answers to the workflows waiting for them, by signal, a few at a time. A workflow
+     * that has ended is nobody left to tell; any other failure retries the batch (answers are idempotent by request id).
+     */
+    async sendAnswers(input: { answers: WorkflowAnswer[] }): Promise<{ delivered: number; gone: string[] }> {
+      for (const { workflowId, signalName } of input.answers) {
+        if (!ANSWER_SIGNAL_NAMES.includes(signalName)) {
+          throw nonRetryable(FailureType.invalidInput, `signal "${signalName}" is not an answer signal (expected one of ${ANSWER_SIGNAL_NAMES.join(', ')})`);
+        }
+        if (typeof workflowId !== 'string' || workflowId.length === 0) {
+          throw nonRetryable(FailureType.invalidInput, `workflowId "${String(workflowId)}" must name the workflow to answer`);
+        }
+      }
+      const gone: string[] = [];
+      let delivered = 0;
+      let failure: unknown;
+      let next = 0;
+      const sender = async (): Promise<void> => {
+        for (let i = next++; i < input.answers.length; i = next++) {
+          const { workflowId, signalName, answer } = input.answers[i] as WorkflowAnswer;
+          try {
+            await client.workflow.getHandle(workflowId).signal(signalName, answer);
+            delivered++;
+          } catch (error) {
+            if (error instanceof WorkflowNotFoundError) gone.push(workflowId);
+            else failure ??= error;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(ANSWER_CONCURRENCY, input.answers.length) }, sender));
+      if (failure) throw failure;
+      return { delivered, gone };
+    },
+
+    /**
      * Asks the group's disruption budget for a drain slot, by Signal-with-Start (no cap on requests in flight); the
      * capacity workflow answers the asking workflow by signal: granted, or queued with its position.
      */
@@ -86,10 +126,25 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
       });
     },
 
-    /** Terminates a drained instance with decrement, or settles the books once AWS has taken it. */
-    async requestInstanceRetirement(input: RetireInstanceRequest & { asgName: string }): Promise<RetireInstanceResult> {
+    /**
+     * Terminates a drained instance with decrement, or settles the books once AWS has taken it. With replyTo the request
+     * goes by Signal-with-Start and the answer comes by signal (retirementAnswerSignal): answered 'queued' here.
+     */
+    async requestInstanceRetirement(input: RetireInstanceRequest & { asgName: string }): Promise<RetireInstanceResult | { status: 'queued' }> {
       const { asgName, ...request } = input;
-      return send(asgName, retireInstanceUpdate, request);
+      if (!request.replyTo) return send(asgName, retireInstanceUpdate, request);
+      requireGroupName(asgName);
+      // A signal has no validator to refuse it: refuse bad input here, before anything is sent.
+      requireInstanceId(request.instanceId);
+      if (typeof request.terminate !== 'boolean') {
+        throw nonRetryable(FailureType.invalidInput, `terminate "${String(request.terminate)}" must be true or false`);
+      }
+      await client.workflow.signalWithStart<typeof capacityWorkflow, [RetireInstanceRequest]>('capacityWorkflow', {
+        ...capacityWorkflowStart(asgName),
+        signal: retireInstanceRequestSignal,
+        signalArgs: [request],
+      });
+      return { status: 'queued' };
     },
   };
 }

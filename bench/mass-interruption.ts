@@ -97,14 +97,19 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const warned = (await e2e.aws.instances(SPOT)).instances.map((i) => i.id);
 
   // The kubelet stand-in: a Ready kwok node for every InService instance, one application pod on each warned node.
+  // Kubelets register on their own, in parallel: so does the stand-in, a batch at a time.
   const known = new Set<string>();
   const sync = async (): Promise<void> => {
+    const fresh: string[] = [];
     for (const group of [SPOT, ON_DEMAND]) {
       for (const instance of (await e2e.aws.instances(group)).instances) {
         if (instance.state !== 'InService' || known.has(instance.id)) continue;
         known.add(instance.id);
-        await e2e.registerNode(instance.id).catch(() => known.delete(instance.id));
+        fresh.push(instance.id);
       }
+    }
+    for (let i = 0; i < fresh.length; i += 25) {
+      await Promise.all(fresh.slice(i, i + 25).map((id) => e2e.registerNode(id).catch(() => known.delete(id))));
     }
   };
   await sync();
@@ -127,6 +132,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     SPOT_GUARD_RECLAIM_WAIT: '3600',
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
     ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
+    ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}),
   });
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
@@ -145,7 +151,8 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   // the SpotGuardPhase search attribute (visibility), not by querying each workflow, which would load the worker
   // under test with hundreds of queries per round.
   const unsettledPhases = ['verifying', 'adding-capacity', 'tainting'];
-  const unsettledQuery = `WorkflowType = 'rebalanceWorkflow' AND ExecutionStatus = 'Running' AND (${unsettledPhases.map((p) => `SpotGuardPhase = '${p}'`).join(' OR ')})`;
+  // A workflow whose first task has not run yet has no phase at all: unsettled too.
+  const unsettledQuery = `WorkflowType = 'rebalanceWorkflow' AND ExecutionStatus = 'Running' AND (SpotGuardPhase IS NULL OR ${unsettledPhases.map((p) => `SpotGuardPhase = '${p}'`).join(' OR ')})`;
   // Long enough for a spot wait, an on-demand wait and their launches; a strategy still unsettled then is reported so.
   const deadline = Date.now() + (options.inServiceDelaySeconds + 420) * 1000;
   let unsettled = nodes;

@@ -188,9 +188,24 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
         requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'r', instanceId: 'not-an-instance', terminate: true }),
         /instanceId "not-an-instance" is not an EC2 instance id/,
       );
+      // By signal there is no validator to answer: the activity refuses it before sending anything.
+      await assert.rejects(
+        requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'r2', instanceId: 'i-nothex', terminate: true, replyTo: 'some-workflow' }),
+        /"i-nothex" is not an EC2 instance id/,
+      );
     });
     assert.equal(h.aws.calls.filter((c) => c.command !== 'DescribeAutoScalingGroups').length, 0);
     assert.equal(h.aws.desired(h.spot), 2);
+  });
+
+  it('sendAnswers sends only answer signals, and counts a workflow that has ended as gone, not as a failure', async function () {
+    const answer = { requestId: 'r', status: 'granted' } as const;
+    await assert.rejects(
+      requests.sendAnswers({ answers: [{ workflowId: 'w', signalName: 'drainNow', answer }] }),
+      /signal "drainNow" is not an answer signal \(expected one of capacityAnswer, replacementAnswer, retirementAnswer, drainSlotAnswer\)/,
+    );
+    const sent = await requests.sendAnswers({ answers: [{ workflowId: 'no-such-workflow', signalName: 'drainSlotAnswer', answer }] });
+    assert.deepEqual(sent, { delivered: 0, gone: ['no-such-workflow'] });
   });
 
   it('a group that does not exist fails the request for good, naming the group', async function () {

@@ -94,6 +94,13 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(h.aws.desired(h.spot), 3, 'the spot group ends at its original size');
     assert.ok(!h.aws.instanceIds(h.spot).includes(atRisk));
     assert.equal(h.aws.desired(h.onDemand), 0);
+    // The runbook reads in order; its short steps ran as local activities, inside the workflow tasks.
+    const runbook = await activityNames(handle());
+    assert.deepEqual(runbook, [
+      'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'findNodeForInstance', 'taintNode',
+      'requestDrainSlot', 'cordonNode', 'evictPods', 'requestInstanceRetirement',
+    ]);
+    assert.deepEqual(await activityNames(handle(), { localToo: false }), ['evictPods', 'requestInstanceRetirement'], 'only the drain and the retirement go through the activity queue');
   });
 
   it('capacity error on spot: falls back to on-demand at once, without waiting for the timeout', async function () {
@@ -256,7 +263,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     wave.forEach((instanceId, n) => h.k8s.addNode({ name: `wave-${n}`, instanceId }));
     const results = await h.run(async () => {
       await Promise.all(wave.map((instanceId, n) => requestRebalance(env.client, h.taskQueue, { instanceId, nodeName: `wave-${n}` })));
-      return resultsInTurn(wave);
+      const outcomes = await resultsInTurn(wave);
+      await recordHistory(env.client.workflow.getHandle(capacityWorkflowId(h.spot)), 'capacity-wave');
+      return outcomes;
     });
     assert.ok(results.every((r) => r.replacement === 'spot'), results.map((r) => r.replacement).join(', '));
     const replacements = results.map((r) => r.replacementInstanceId);
@@ -267,6 +276,11 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     const polls = await groupPolls(h.spot);
     assert.ok(polls <= 4, `${polls} polls of the group for twelve waiters (instances InService on the third look)`);
     assert.equal(h.aws.desired(h.spot), 12, 'every drained instance terminated with decrement: back to the original size');
+    // The wave's retirements reach the capacity workflow by signal: no Update, so no cap of 10 in flight to run into.
+    const events = (await env.client.workflow.getHandle(capacityWorkflowId(h.spot)).fetchHistory()).events ?? [];
+    assert.equal(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length, 0, 'no Updates');
+    const signalled = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'requestInstanceRetirement');
+    assert.equal(signalled.length, 12, 'one retirement request by signal per drained node');
   });
 
   it('the disruption budget drains one node at a time when set to 1, the rest queued in order and visible', async function () {
@@ -309,7 +323,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
       await requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' });
       await waitForStatus(handle(atRisk), (s) => s.phase === 'draining');
       await requestRebalance(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' });
-      const queued = await waitForStatus(handle(second), (s) => s.phase === 'awaiting-drain-slot');
+      const queued = await waitForStatus(handle(second), (s) => s.phase === 'awaiting-drain-slot' && s.drainSlot !== undefined);
       assert.deepEqual([queued.drainSlot?.state, queued.drainSlot?.position], ['queued', 1]);
       await reportInterruption(env.client, h.taskQueue, { instanceId: second, nodeName: 'node-b' }, { action: 'terminate', time: '2026-11-21T10:02:00Z' });
       const drained = await waitForStatus(handle(second), (s) => s.drain !== undefined);

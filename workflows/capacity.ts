@@ -22,6 +22,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { AutoScalingActivities, GroupSnapshot } from '../activities/auto-scaling.js';
+import type { CapacityRequestActivities } from '../activities/capacity-requests.js';
 import {
   type CapacityAnswer,
   capacityAnswerSignal,
@@ -44,12 +45,16 @@ import {
   type RetireInstanceRequest,
   type RetireInstanceResult,
   type RetiredInstance,
+  type RetirementAnswer,
   releaseDrainSlotSignal,
   type ReplacementAnswer,
   replacementAnswerSignal,
   type ReplacementWaiter,
+  retireInstanceRequestSignal,
   retireInstanceUpdate,
+  retirementAnswerSignal,
   searchAttributes,
+  type WorkflowAnswer,
 } from './definitions.js';
 import { rootMessage } from './failures.js';
 
@@ -57,6 +62,13 @@ const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyAct
   startToCloseTimeout: '30 seconds',
   // Throttling and AWS-side errors back off and retry; after 10 minutes the request fails and its caller decides.
   scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+// Answers that cannot be delivered within minutes are given up: the waiting workflows ask again or reach a backstop.
+const { sendAnswers } = proxyActivities<CapacityRequestActivities>({
+  startToCloseTimeout: '2 minutes',
+  scheduleToCloseTimeout: '5 minutes',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
@@ -77,6 +89,20 @@ const DEFAULT_HISTORY_BOUND = 10_000;
 type Pending =
   | { kind: 'increase'; request: IncreaseCapacityRequest; arrivedAt: number }
   | { kind: 'retire'; request: RetireInstanceRequest; arrivedAt: number };
+
+/** An answer for one waiting workflow, by the signal it listens on. */
+interface Telling {
+  workflowId: string;
+  signal: SignalDefinition<[WorkflowAnswer['answer']]>;
+  answer: WorkflowAnswer['answer'];
+}
+
+function telling<T extends WorkflowAnswer['answer']>(workflowId: string, signal: SignalDefinition<[T]>, answer: T): Telling {
+  return { workflowId, signal: signal as SignalDefinition<[WorkflowAnswer['answer']]>, answer };
+}
+
+/** Answers per sendAnswers activity: keeps each one's input, recorded in history, far below the payload limit. */
+const ANSWERS_PER_ACTIVITY = 250;
 
 const MAX_WAIT_SECONDS = 24 * 3600;
 const MAX_UPDATES_PER_RUN = 1000;
@@ -154,6 +180,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     },
   );
   // The same request by signal (Signal-with-Start from an activity): no cap on requests in flight in a wave.
+  /** Signalled requests answered before (the signal was sent again after a lost acknowledgement): answer again. */
   const reanswer: Pending[] = [];
   setHandler(increaseCapacityRequestSignal, (request) => {
     try {
@@ -181,16 +208,21 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       updatesThisRun++;
       return enqueueAndWait<RetireInstanceResult>({ kind: 'retire', request, arrivedAt: Date.now() });
     },
-    {
-      validator: (request) => {
-        requireRequestId(request, completed, 'retire');
-        if (typeof request.instanceId !== 'string' || !/^i-[0-9a-f]+$/.test(request.instanceId)) {
-          throw new Error(`instanceId "${request.instanceId}" is not an EC2 instance id`);
-        }
-        if (typeof request.terminate !== 'boolean') throw new Error('terminate must be true or false');
-      },
-    },
+    { validator: (request) => requireRetireRequest(request, completed) },
   );
+  // The same request by signal, answered by signal: a wave sends hundreds of "still running?" looks at once.
+  setHandler(retireInstanceRequestSignal, (request) => {
+    try {
+      requireRetireRequest(request, completed);
+      if (!request.replyTo) throw new Error('a signalled retirement request needs replyTo, the workflow to answer');
+    } catch (error) {
+      log.error('malformed retirement request ignored', { asgName, error: rootMessage(error) });
+      return;
+    }
+    const pending: Pending = { kind: 'retire', request, arrivedAt: Date.now() };
+    if (completed[request.requestId]) reanswer.push(pending);
+    else enqueue(pending);
+  });
 
   // --- disruption budget ------------------------------------------------------------------------------------
 
@@ -210,12 +242,18 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     drainRequests.push(request);
   });
 
-  function answerDrainRequest(request: DrainSlotRequest): DrainSlotAnswer {
+  /** The answer to a drain slot request; none to a request asked again while it waits in the queue. */
+  function answerDrainRequest(request: DrainSlotRequest): DrainSlotAnswer | undefined {
     const { requestId } = request;
     drains.budget = request.budget;
     if (drains.draining.some((d) => d.requestId === requestId)) return { requestId, status: 'granted' };
     const queuedAt = drains.queued.findIndex((q) => q.requestId === requestId);
-    if (queuedAt >= 0 && !request.bypass) return { requestId, status: 'queued', position: queuedAt + 1, limit: drainLimit() };
+    if (queuedAt >= 0 && !request.bypass) {
+      // Each waiting workflow asks again every minute in case this workflow lost its queue: hundreds in a wave, and
+      // the answer would tell them nothing new (the live queue is in the status query). Earlier runs answered them.
+      if (patched('quiet-drain-reasks')) return undefined;
+      return { requestId, status: 'queued', position: queuedAt + 1, limit: drainLimit() };
+    }
     if (queuedAt >= 0) drains.queued.splice(queuedAt, 1);
     if (request.bypass || (drains.queued.length === 0 && drains.draining.length < drainLimit())) {
       grantDrain(request);
@@ -240,9 +278,12 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
         log.warn('could not read the group size for the disruption budget; counting it as 0 (budget of 1)', { asgName, error: rootMessage(error) });
       }
     }
-    const requests = drainRequests.splice(0, drainRequests.length);
-    const answers = requests.map((request) => [request.workflowId, answerDrainRequest(request)] as const);
-    await Promise.all(answers.map(([workflowId, answer]) => tell(workflowId, drainSlotAnswerSignal, answer)));
+    const tellings: Telling[] = [];
+    for (const request of drainRequests.splice(0, drainRequests.length)) {
+      const answer = answerDrainRequest(request);
+      if (answer) tellings.push(telling(request.workflowId, drainSlotAnswerSignal, answer));
+    }
+    await tellAll(tellings);
   }
 
   setHandler(releaseDrainSlotSignal, ({ requestId }) => {
@@ -277,14 +318,32 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       grantDrain(next);
       granted.push(next);
     }
-    await Promise.all(
-      granted.map((g) =>
-        tell(g.workflowId, drainSlotAnswerSignal, { requestId: g.requestId, status: 'granted' }),
-      ),
-    );
+    await tellAll(granted.map((g) => telling(g.workflowId, drainSlotAnswerSignal, { requestId: g.requestId, status: 'granted' })));
   }
 
   // --- waiting for new instances -------------------------------------------------------------------------------
+
+  /**
+   * Answers waiting workflows. Since 'answers-by-activity' one sendAnswers activity per batch delivers them: a wave
+   * answers hundreds at once, and as signal commands each would add two events here and a task to the server's queue.
+   */
+  async function tellAll(tellings: Telling[]): Promise<void> {
+    if (tellings.length === 0) return;
+    if (!patched('answers-by-activity')) {
+      await Promise.all(tellings.map((t) => tell(t.workflowId, t.signal, t.answer)));
+      return;
+    }
+    for (let i = 0; i < tellings.length; i += ANSWERS_PER_ACTIVITY) {
+      const answers = tellings.slice(i, i + ANSWERS_PER_ACTIVITY).map(({ workflowId, signal, answer }) => ({ workflowId, signalName: signal.name, answer }));
+      try {
+        const { gone } = await sendAnswers({ answers });
+        // The waiting workflow is gone (ended or terminated by an operator): nobody is left to tell.
+        if (gone.length > 0) log.warn('some answered workflows are gone', { asgName, gone });
+      } catch (error) {
+        log.warn('could not deliver answers; the waiting workflows ask again or time out', { asgName, answers: answers.length, error: rootMessage(error) });
+      }
+    }
+  }
 
   async function tell<T>(workflowId: string, signal: SignalDefinition<[T]>, answer: T): Promise<void> {
     try {
@@ -371,11 +430,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     if (answers.length > 0) {
       log.info('answered waiting workflows', { asgName, answers: answers.length, waiting: waits.waiters.length, polls: waits.polls });
     }
-    await Promise.all(
-      answers.map(([waiter, answer]) =>
-        tell(waiter.workflowId, replacementAnswerSignal, answer),
-      ),
-    );
+    await tellAll(answers.map(([waiter, answer]) => telling(waiter.workflowId, replacementAnswerSignal, answer)));
   }
 
   /**
@@ -393,19 +448,23 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     for (const pending of batch) await applyRetire(pending.request as RetireInstanceRequest, group);
   }
 
-  /** Increases answered "queued" learn their grant (or its failure) by signal. */
-  async function answerQueuedIncreases(batch: Pending[]): Promise<void> {
-    const answers: [string, CapacityAnswer][] = [];
+  /** Requests that came by signal learn their answer (or failure) by signal: increases, retirements and looks. */
+  async function answerSignalled(batch: Pending[]): Promise<void> {
+    const tellings: Telling[] = [];
     for (const pending of batch) {
-      if (pending.kind !== 'increase' || !pending.request.waiter) continue;
       const { requestId } = pending.request;
-      const result = completed[requestId]?.result as Exclude<IncreaseCapacityResult, { status: 'queued' }> | undefined;
-      const answer: CapacityAnswer = result ? { requestId, ...result } : { requestId, status: 'failed', message: failed[requestId] ?? 'request failed' };
-      answers.push([pending.request.waiter.workflowId, answer]);
+      const message = failed[requestId] ?? 'request failed';
+      if (pending.kind === 'increase' && pending.request.waiter) {
+        const result = completed[requestId]?.result as Exclude<IncreaseCapacityResult, { status: 'queued' }> | undefined;
+        const answer: CapacityAnswer = result ? { requestId, ...result } : { requestId, status: 'failed', message };
+        tellings.push(telling(pending.request.waiter.workflowId, capacityAnswerSignal, answer));
+      } else if (pending.kind === 'retire' && pending.request.replyTo) {
+        const result = completed[requestId]?.result as RetireInstanceResult | undefined;
+        const answer: RetirementAnswer = result ? { requestId, ...result } : { requestId, status: 'failed', message };
+        tellings.push(telling(pending.request.replyTo, retirementAnswerSignal, answer));
+      }
     }
-    await Promise.all(
-      answers.map(([workflowId, answer]) => tell(workflowId, capacityAnswerSignal, answer)),
-    );
+    await tellAll(tellings);
   }
 
   function record(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result']): void {
@@ -556,7 +615,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
       await condition(() => somethingToDo() || (nextWakeAt() ?? wakeAt) < wakeAt || (queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());
     }
-    if (reanswer.length > 0) await answerQueuedIncreases(reanswer.splice(0, reanswer.length));
+    if (reanswer.length > 0) await answerSignalled(reanswer.splice(0, reanswer.length));
     if (drainRequests.length > 0) await answerDrainRequests();
     if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
     const batch = takeBatch(queue, Date.now());
@@ -569,7 +628,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
         log.error('capacity change failed', { asgName, error: message });
         for (const pending of batch) failed[pending.request.requestId] = message;
       }
-      await answerQueuedIncreases(batch);
+      await answerSignalled(batch);
       continue;
     }
     if (nextPollAt !== undefined && nextPollAt <= Date.now()) {
@@ -655,6 +714,14 @@ function requireIncreaseOptions(request: IncreaseCapacityRequest): void {
   if (typeof waiter.pollIntervalSeconds !== 'number' || !(waiter.pollIntervalSeconds >= 1 && waiter.pollIntervalSeconds <= 300)) {
     throw new Error(`waiter.pollIntervalSeconds ${String(waiter.pollIntervalSeconds)} must be from 1 to 300`);
   }
+}
+
+function requireRetireRequest(request: RetireInstanceRequest, completed: Record<string, CapacityRecord>): void {
+  requireRequestId(request, completed, 'retire');
+  if (typeof request.instanceId !== 'string' || !/^i-[0-9a-f]+$/.test(request.instanceId)) {
+    throw new Error(`instanceId "${request.instanceId}" is not an EC2 instance id`);
+  }
+  if (typeof request.terminate !== 'boolean') throw new Error('terminate must be true or false');
 }
 
 function requireDrainSlotRequest(request: DrainSlotRequest): void {

@@ -306,7 +306,15 @@ export interface RetireInstanceRequest {
    * nothing and answer not-in-group.
    */
   ifAbsent?: 'settle-books' | 'leave';
+  /**
+   * The workflow to answer by signal (retirementAnswerSignal): set when the request is sent by signal, as a wave sends
+   * hundreds at once and Temporal admits only a few Updates in flight per workflow.
+   */
+  replyTo?: string;
 }
+
+/** The answer to a signalled retirement request. */
+export type RetirementAnswer = { requestId: string } & (RetireInstanceResult | { status: 'failed'; message: string });
 
 export type RetireInstanceResult =
   | { status: 'terminated'; desiredAfter: number }
@@ -400,6 +408,8 @@ export const increaseCapacityUpdate = defineUpdate<IncreaseCapacityResult, [Incr
 /** An increase with a waiter, by signal: answered by capacityAnswerSignal. */
 export const increaseCapacityRequestSignal = defineSignal<[IncreaseCapacityRequest]>('requestCapacityIncrease');
 export const retireInstanceUpdate = defineUpdate<RetireInstanceResult, [RetireInstanceRequest]>('retireInstance');
+/** The same request by signal (with replyTo), answered by retirementAnswerSignal. */
+export const retireInstanceRequestSignal = defineSignal<[RetireInstanceRequest]>('requestInstanceRetirement');
 /**
  * Drain slots are asked for by signal (Signal-with-Start from an activity), not by Update: Temporal admits only a few
  * Updates in flight per workflow, and a wave asks for hundreds of slots within seconds. The answer comes by signal.
@@ -411,8 +421,20 @@ export const capacityStatusQuery = defineQuery<CapacityStatus>('status');
 export const capacityAnswerSignal = defineSignal<[CapacityAnswer]>('capacityAnswer');
 /** Sent by a capacity workflow to the workflow waiting for a new instance. */
 export const replacementAnswerSignal = defineSignal<[ReplacementAnswer]>('replacementAnswer');
+/** Sent by a capacity workflow to the workflow that asked by signal to retire (or look at) an instance. */
+export const retirementAnswerSignal = defineSignal<[RetirementAnswer]>('retirementAnswer');
 /** Sent by a capacity workflow to a workflow whose queued drain may start now. */
 export const drainSlotAnswerSignal = defineSignal<[DrainSlotAnswer]>('drainSlotAnswer');
+
+/** The signals through which a capacity workflow answers: the only ones its sendAnswers activity may send. */
+export const ANSWER_SIGNAL_NAMES = [capacityAnswerSignal.name, replacementAnswerSignal.name, retirementAnswerSignal.name, drainSlotAnswerSignal.name];
+
+/** One answer of a capacity workflow to a waiting workflow. */
+export interface WorkflowAnswer {
+  workflowId: string;
+  signalName: string;
+  answer: CapacityAnswer | ReplacementAnswer | RetirementAnswer | DrainSlotAnswer;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Revert-to-spot monitor (one per spot/on-demand pair)

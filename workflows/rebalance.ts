@@ -8,11 +8,13 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { ActivityInterfaceFor } from '@temporalio/workflow';
 import type { SpotGuardActivities } from '../activities/index.js';
 import {
   type CapacityAnswer,
@@ -36,6 +38,10 @@ import {
   releaseDrainSlotSignal,
   type ReplacementAnswer,
   replacementAnswerSignal,
+  type RetireInstanceRequest,
+  type RetireInstanceResult,
+  type RetirementAnswer,
+  retirementAnswerSignal,
   type ScaleAttempt,
   searchAttributes,
 } from './definitions.js';
@@ -46,22 +52,36 @@ const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInter
 
 // No overall deadline: an API that is down for a while is retried until it answers (the pending activity, its attempt
 // count and last error are visible in the UI); input that can never succeed fails at once, non-retryable.
-const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, reportFallbackToMonitor } =
-  proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', retry });
-
+const plainOptions = { startToCloseTimeout: '30 seconds', retry } as const;
 // One poll is worth little once the next is due: a failed poll counts as "no news" and the wait goes on.
-const { describeScaleOut, findNodeForInstance: findNodeForInstanceBriefly } = proxyActivities<SpotGuardActivities>({
-  startToCloseTimeout: '20 seconds',
-  scheduleToCloseTimeout: '1 minute',
-  retry,
-});
-
+const briefOptions = { startToCloseTimeout: '20 seconds', scheduleToCloseTimeout: '1 minute', retry } as const;
 // A capacity request may queue behind others of the same group in its capacity workflow, which gives up on AWS after
 // 10 minutes and answers with a failure; the request itself is retried until the capacity workflow answers.
-const { requestCapacityIncrease, requestInstanceRetirement, requestDrainSlot } = proxyActivities<SpotGuardActivities>({
-  startToCloseTimeout: '2 minutes',
-  retry,
-});
+const requestOptions = { startToCloseTimeout: '2 minutes', retry } as const;
+
+const { reportFallbackToMonitor, requestInstanceRetirement } = proxyActivities<SpotGuardActivities>(plainOptions);
+const { describeScaleOut } = proxyActivities<SpotGuardActivities>(briefOptions);
+
+/** The short steps of the runbook: reads, one write each, requests to the capacity workflow. */
+function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typeof plain, request: typeof plain) {
+  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode } = plain;
+  const { requestCapacityIncrease, requestDrainSlot } = request;
+  return { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly: brief.findNodeForInstance };
+}
+
+// Since 'local-steps' the short steps run as local activities: inside the workflow task that reaches them, without a
+// round trip through the server's activity queue each. A wave starts hundreds of workflows at once and the server's
+// writes are what it waits on; the steps are as retried, as idempotent and as visible in the UI (as local activities).
+const remoteSteps = shortSteps(
+  proxyActivities<SpotGuardActivities>(plainOptions),
+  proxyActivities<SpotGuardActivities>(briefOptions),
+  proxyActivities<SpotGuardActivities>(requestOptions),
+);
+const localSteps = shortSteps(
+  proxyLocalActivities<SpotGuardActivities>(plainOptions),
+  proxyLocalActivities<SpotGuardActivities>(briefOptions),
+  proxyLocalActivities<SpotGuardActivities>(requestOptions),
+);
 
 // Benchmark only: the original flow's own read-modify-write of desired capacity.
 const { describeGroup, setDesiredCapacity } = proxyActivities<SpotGuardActivities>({
@@ -76,6 +96,8 @@ const isoNow = (): string => new Date().toISOString();
 
 export async function rebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
   requireValidInput(input);
+  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly } =
+    patched('local-steps') ? localSteps : remoteSteps;
   const { instanceId, nodeName } = input;
   const workflowId = workflowInfo().workflowId;
   const status: RebalanceStatus = {
@@ -109,6 +131,10 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   });
   setHandler(replacementAnswerSignal, (answer) => {
     replacementAnswers[answer.requestId] ??= answer;
+  });
+  const retirementAnswers: Record<string, RetirementAnswer> = {};
+  setHandler(retirementAnswerSignal, (answer) => {
+    retirementAnswers[answer.requestId] ??= answer;
   });
   const drainSlotRequestId = `${workflowId}/drain`;
   let groupWideWait = false;
@@ -227,8 +253,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   async function retireDrainedInstance(decrement: boolean): Promise<InstanceFate> {
     for (let attempt = 1; attempt <= MAX_RETIRE_ATTEMPTS; attempt++) {
       try {
-        const retired = await requestInstanceRetirement({
-          asgName: settings.spotAsgName,
+        const retired = await askForRetirement({
           requestId: attempt === 1 ? `${workflowId}/retire` : `${workflowId}/retire/${attempt}`,
           instanceId,
           terminate: true,
@@ -242,6 +267,25 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     }
     note(`gave up retiring ${instanceId} after ${MAX_RETIRE_ATTEMPTS} attempts: terminate it by hand`);
     return 'kept';
+  }
+
+  /**
+   * Asks the spot group's capacity workflow to retire (or look at) this instance. Since 'signalled-retirements' the
+   * request goes by signal and the answer comes by signal: a wave sends hundreds of looks at once, far more than the
+   * Updates Temporal admits in flight per workflow.
+   */
+  async function askForRetirement(request: Omit<RetireInstanceRequest, 'replyTo'>): Promise<RetireInstanceResult> {
+    const signalled = patched('signalled-retirements');
+    const sent = await requestInstanceRetirement({ asgName: settings.spotAsgName, ...request, ...(signalled ? { replyTo: workflowId } : {}) });
+    if (sent.status !== 'queued') return sent;
+    const { requestId } = request;
+    await condition(() => retirementAnswers[requestId] !== undefined, ANSWER_BACKSTOP_MS);
+    const answer = retirementAnswers[requestId];
+    if (!answer) {
+      throw ApplicationFailure.retryable(`capacity workflow of "${settings.spotAsgName}" did not answer ${requestId} within ${ANSWER_BACKSTOP_MS / 1000} s`);
+    }
+    if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
+    return answer;
   }
 
   async function addReplacementCapacity(): Promise<void> {
@@ -334,10 +378,10 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     }
     if (grant.status === 'queued') {
       // Applied with the others of its coalescing window; the grant comes by signal.
-      const answered = await condition(() => capacityAnswers[requestId] !== undefined, GRANT_BACKSTOP_MS);
+      const answered = await condition(() => capacityAnswers[requestId] !== undefined, ANSWER_BACKSTOP_MS);
       const answer = capacityAnswers[requestId];
       if (!answered || !answer) {
-        attempt.failure = `capacity workflow of "${attempt.asgName}" did not apply the increase within ${GRANT_BACKSTOP_MS / 1000} s`;
+        attempt.failure = `capacity workflow of "${attempt.asgName}" did not apply the increase within ${ANSWER_BACKSTOP_MS / 1000} s`;
         return undefined;
       }
       if (answer.status === 'failed') {
@@ -476,6 +520,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       leaseSeconds: settings.drainTimeoutSeconds + 300,
       bypass,
     };
+    // Tainted, and waiting for the budget from the moment it asks (runs recorded before showed it once queued).
+    if (!bypass && patched('drain-slot-phase-on-request')) enterPhase('awaiting-drain-slot');
     try {
       await requestDrainSlot(request);
     } catch (error) {
@@ -554,8 +600,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
     for (let look = 1; ; look++) {
       try {
-        const answer = await requestInstanceRetirement({
-          asgName: settings.spotAsgName,
+        const answer = await askForRetirement({
           requestId: `${workflowId}/watch/${look}`,
           instanceId,
           terminate: false,
@@ -588,8 +633,11 @@ function evictPodsActivity(settings: FlowSettings) {
 const MAX_RETIRE_ATTEMPTS = 20;
 const DRAIN_SLOT_RECHECK_MS = 60_000;
 const NODE_READY_POLL_MS = 2_000;
-/** The capacity workflow applies an increase within its window plus two AWS calls; retried calls may take minutes. */
-const GRANT_BACKSTOP_MS = 15 * 60_000;
+/**
+ * The capacity workflow applies a request within its window plus a few AWS calls; retried calls may take minutes, and
+ * it answers a failure after 10. This bound only matters if it was terminated by hand.
+ */
+const ANSWER_BACKSTOP_MS = 15 * 60_000;
 
 function requireValidInput(input: RebalanceInput): void {
   const problems: string[] = [];
