@@ -148,10 +148,15 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     drainQueue: drains.queued.map((q) => ({ instanceId: q.instanceId, nodeName: q.nodeName, queuedAt: q.queuedAt })),
   }));
 
+  /** Requests of the batch being applied: a copy arriving meanwhile (a retried sender) gets the batch's answer. */
+  const applying = new Set<string>();
+
   /** Queues a request unless it was answered or is waiting already; one that failed before is tried again. */
   function enqueue(pending: Pending): void {
     const id = pending.request.requestId;
     if (completed[id] || queue.some((p) => p.request.requestId === id)) return;
+    // Runs recorded before queued such a copy again, and applied it a second time.
+    if (applying.has(id) && patched('dedupe-requests-being-applied')) return;
     delete failed[id];
     queue.push(pending);
   }
@@ -444,6 +449,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     const looks = queue.filter(isLook);
     queue.splice(0, queue.length, ...queue.filter((p) => !isLook(p)));
     batch.push(...looks);
+    for (const look of looks) applying.add(look.request.requestId);
     const group = await lookAtGroup();
     for (const pending of batch) await applyRetire(pending.request as RetireInstanceRequest, group);
   }
@@ -620,6 +626,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
     const batch = takeBatch(queue, Date.now());
     if (batch.length > 0) {
+      for (const pending of batch) applying.add(pending.request.requestId);
       try {
         if (batch[0]?.kind === 'retire') await applyRetires(batch);
         else await applyIncreases(batch.map((p) => p.request as IncreaseCapacityRequest));
@@ -628,6 +635,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
         log.error('capacity change failed', { asgName, error: message });
         for (const pending of batch) failed[pending.request.requestId] = message;
       }
+      applying.clear();
       await answerSignalled(batch);
       continue;
     }

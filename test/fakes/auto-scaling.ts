@@ -65,7 +65,13 @@ export class FakeAutoScaling {
   constructor() {
     const mock = mockClient(this.client);
     mock.on(DescribeAutoScalingGroupsCommand).callsFake((input) => this.run('DescribeAutoScalingGroups', input, () => this.describeGroups(input.AutoScalingGroupNames ?? [])));
-    mock.on(SetDesiredCapacityCommand).callsFake((input) => this.run('SetDesiredCapacity', input, () => this.setDesired(input.AutoScalingGroupName, input.DesiredCapacity)));
+    mock.on(SetDesiredCapacityCommand).callsFake((input) => {
+      const apply = () => this.run('SetDesiredCapacity', input, () => this.setDesired(input.AutoScalingGroupName, input.DesiredCapacity));
+      const held = this.held;
+      if (!held) return apply();
+      held.reached();
+      return held.gate.then(apply);
+    });
     mock.on(TerminateInstanceInAutoScalingGroupCommand).callsFake((input) =>
       this.run('TerminateInstanceInAutoScalingGroup', input, () => this.terminate(input.InstanceId, input.ShouldDecrementDesiredCapacity)),
     );
@@ -73,6 +79,27 @@ export class FakeAutoScaling {
     mock.on(DescribeScalingActivitiesCommand).callsFake((input) =>
       this.run('DescribeScalingActivities', input, () => ({ Activities: [...(this.group(input.AutoScalingGroupName).activities)].reverse() })),
     );
+  }
+
+  private held?: { gate: Promise<void>; reached: () => void };
+
+  /**
+   * Holds the next SetDesiredCapacity calls (an AWS answer that takes its time) until `release` is called; `reached`
+   * resolves when the first of them arrives.
+   */
+  holdSetDesired(): { reached: Promise<void>; release: () => void } {
+    let release = (): void => undefined;
+    let reached = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
+    this.held = { gate, reached };
+    return {
+      reached: reachedPromise,
+      release: () => {
+        this.held = undefined;
+        release();
+      },
+    };
   }
 
   addGroup(name: string, options: { desired: number; max: number; min?: number; launch?: LaunchBehaviour }): string[] {
