@@ -1,6 +1,7 @@
 // Activities through which a rebalance workflow asks a group's capacity workflow for a change. Workflows cannot send
 // Updates to each other, so an activity does it with Update-with-Start: the capacity workflow is started on first use,
 // and the request id doubles as the Update id, so a retried activity gets the first answer instead of a second change.
+import { Context } from '@temporalio/activity';
 import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   ANSWER_SIGNAL_NAMES,
@@ -91,25 +92,31 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
           throw nonRetryable(FailureType.invalidInput, `workflowId "${String(workflowId)}" must name the workflow to answer`);
         }
       }
+      // A retried attempt sends only what the previous ones did not deliver (their progress is in the heartbeat):
+      // resending hundreds of answers to an overloaded server would add to its load.
+      const [earlier] = (Context.current().info.heartbeatDetails as [number[]] | undefined) ?? [[]];
+      const done = new Set<number>(earlier);
       const gone: string[] = [];
-      let delivered = 0;
       let failure: unknown;
-      let next = 0;
+      const todo = input.answers.map((_, i) => i).filter((i) => !done.has(i));
       const sender = async (): Promise<void> => {
-        for (let i = next++; i < input.answers.length; i = next++) {
+        for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
           const { workflowId, signalName, answer } = input.answers[i] as WorkflowAnswer;
           try {
             await client.workflow.getHandle(workflowId).signal(signalName, answer);
-            delivered++;
+            done.add(i);
           } catch (error) {
-            if (error instanceof WorkflowNotFoundError) gone.push(workflowId);
-            else failure ??= error;
+            if (error instanceof WorkflowNotFoundError) {
+              gone.push(workflowId);
+              done.add(i);
+            } else failure ??= error;
           }
+          Context.current().heartbeat([[...done]]);
         }
       };
-      await Promise.all(Array.from({ length: Math.min(ANSWER_CONCURRENCY, input.answers.length) }, sender));
+      await Promise.all(Array.from({ length: Math.min(ANSWER_CONCURRENCY, todo.length) }, sender));
       if (failure) throw failure;
-      return { delivered, gone };
+      return { delivered: done.size - gone.length, gone };
     },
 
     /**

@@ -2,7 +2,7 @@
 // continue-as-new, MaxSize, and the retirement of drained or reclaimed instances.
 import assert from 'node:assert/strict';
 import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { createCapacityRequestActivities } from '../activities/capacity-requests.js';
 import type { capacityWorkflow } from '../workflows/capacity.js';
 import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from '../workflows/definitions.js';
@@ -198,14 +198,51 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     assert.equal(h.aws.desired(h.spot), 2);
   });
 
+  it('a request signalled again while its batch is being applied is applied once (a retried request activity)', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 20 });
+    const request = {
+      asgName: h.spot,
+      requestId: 'node-a/spot',
+      coalesceSeconds: 0,
+      waiter: { workflowId: 'node-a', waitSeconds: 60, pollIntervalSeconds: 10 },
+    };
+    const slowAws = h.aws.holdSetDesired();
+    const status = await h.run(async () => {
+      await requests.requestCapacityIncrease(request);
+      await slowAws.reached;
+      // The same request again while SetDesiredCapacity is on its way: it must not become a batch of its own.
+      await requests.requestCapacityIncrease(request);
+      slowAws.release();
+      for (let i = 0; i < 200; i++) {
+        const now = await handle().query(capacityStatusQuery);
+        if (now.appliedChanges >= 1 && now.pendingRequests.length === 0) return now;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      throw new Error('the capacity workflow never settled');
+    });
+    assert.equal(status.appliedChanges, 1);
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 1, 'one SetDesiredCapacity');
+    assert.equal(h.aws.desired(h.spot), 3, 'raised by one, not two');
+  });
+
   it('sendAnswers sends only answer signals, and counts a workflow that has ended as gone, not as a failure', async function () {
     const answer = { requestId: 'r', status: 'granted' } as const;
+    const activity = new MockActivityEnvironment();
     await assert.rejects(
-      requests.sendAnswers({ answers: [{ workflowId: 'w', signalName: 'drainNow', answer }] }),
+      activity.run(requests.sendAnswers, { answers: [{ workflowId: 'w', signalName: 'drainNow', answer }] }),
       /signal "drainNow" is not an answer signal \(expected one of capacityAnswer, replacementAnswer, retirementAnswer, drainSlotAnswer\)/,
     );
-    const sent = await requests.sendAnswers({ answers: [{ workflowId: 'no-such-workflow', signalName: 'drainSlotAnswer', answer }] });
+    const sent = await activity.run(requests.sendAnswers, { answers: [{ workflowId: 'no-such-workflow', signalName: 'drainSlotAnswer', answer }] });
     assert.deepEqual(sent, { delivered: 0, gone: ['no-such-workflow'] });
+    // A retried attempt sends only what the heartbeat of the previous one does not list as done.
+    const retried = new MockActivityEnvironment({ heartbeatDetails: [[0]] });
+    const again: { gone: string[] } = await retried.run(requests.sendAnswers, {
+      answers: [
+        { workflowId: 'answered-before', signalName: 'drainSlotAnswer', answer },
+        { workflowId: 'not-yet', signalName: 'drainSlotAnswer', answer },
+      ],
+    });
+    assert.deepEqual(again.gone, ['not-yet'], 'the answer delivered by the earlier attempt is not sent again');
   });
 
   it('a group that does not exist fails the request for good, naming the group', async function () {
