@@ -132,7 +132,6 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     SPOT_GUARD_RECLAIM_WAIT: '3600',
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
     ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
-    ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}),
   });
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);

@@ -100,12 +100,6 @@ async function main(): Promise<number> {
         taskQueue: config.temporal.taskQueue,
         // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
         maxCachedWorkflows: config.maxCachedWorkflows,
-        // A workflow task holds its slot while its local activities (API calls) run: in a wave most slots wait on
-        // I/O, not CPU, so there are more of them, and pollers scale with the backlog instead of a fixed few.
-        // (The SDK allows no more than the cache holds.)
-        maxConcurrentWorkflowTaskExecutions: Math.min(100, config.maxCachedWorkflows),
-        workflowTaskPollerBehavior: { type: 'autoscaling' },
-        activityTaskPollerBehavior: { type: 'autoscaling' },
       }),
       // The per-group workflows (a few, long histories) on slots and a cache of their own.
       await Worker.create({ ...common, taskQueue: config.temporal.groupTaskQueue, maxCachedWorkflows: GROUP_WORKFLOWS_CACHED }),
