@@ -42,6 +42,8 @@ export interface StrategyResult {
   secondsFromLastNoticeToAllIncrements: number | null;
   secondsFromFirstNoticeToAllTainted: number | null;
   taintLagAfterReplacementInService: { p50: number | null; max: number | null; measured: number };
+  /** The part of that lag that is the replacement's node becoming Ready (the kubelet stand-in and kwok, not Spot Guard). */
+  nodeReadyLagAfterInService: { p50: number | null; max: number | null; measured: number };
   replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
   workerPeakMemoryMiB: number | undefined;
   /** Workflows with their replacement decided and their node tainted by the end (the run stops at a deadline). */
@@ -217,6 +219,20 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const finalStatuses = warned.map((id) => statuses.get(id));
   const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
   const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...(taintedTimes as number[])) : undefined;
+  // When each replacement's node turned Ready (second resolution), read once from the API at the end.
+  const readyAt = new Map<string, number>();
+  for (const node of (await e2e.core.listNode({})).items) {
+    const instanceId = /(i-[0-9a-f]+)$/.exec(node.spec?.providerID ?? '')?.[1];
+    const ready = node.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True')?.lastTransitionTime;
+    if (instanceId && ready) readyAt.set(instanceId, new Date(ready).getTime() / 1000);
+  }
+  const readyLags: number[] = [];
+  for (const status of finalStatuses) {
+    const id = status?.replacementInstanceId;
+    const inService = id ? timeline.inServiceAt[id] : undefined;
+    const ready = id ? readyAt.get(id) : undefined;
+    if (inService !== undefined && ready !== undefined) readyLags.push(Math.max(0, ready - inService));
+  }
   const lags: number[] = [];
   for (const status of finalStatuses) {
     const inService = status?.replacementInstanceId ? timeline.inServiceAt[status.replacementInstanceId] : undefined;
@@ -237,6 +253,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
     secondsFromFirstNoticeToAllTainted: allTainted ? round((allTainted - firstNotice) / 1000) : null,
     taintLagAfterReplacementInService: { p50: round(percentile(lags, 50)), max: round(percentile(lags, 100)), measured: lags.length },
+    nodeReadyLagAfterInService: { p50: round(percentile(readyLags, 50)), max: round(percentile(readyLags, 100)), measured: readyLags.length },
     replacements: {
       spot: replacements.filter((r) => r === 'spot').length,
       onDemand: replacements.filter((r) => r === 'on-demand').length,
@@ -264,6 +281,7 @@ function table(results: StrategyResult[]): string {
     ['s from last notice to all increments', (r) => String(r.secondsFromLastNoticeToAllIncrements ?? 'never')],
     ['s from first notice to all tainted', (r) => String(r.secondsFromFirstNoticeToAllTainted ?? 'never')],
     ['taint lag after InService p50 / max (s)', (r) => `${r.taintLagAfterReplacementInService.p50} / ${r.taintLagAfterReplacementInService.max}`],
+    ['of which node Ready after InService p50 / max (s)', (r) => `${r.nodeReadyLagAfterInService.p50} / ${r.nodeReadyLagAfterInService.max}`],
     ['replacements spot / on-demand / none', (r) => `${r.replacements.spot} / ${r.replacements.onDemand} / ${r.replacements.unavailable}`],
     ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
