@@ -1,6 +1,8 @@
-// Activities through which a rebalance workflow asks a group's capacity workflow for a change. Workflows cannot send
-// Updates to each other, so an activity does it with Update-with-Start: the capacity workflow is started on first use,
-// and the request id doubles as the Update id, so a retried activity gets the first answer instead of a second change.
+// Activities through which a rebalance workflow asks a group's capacity workflow for a change, and through which the
+// capacity workflow answers. Requests with a waiting workflow go by Signal-with-Start (a wave sends hundreds, more than
+// the Updates Temporal admits in flight) and are answered by signal; one-off requests go by Update-with-Start. Either
+// way the capacity workflow is started on first use, and the request id makes a retried activity get the first answer
+// instead of a second change.
 import { Context } from '@temporalio/activity';
 import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {

@@ -1,7 +1,7 @@
 // The capacity workflow: one long-lived entity per Auto Scaling group through which every desired-capacity change of
-// that group goes. Requests arrive as Updates and are applied one batch at a time by a single loop, so two nodes warned
-// at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded in
-// history, so a retried activity re-applies the same number instead of adding again.
+// that group goes. Requests arrive as signals or Updates and are applied one batch at a time by a single loop, so two
+// nodes warned at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target
+// recorded in history, so a retried activity re-applies the same number instead of adding again.
 //
 // In a wave of interruptions it is also the group's only poller: one look at the group per interval serves every
 // workflow waiting for a new instance, each told by signal which instance is its own. Its Auto Scaling calls grow with
