@@ -4,6 +4,7 @@
 // way the capacity workflow is started on first use, and the request id makes a retried activity get the first answer
 // instead of a second change.
 import { Context } from '@temporalio/activity';
+import type { SignalDefinition } from '@temporalio/common';
 import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
   ANSWER_SIGNAL_NAMES,
@@ -48,6 +49,16 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     };
   }
 
+  /** Signal-with-Start: a request that is answered by signal, with no cap on how many are in flight. */
+  async function signalRequest<Arg>(asgName: string, signal: SignalDefinition<[Arg]>, request: Arg): Promise<void> {
+    requireGroupName(asgName);
+    await client.workflow.signalWithStart<typeof capacityWorkflow, [Arg]>('capacityWorkflow', {
+      ...capacityWorkflowStart(asgName),
+      signal,
+      signalArgs: [request],
+    });
+  }
+
   async function send<Ret, Arg>(asgName: string, update: { name: string }, arg: Arg & { requestId: string }): Promise<Ret> {
     requireGroupName(asgName);
     try {
@@ -72,12 +83,7 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
       if (!request.waiter) return send(asgName, increaseCapacityUpdate, request);
       // A waiter is answered by signal, so the request goes by signal too: Temporal admits only a few Updates in
       // flight per workflow, and a wave sends hundreds of requests within seconds.
-      requireGroupName(asgName);
-      await client.workflow.signalWithStart<typeof capacityWorkflow, [IncreaseCapacityRequest]>('capacityWorkflow', {
-        ...capacityWorkflowStart(asgName),
-        signal: increaseCapacityRequestSignal,
-        signalArgs: [request],
-      });
+      await signalRequest(asgName, increaseCapacityRequestSignal, request);
       return { status: 'queued' };
     },
 
@@ -127,12 +133,7 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
      */
     async requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<void> {
       const { asgName, ...request } = input;
-      requireGroupName(asgName);
-      await client.workflow.signalWithStart<typeof capacityWorkflow, [DrainSlotRequest]>('capacityWorkflow', {
-        ...capacityWorkflowStart(asgName),
-        signal: drainSlotRequestSignal,
-        signalArgs: [request],
-      });
+      await signalRequest(asgName, drainSlotRequestSignal, request);
     },
 
     /**
@@ -142,17 +143,12 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     async requestInstanceRetirement(input: RetireInstanceRequest & { asgName: string }): Promise<RetireInstanceResult | { status: 'queued' }> {
       const { asgName, ...request } = input;
       if (!request.replyTo) return send(asgName, retireInstanceUpdate, request);
-      requireGroupName(asgName);
       // A signal has no validator to refuse it: refuse bad input here, before anything is sent.
       requireInstanceId(request.instanceId);
       if (typeof request.terminate !== 'boolean') {
         throw nonRetryable(FailureType.invalidInput, `terminate "${String(request.terminate)}" must be true or false`);
       }
-      await client.workflow.signalWithStart<typeof capacityWorkflow, [RetireInstanceRequest]>('capacityWorkflow', {
-        ...capacityWorkflowStart(asgName),
-        signal: retireInstanceRequestSignal,
-        signalArgs: [request],
-      });
+      await signalRequest(asgName, retireInstanceRequestSignal, request);
       return { status: 'queued' };
     },
   };

@@ -196,9 +196,14 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       log.error('malformed increase request ignored', { asgName, error: rootMessage(error) });
       return;
     }
-    // Answered before (the signal was sent again after a lost acknowledgement): answer again, change nothing.
-    if (enqueueForWaiter(request).status !== 'queued') reanswer.push({ kind: 'increase', request, arrivedAt: Date.now() });
+    takeSignalled({ kind: 'increase', request, arrivedAt: Date.now() });
   });
+
+  /** A request that came by signal: answered again if it was answered before (its signal sent again), else queued. */
+  function takeSignalled(pending: Pending): void {
+    if (completed[pending.request.requestId]) reanswer.push(pending);
+    else enqueue(pending);
+  }
 
   function enqueueForWaiter(request: IncreaseCapacityRequest): IncreaseCapacityResult {
     const earlier = completed[request.requestId];
@@ -224,9 +229,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       log.error('malformed retirement request ignored', { asgName, error: rootMessage(error) });
       return;
     }
-    const pending: Pending = { kind: 'retire', request, arrivedAt: Date.now() };
-    if (completed[request.requestId]) reanswer.push(pending);
-    else enqueue(pending);
+    takeSignalled({ kind: 'retire', request, arrivedAt: Date.now() });
   });
 
   // --- disruption budget ------------------------------------------------------------------------------------
@@ -608,15 +611,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   for (;;) {
     const wakeAt = nextWakeAt();
     if (wakeAt === undefined) {
-      await condition(
-        () =>
-          queue.length > 0 ||
-          nextWakeAt() !== undefined ||
-          drainsToPromote() ||
-          drainRequests.length > 0 ||
-          reanswer.length > 0 ||
-          shouldContinueAsNew(),
-      );
+      await condition(() => queue.length > 0 || nextWakeAt() !== undefined || somethingToDo() || shouldContinueAsNew());
     } else if (wakeAt > Date.now() && !somethingToDo()) {
       // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
       await condition(() => somethingToDo() || (nextWakeAt() ?? wakeAt) < wakeAt || (queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());

@@ -9,6 +9,7 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  type SignalDefinition,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -17,7 +18,6 @@ import {
 import type { ActivityInterfaceFor } from '@temporalio/workflow';
 import type { SpotGuardActivities } from '../activities/index.js';
 import {
-  type CapacityAnswer,
   capacityAnswerSignal,
   type CapacityPhase,
   capacityWorkflowId,
@@ -36,11 +36,9 @@ import {
   type RebalanceStatus,
   rebalanceStatusQuery,
   releaseDrainSlotSignal,
-  type ReplacementAnswer,
   replacementAnswerSignal,
   type RetireInstanceRequest,
   type RetireInstanceResult,
-  type RetirementAnswer,
   retirementAnswerSignal,
   type ScaleAttempt,
   searchAttributes,
@@ -124,18 +122,9 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   });
   const drainRequested = (): boolean => status.interruption !== undefined || status.drainRequest !== undefined;
   // Answers of the capacity workflows (which poll the groups for every waiting workflow), by request id.
-  const replacementAnswers: Record<string, ReplacementAnswer> = {};
-  const capacityAnswers: Record<string, CapacityAnswer> = {};
-  setHandler(capacityAnswerSignal, (answer) => {
-    capacityAnswers[answer.requestId] ??= answer;
-  });
-  setHandler(replacementAnswerSignal, (answer) => {
-    replacementAnswers[answer.requestId] ??= answer;
-  });
-  const retirementAnswers: Record<string, RetirementAnswer> = {};
-  setHandler(retirementAnswerSignal, (answer) => {
-    retirementAnswers[answer.requestId] ??= answer;
-  });
+  const capacityAnswers = answersOf(capacityAnswerSignal);
+  const replacementAnswers = answersOf(replacementAnswerSignal);
+  const retirementAnswers = answersOf(retirementAnswerSignal);
   const drainSlotRequestId = `${workflowId}/drain`;
   let groupWideWait = false;
   let drainSlotAnswer: DrainSlotAnswer | undefined;
@@ -628,6 +617,15 @@ function evictPodsActivity(settings: FlowSettings) {
     heartbeatTimeout: '30 seconds',
     retry,
   }).evictPods;
+}
+
+/** The answers arriving on a signal, by request id; the first one counts (a resent answer changes nothing). */
+function answersOf<A extends { requestId: string }>(signal: SignalDefinition<[A]>): Record<string, A> {
+  const answers: Record<string, A> = {};
+  setHandler(signal, (answer) => {
+    answers[answer.requestId] ??= answer;
+  });
+  return answers;
 }
 
 const MAX_RETIRE_ATTEMPTS = 20;
