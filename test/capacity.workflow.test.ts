@@ -16,10 +16,11 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   let h: Harness;
   let requests: ReturnType<typeof createCapacityRequestActivities>;
 
-  before(async function () {
+  // A server per test: see createTimeSkippingEnv.
+  beforeEach(async function () {
     env = await createTimeSkippingEnv();
   });
-  after(async function () {
+  afterEach(async function () {
     await env?.teardown();
   });
   beforeEach(async function () {

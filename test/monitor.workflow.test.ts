@@ -28,10 +28,11 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   let fallback: string; // the on-demand instance Spot Guard launched
   let other: string; // an on-demand instance it did not launch
 
-  before(async function () {
+  // A server per test: see createTimeSkippingEnv.
+  beforeEach(async function () {
     env = await createTimeSkippingEnv();
   });
-  after(async function () {
+  afterEach(async function () {
     await env?.teardown();
   });
 

@@ -27,10 +27,11 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
   let atRisk: string;
   let spotInstances: string[];
 
-  before(async function () {
+  // A server per test: see createTimeSkippingEnv.
+  beforeEach(async function () {
     env = await createTimeSkippingEnv();
   });
-  after(async function () {
+  afterEach(async function () {
     await env?.teardown();
   });
 

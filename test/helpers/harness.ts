@@ -1,11 +1,10 @@
 // One test's world: fake AWS groups, a fake Kubernetes API server, the real activities over them, and a worker on a
-// task queue of its own against the shared time-skipping test server.
-import { WorkflowNotFoundError } from '@temporalio/client';
+// task queue of its own against the test's own time-skipping test server.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../worker/config.js';
-import { capacityWorkflowId, type FallbackReport, type FlowSettings, monitorWorkflowId } from '../../workflows/definitions.js';
+import type { FallbackReport, FlowSettings } from '../../workflows/definitions.js';
 import { FakeAutoScaling } from '../fakes/auto-scaling.js';
 import { FakeKubernetesApi } from '../fakes/kubernetes-api.js';
 import { workflowBundle } from './temporal.js';
@@ -29,9 +28,8 @@ export class Harness {
   readonly onDemand = `on-demand-asg-${this.id}`;
   settings: FlowSettings = defaultFlowSettings(this.spot, this.onDemand);
   /**
-   * Fallback reports sent to the revert-to-spot monitor. Unless `startMonitor` is set, they are only recorded: a
-   * monitor started at the end of a rebalance test and terminated with an activity in flight would leave the
-   * time-skipping server's clock locked for the next test.
+   * Fallback reports sent to the revert-to-spot monitor. Unless `startMonitor` is set, they are only recorded, so a
+   * rebalance test sees what was reported without a monitor acting on its groups.
    */
   readonly fallbackReports: FallbackReport[] = [];
   startMonitor = false;
@@ -47,25 +45,6 @@ export class Harness {
 
   async stop(): Promise<void> {
     await this.k8s.stop();
-  }
-
-  /**
-   * Ends the long-lived workflows this test's groups caused (capacity workflows, the monitor) while the worker still
-   * runs: left behind with a timer or an activity in flight, they would hold the time-skipping server back in the next
-   * test.
-   */
-  private async endEntityWorkflows(): Promise<void> {
-    const ids = [capacityWorkflowId(this.spot), capacityWorkflowId(this.onDemand), monitorWorkflowId(this.spot, this.onDemand)];
-    await Promise.all(
-      ids.map((id) =>
-        this.env.client.workflow
-          .getHandle(id)
-          .terminate('test finished')
-          .catch((error: unknown) => {
-            if (!(error instanceof WorkflowNotFoundError)) throw error;
-          }),
-      ),
-    );
   }
 
   async worker(): Promise<Worker> {
@@ -96,12 +75,6 @@ export class Harness {
   /** Runs `fn` while a worker serves this harness's task queue. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
     const worker = await this.worker();
-    return worker.runUntil(async () => {
-      try {
-        return await fn();
-      } finally {
-        await this.endEntityWorkflows();
-      }
-    });
+    return worker.runUntil(fn);
   }
 }
