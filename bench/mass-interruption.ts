@@ -12,6 +12,7 @@ import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from 
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
+import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
 const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -46,6 +47,8 @@ export interface StrategyResult {
   nodeReadyLagAfterInService: { p50: number | null; max: number | null; measured: number };
   replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
   workerPeakMemoryMiB: number | undefined;
+  /** CPU seconds each peer spent from the first notice until the run settled: where the wall time went. */
+  cpuSecondsByPeer: CpuSeconds;
   /** Workflows with their replacement decided and their node tainted by the end (the run stops at a deadline). */
   settled: number;
   wallSeconds: number;
@@ -138,6 +141,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
 
+  const cpuAtFirstNotice = cpuSnapshot();
   const firstNotice = Date.now();
   await Promise.all(
     warned.map(async (instanceId, n) => {
@@ -164,6 +168,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
   const end = Date.now();
+  const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
   const after = await e2e.aws.counts();
   const timeline = await e2e.aws.timeline();
   const statuses = new Map<string, RebalanceStatus>();
@@ -261,11 +266,21 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
       distinctInstances: new Set(finalStatuses.map((s) => s?.replacementInstanceId).filter(Boolean)).size,
     },
     workerPeakMemoryMiB: peakMemory === undefined ? undefined : Math.round(peakMemory),
+    cpuSecondsByPeer,
     settled: nodes - unsettled,
     wallSeconds: round((end - firstNotice) / 1000) ?? 0,
   };
   log(JSON.stringify(result));
   return result;
+}
+
+/** One row per peer that spent CPU in any strategy, busiest first. */
+function cpuRows(results: StrategyResult[]): [string, (r: StrategyResult) => string][] {
+  const peers = new Map<string, number>();
+  for (const r of results) for (const [peer, seconds] of Object.entries(r.cpuSecondsByPeer)) peers.set(peer, (peers.get(peer) ?? 0) + seconds);
+  return [...peers.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([peer]) => [`CPU s: ${peer}`, (r: StrategyResult) => String(r.cpuSecondsByPeer[peer] ?? 0)]);
 }
 
 function table(results: StrategyResult[]): string {
@@ -285,6 +300,8 @@ function table(results: StrategyResult[]): string {
     ['replacements spot / on-demand / none', (r) => `${r.replacements.spot} / ${r.replacements.onDemand} / ${r.replacements.unavailable}`],
     ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
+    ['wall seconds, first notice to settled', (r) => String(r.wallSeconds)],
+    ...cpuRows(results),
   ];
   const header = `| N = ${results[0]?.nodes} | ${results.map((r) => r.strategy).join(' | ')} |`;
   const lines = [header, `|---|${results.map(() => '---').join('|')}|`];

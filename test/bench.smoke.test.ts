@@ -38,6 +38,9 @@ describe('mass-interruption benchmark (smoke run on the real peers)', function (
       assert.ok(ours.autoScalingCalls.byAction.SetDesiredCapacity !== undefined && ours.autoScalingCalls.byAction.SetDesiredCapacity <= 2);
       assert.ok(naive.autoScalingCalls.total > 0);
       assert.match(output.join(''), /\| lost increments \| 0 \|/);
+      assert.ok((ours.cpuSecondsByPeer.worker ?? 0) > 0, `the worker's CPU time is measured: ${JSON.stringify(ours.cpuSecondsByPeer)}`);
+      assert.ok((ours.cpuSecondsByPeer['temporal dev server'] ?? 0) > 0, 'so is the Temporal dev server\'s');
+      assert.match(output.join(''), /\| CPU s: worker \|/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
