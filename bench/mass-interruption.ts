@@ -5,6 +5,7 @@
 // are reported side by side and as ratios.
 //
 //   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
+//                    [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,8 @@ interface Options {
   inServiceDelaySeconds: number;
   spreadSeconds: number;
   only?: 'spot-guard' | 'naive';
+  /** Extra environment for the worker under test, so a configuration can be measured against the defaults. */
+  workerEnv: Record<string, string>;
 }
 
 export interface StrategyResult {
@@ -55,7 +58,7 @@ export interface StrategyResult {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30 };
+  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, workerEnv: {} };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const number = (name: string, min: number, max: number): number => {
@@ -72,7 +75,14 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--only' && (value === 'spot-guard' || value === 'naive')) {
       options.only = value;
       i++;
-    } else throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --only spot-guard|naive`);
+    } else if (flag === '--worker-env') {
+      const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(value ?? '');
+      if (!match?.[1]) throw new Error(`--worker-env "${value}" is not a setting: expected NAME=VALUE with an upper-case NAME`);
+      options.workerEnv[match[1]] = match[2] ?? '';
+      i++;
+    } else {
+      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --only spot-guard|naive, --worker-env NAME=VALUE`);
+    }
   }
   return options;
 }
@@ -137,6 +147,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     SPOT_GUARD_RECLAIM_WAIT: '3600',
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
     ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
+    ...options.workerEnv,
   });
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);

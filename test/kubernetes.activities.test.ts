@@ -82,6 +82,16 @@ describe('Kubernetes activities', function () {
     assert.deepEqual(k8s.podsOn('node-b'), ['default/elsewhere']);
   });
 
+  it('the lists looked at until a condition holds are read from the API server\'s watch cache (resourceVersion=0)', async function () {
+    k8s.addPod({ name: 'web', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+    await run(activities.findNodeForInstance, { instanceId: I1 });
+    await run(activities.findUnreadyNodes, { instanceIds: [I1], ignoreTaintKeys: [] });
+    await run(activities.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 10_000).toISOString() });
+    const lists = k8s.requests.filter((r) => r.method === 'GET' && /^\/api\/v1\/(nodes|pods)\?/.test(r.path));
+    assert.ok(lists.length >= 3, lists.map((r) => r.path).join(', '));
+    for (const list of lists) assert.match(list.path, /[?&]resourceVersion=0(&|$)/, list.path);
+  });
+
   it('a PodDisruptionBudget refusal (429) is retried until the budget allows it', async function () {
     k8s.addPod({ name: 'db-0', nodeName: 'node-a', ownerKind: 'StatefulSet' });
     k8s.pdbBlocks.set('default/db-0', 3);
