@@ -5,7 +5,7 @@
 // are reported side by side and as ratios.
 //
 //   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
-//                    [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
+//                    [--node-lease S] [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,8 @@ interface Options {
   inServiceDelaySeconds: number;
   spreadSeconds: number;
   only?: 'spot-guard' | 'naive';
+  /** kwok's node lease duration: 40 s renews 1,000 leases every 10 s, as kubelets do. */
+  nodeLeaseSeconds: number;
   /** Extra environment for the worker under test, so a configuration can be measured against the defaults. */
   workerEnv: Record<string, string>;
 }
@@ -58,7 +60,7 @@ export interface StrategyResult {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, workerEnv: {} };
+  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, nodeLeaseSeconds: 40, workerEnv: {} };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const number = (name: string, min: number, max: number): number => {
@@ -72,6 +74,7 @@ function parseArgs(argv: string[]): Options {
     if (flag === '--nodes') options.nodes = Math.round(number('--nodes', 1, 2000));
     else if (flag === '--in-service-delay') options.inServiceDelaySeconds = number('--in-service-delay', 0, 600);
     else if (flag === '--spread') options.spreadSeconds = number('--spread', 0, 600);
+    else if (flag === '--node-lease') options.nodeLeaseSeconds = Math.round(number('--node-lease', 10, 3600));
     else if (flag === '--only' && (value === 'spot-guard' || value === 'naive')) {
       options.only = value;
       i++;
@@ -81,7 +84,7 @@ function parseArgs(argv: string[]): Options {
       options.workerEnv[match[1]] = match[2] ?? '';
       i++;
     } else {
-      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --only spot-guard|naive, --worker-env NAME=VALUE`);
+      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --node-lease S, --only spot-guard|naive, --worker-env NAME=VALUE`);
     }
   }
   return options;
@@ -328,7 +331,7 @@ async function main(): Promise<void> {
     console.error(`bench: ${(error as Error).message}`);
     process.exit(2);
   }
-  const e2e = await new EndToEnd().start();
+  const e2e = await new EndToEnd({ nodeLeaseSeconds: options.nodeLeaseSeconds }).start();
   const results: StrategyResult[] = [];
   try {
     for (const strategy of ['spot-guard', 'naive'] as const) {

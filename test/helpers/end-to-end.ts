@@ -18,7 +18,7 @@ import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
 import { AwsLauncher } from './aws-launcher.js';
 import { freePort } from './wait.js';
-import { KubernetesStack, KWOK_ANNOTATION } from './kubernetes-stack.js';
+import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
 import { temporalCliPath } from './peers.js';
 
 const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
@@ -34,7 +34,7 @@ export interface GroupView {
 
 export class EndToEnd {
   readonly aws = new AwsLauncher();
-  readonly k8s = new KubernetesStack();
+  readonly k8s: KubernetesStack;
   private readonly dir = mkdtempSync(join(tmpdir(), 'spot-guard-e2e-'));
   private temporal?: DevServer;
   private connection?: Connection;
@@ -46,6 +46,10 @@ export class EndToEnd {
   client!: Client;
 
   private temporalSettings?: DevServerSettings;
+
+  constructor(kubernetes: KubernetesStackOptions = {}) {
+    this.k8s = new KubernetesStack(kubernetes);
+  }
 
   async start(): Promise<this> {
     const [port, uiPort] = [await freePort(), await freePort()];
