@@ -164,6 +164,28 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     },
 
     /**
+     * Waits until the instance's node is Ready or the deadline passes, looking at the shared node index once a second
+     * and answering what it saw last. One activity for the whole wait: a wave's hundreds of replacements are watched
+     * without a workflow task (and its history events) per look. The deadline is absolute, so a retry after a crash
+     * waits only for what is left of it. A failed list is no news: the next look tries again.
+     */
+    async awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<{ nodeName?: string; ready: boolean }> {
+      requireInstanceId(input.instanceId);
+      const deadline = Date.parse(input.deadline);
+      if (Number.isNaN(deadline)) {
+        throw nonRetryable(FailureType.invalidInput, `node-ready deadline "${input.deadline}" is not an ISO 8601 time`);
+      }
+      let seen: { nodeName?: string; ready: boolean } = { nodeName: undefined, ready: false };
+      for (;;) {
+        seen = (await nodeIndex('all').catch(() => undefined))?.get(input.instanceId) ?? seen;
+        const left = deadline - Date.now();
+        if (seen.ready || left <= 0) return seen;
+        heartbeat(seen);
+        await sleep(Math.min(nodeListCacheMs, left));
+      }
+    },
+
+    /**
      * The instances whose Kubernetes node is missing or not Ready. Nodes carrying one of `ignoreTaintKeys` (nodes
      * Spot Guard itself is draining) are left out of the judgement.
      */

@@ -134,6 +134,25 @@ describe('Kubernetes activities', function () {
     assert.deepEqual(await run(activities.findNodeForInstance, { instanceId: 'i-0cccccccccccccccc' }), { nodeName: undefined, ready: false });
   });
 
+  it('awaitNodeReady waits in one activity until the node is Ready, and answers what it saw when the deadline passes', async function () {
+    const quick = createKubernetesActivities(k8s.coreApi(), { nodeListCacheMs: 20 });
+    const I2 = 'i-0bbbbbbbbbbbbbbbb';
+    k8s.addNode({ name: 'node-new', instanceId: I2, ready: false });
+    setTimeout(() => k8s.setNodeReady('node-new', true), 200);
+    const started = Date.now();
+    const ready = await run(quick.awaitNodeReady, { instanceId: I2, deadline: new Date(Date.now() + 10_000).toISOString() });
+    assert.deepEqual(ready, { nodeName: 'node-new', ready: true });
+    assert.ok(Date.now() - started >= 150, 'it waited for the node to turn Ready');
+
+    k8s.setNodeReady('node-new', false);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // past the shared list's period
+    const late = await run(quick.awaitNodeReady, { instanceId: I2, deadline: new Date(Date.now() + 300).toISOString() });
+    assert.deepEqual(late, { nodeName: 'node-new', ready: false });
+    const missing = await run(quick.awaitNodeReady, { instanceId: 'i-0cccccccccccccccc', deadline: new Date(Date.now() + 100).toISOString() });
+    assert.deepEqual(missing, { nodeName: undefined, ready: false });
+    await assert.rejects(run(quick.awaitNodeReady, { instanceId: I2, deadline: 'soon' }), /node-ready deadline "soon" is not an ISO 8601 time/);
+  });
+
   it('reads instance ids from AWS provider ids only', function () {
     assert.equal(instanceIdFromProviderId('aws:///eu-west-1b/i-0123456789abcdef0'), 'i-0123456789abcdef0');
     assert.equal(instanceIdFromProviderId('gce://project/zone/vm'), undefined);

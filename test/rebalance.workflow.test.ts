@@ -98,10 +98,14 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     // The runbook reads in order; its short steps ran as local activities, inside the workflow tasks.
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook, [
-      'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'findNodeForInstance', 'taintNode',
+      'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
       'requestDrainSlot', 'cordonNode', 'evictPods', 'requestInstanceRetirement',
     ]);
-    assert.deepEqual(await activityNames(handle(), { localToo: false }), ['evictPods', 'requestInstanceRetirement'], 'only the drain and the retirement go through the activity queue');
+    assert.deepEqual(
+      await activityNames(handle(), { localToo: false }),
+      ['awaitNodeReady', 'evictPods', 'requestInstanceRetirement'],
+      'only the waits (node Ready, drain) and the retirement go through the activity queue',
+    );
   });
 
   it('capacity error on spot: falls back to on-demand at once, without waiting for the timeout', async function () {

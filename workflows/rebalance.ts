@@ -477,6 +477,20 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   async function awaitReplacementNodeReady(replacementInstanceId: string): Promise<void> {
     enterCapacityPhase('waiting-for-node-ready');
     const deadline = Date.now() + settings.nodeReadyTimeoutSeconds * 1000;
+    // Since 'node-ready-in-one-activity': one activity waits and looks each second, instead of a timer, a workflow
+    // task and a look every 2 s per workflow, which in a wave of 500 was hundreds of workflow tasks a second.
+    if (patched('node-ready-in-one-activity')) {
+      const { awaitNodeReady } = proxyActivities<SpotGuardActivities>({
+        startToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 30} seconds`,
+        scheduleToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 90} seconds`,
+        heartbeatTimeout: '30 seconds',
+        retry,
+      });
+      const found = await awaitNodeReady({ instanceId: replacementInstanceId, deadline: new Date(deadline).toISOString() }).catch(() => undefined);
+      if (found?.nodeName && found.ready) status.replacementNodeName = found.nodeName;
+      else note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
+      return;
+    }
     for (;;) {
       const found = await findNodeForInstanceBriefly({ instanceId: replacementInstanceId }).catch(() => undefined);
       if (found?.nodeName && found.ready) {
