@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { type DrainReport, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
+import { type DrainReport, type NodeLook, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
 import { sharedRead } from './shared-read.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
@@ -69,6 +69,15 @@ export function withTaint(existing: V1Taint[] | undefined, taint: TaintSpec): V1
 
 const podKey = (pod: V1Pod): string => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
 
+const NO_NODE: NodeLook = { nodeName: undefined, ready: false };
+
+/** An absolute deadline decided by the workflow, in epoch milliseconds. */
+function parseDeadline(text: string, what: string): number {
+  const deadline = Date.parse(text);
+  if (Number.isNaN(deadline)) throw nonRetryable(FailureType.invalidInput, `${what} deadline "${text}" is not an ISO 8601 time`);
+  return deadline;
+}
+
 export function createKubernetesActivities(core: KubernetesCoreApi, options: KubernetesActivityOptions = {}) {
   const dryRun = options.dryRun ?? false;
   const evictionRetryMs = (options.evictionRetrySeconds ?? 5) * 1000;
@@ -82,7 +91,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
   // Measured in a wave of 500 nodes: kube-apiserver was the busiest process on the machine before this.
   const fromWatchCache = { resourceVersion: '0' };
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
-  const nodeIndex = sharedRead(nodeListCacheMs, async () => {
+  const nodeIndex = sharedRead(nodeListCacheMs, async (): Promise<Map<string, NodeLook>> => {
     const list = await kubernetesCall('list nodes', () => core.listNode(fromWatchCache));
     return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
   });
@@ -158,9 +167,9 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     },
 
     /** The node of an instance (matched by providerID) and whether it is Ready. */
-    async findNodeForInstance(input: { instanceId: string }): Promise<{ nodeName?: string; ready: boolean }> {
+    async findNodeForInstance(input: { instanceId: string }): Promise<NodeLook> {
       requireInstanceId(input.instanceId);
-      return (await nodeIndex('all')).get(input.instanceId) ?? { nodeName: undefined, ready: false };
+      return (await nodeIndex('all')).get(input.instanceId) ?? NO_NODE;
     },
 
     /**
@@ -169,13 +178,10 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
      * without a workflow task (and its history events) per look. The deadline is absolute, so a retry after a crash
      * waits only for what is left of it. A failed list is no news: the next look tries again.
      */
-    async awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<{ nodeName?: string; ready: boolean }> {
+    async awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<NodeLook> {
       requireInstanceId(input.instanceId);
-      const deadline = Date.parse(input.deadline);
-      if (Number.isNaN(deadline)) {
-        throw nonRetryable(FailureType.invalidInput, `node-ready deadline "${input.deadline}" is not an ISO 8601 time`);
-      }
-      let seen: { nodeName?: string; ready: boolean } = { nodeName: undefined, ready: false };
+      const deadline = parseDeadline(input.deadline, 'node-ready');
+      let seen = NO_NODE;
       for (;;) {
         seen = (await nodeIndex('all').catch(() => undefined))?.get(input.instanceId) ?? seen;
         const left = deadline - Date.now();
@@ -280,10 +286,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
      */
     async evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport> {
       requireNodeName(input.nodeName);
-      const deadline = Date.parse(input.deadline);
-      if (Number.isNaN(deadline)) {
-        throw nonRetryable(FailureType.invalidInput, `drain deadline "${input.deadline}" is not an ISO 8601 time`);
-      }
+      const deadline = parseDeadline(input.deadline, 'drain');
       const previous = (activityInfo().heartbeatDetails as { evicted?: string[] } | undefined)?.evicted ?? [];
       const evicted = new Set<string>(previous);
       for (;;) {

@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from '@aws-sdk/client-auto-scaling';
+import { instanceIdFromProviderId } from '../activities/kubernetes.js';
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
@@ -95,6 +96,11 @@ const percentile = (values: number[], p: number): number | null => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
 };
+/** `work` on every item, `size` at a time: the way many clients would, without one burst of thousands of requests. */
+async function inBatches<T>(items: T[], size: number, work: (item: T, index: number) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((item, n) => work(item, i + n)));
+}
+
 const round = (value: number | null, digits = 1): number | null => (value === null ? null : Number(value.toFixed(digits)));
 
 async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', options: Options): Promise<StrategyResult> {
@@ -126,14 +132,10 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
         fresh.push(instance.id);
       }
     }
-    for (let i = 0; i < fresh.length; i += 25) {
-      await Promise.all(fresh.slice(i, i + 25).map((id) => e2e.registerNode(id).catch(() => known.delete(id))));
-    }
+    await inBatches(fresh, 25, (id) => e2e.registerNode(id).catch(() => known.delete(id)));
   };
   await sync();
-  for (let i = 0; i < warned.length; i += 50) {
-    await Promise.all(warned.slice(i, i + 50).map((id, n) => e2e.pod(EndToEnd.nodeName(id), `${strategy}-app-${i + n}`)));
-  }
+  await inBatches(warned, 50, (id, n) => e2e.pod(EndToEnd.nodeName(id), `${strategy}-app-${n}`));
   let syncing = true;
   const kubelet = (async () => {
     while (syncing) {
@@ -186,14 +188,10 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const after = await e2e.aws.counts();
   const timeline = await e2e.aws.timeline();
   const statuses = new Map<string, RebalanceStatus>();
-  for (let i = 0; i < warned.length; i += 50) {
-    await Promise.all(
-      warned.slice(i, i + 50).map(async (id) => {
-        const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
-        if (status) statuses.set(id, status);
-      }),
-    );
-  }
+  await inBatches(warned, 50, async (id) => {
+    const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
+    if (status) statuses.set(id, status);
+  });
   const peakMemory = e2e.workerPeakMemoryMiB();
   const spotView = await e2e.aws.instances(SPOT);
   syncing = false;
@@ -241,7 +239,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   // When each replacement's node turned Ready (second resolution), read once from the API at the end.
   const readyAt = new Map<string, number>();
   for (const node of (await e2e.core.listNode({})).items) {
-    const instanceId = /(i-[0-9a-f]+)$/.exec(node.spec?.providerID ?? '')?.[1];
+    const instanceId = instanceIdFromProviderId(node.spec?.providerID);
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True')?.lastTransitionTime;
     if (instanceId && ready) readyAt.set(instanceId, new Date(ready).getTime() / 1000);
   }

@@ -51,6 +51,12 @@ export interface TaintSpec {
   effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
 }
 
+/** An instance's Kubernetes node as last seen: its name (none yet) and whether it is Ready. */
+export interface NodeLook {
+  nodeName?: string;
+  ready: boolean;
+}
+
 export interface FlowSettings {
   spotAsgName: string;
   onDemandAsgName: string;

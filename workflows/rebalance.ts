@@ -28,6 +28,7 @@ import {
   type FlowSettings,
   INSTANCE_ID_PATTERN,
   type InstanceFate,
+  type NodeLook,
   interruptionNoticeSignal,
   NODE_NAME_PATTERN,
   type RebalanceInput,
@@ -479,29 +480,29 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     const deadline = Date.now() + settings.nodeReadyTimeoutSeconds * 1000;
     // Since 'node-ready-in-one-activity': one activity waits and looks each second, instead of a timer, a workflow
     // task and a look every 2 s per workflow, which in a wave of 500 was hundreds of workflow tasks a second.
-    if (patched('node-ready-in-one-activity')) {
-      const { awaitNodeReady } = proxyActivities<SpotGuardActivities>({
-        startToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 30} seconds`,
-        scheduleToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 90} seconds`,
-        heartbeatTimeout: '30 seconds',
-        retry,
-      });
-      const found = await awaitNodeReady({ instanceId: replacementInstanceId, deadline: new Date(deadline).toISOString() }).catch(() => undefined);
-      if (found?.nodeName && found.ready) status.replacementNodeName = found.nodeName;
-      else note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
-      return;
-    }
+    const found = patched('node-ready-in-one-activity')
+      ? await awaitNodeReadyActivity(replacementInstanceId, deadline)
+      : await pollNodeReady(replacementInstanceId, deadline);
+    if (found?.nodeName && found.ready) status.replacementNodeName = found.nodeName;
+    else note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
+  }
+
+  function awaitNodeReadyActivity(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
+    const { awaitNodeReady } = proxyActivities<SpotGuardActivities>({
+      startToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 30} seconds`,
+      scheduleToCloseTimeout: `${settings.nodeReadyTimeoutSeconds + 90} seconds`,
+      heartbeatTimeout: '30 seconds',
+      retry,
+    });
+    return awaitNodeReady({ instanceId, deadline: new Date(deadline).toISOString() }).catch(() => undefined);
+  }
+
+  /** Before 'node-ready-in-one-activity': a look, then a timer, until Ready or the deadline. */
+  async function pollNodeReady(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
     for (;;) {
-      const found = await findNodeForInstanceBriefly({ instanceId: replacementInstanceId }).catch(() => undefined);
-      if (found?.nodeName && found.ready) {
-        status.replacementNodeName = found.nodeName;
-        return;
-      }
+      const found = await findNodeForInstanceBriefly({ instanceId }).catch(() => undefined);
       const left = deadline - Date.now();
-      if (left <= 0) {
-        note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
-        return;
-      }
+      if ((found?.nodeName && found.ready) || left <= 0) return found;
       // A Kubernetes read, not an Auto Scaling one: runs with the group-wide wait look every 2 s.
       await sleep(Math.min(groupWideWait ? NODE_READY_POLL_MS : settings.asgPollIntervalSeconds * 1000, left));
     }

@@ -29,7 +29,11 @@ export interface KubernetesStackOptions {
 }
 
 export class KubernetesStack {
-  constructor(private readonly options: KubernetesStackOptions = {}) {}
+  private readonly nodeLeaseSeconds: number;
+
+  constructor(options: KubernetesStackOptions = {}) {
+    this.nodeLeaseSeconds = options.nodeLeaseSeconds ?? 40;
+  }
 
   readonly dir = mkdtempSync(join(tmpdir(), 'spot-guard-k8s-'));
   kubeconfigPath = '';
@@ -98,10 +102,6 @@ export class KubernetesStack {
       await this.stop();
       throw error;
     }
-  }
-
-  private get nodeLeaseSeconds(): number {
-    return this.options.nodeLeaseSeconds ?? 40;
   }
 
   /** Takes the API server away (an outage), keeping etcd and the other processes. */
