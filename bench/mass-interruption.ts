@@ -15,6 +15,7 @@ import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
+import { percentile, type StageLags, stagesOf, summarize } from './taint-lag.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
 const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -49,6 +50,8 @@ export interface StrategyResult {
   secondsFromLastNoticeToAllIncrements: number | null;
   secondsFromFirstNoticeToAllTainted: number | null;
   taintLagAfterReplacementInService: { p50: number | null; max: number | null; measured: number };
+  /** That lag by stage, from the rebalance workflows' histories. */
+  taintLagStages: StageLags;
   /** The part of that lag that is the replacement's node becoming Ready (the kubelet stand-in and kwok, not Spot Guard). */
   nodeReadyLagAfterInService: { p50: number | null; max: number | null; measured: number };
   replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
@@ -91,11 +94,6 @@ function parseArgs(argv: string[]): Options {
   return options;
 }
 
-const percentile = (values: number[], p: number): number | null => {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
-};
 /** `work` on every item, `size` at a time: the way many clients would, without one burst of thousands of requests. */
 async function inBatches<T>(items: T[], size: number, work: (item: T, index: number) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((item, n) => work(item, i + n)));
@@ -186,7 +184,6 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const end = Date.now();
   const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
   const after = await e2e.aws.counts();
-  const timeline = await e2e.aws.timeline();
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {
     const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
@@ -194,6 +191,11 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   });
   const peakMemory = e2e.workerPeakMemoryMiB();
   const spotView = await e2e.aws.instances(SPOT);
+  const timeline = await e2e.aws.timeline();
+  const stages: Parameters<typeof summarize>[0] = [];
+  await inBatches(warned, 25, async (id) => {
+    stages.push(await stagesOf(e2e.client, rebalanceWorkflowId(id), timeline.inServiceAt, statuses.get(id)?.taintedAt).catch(() => undefined));
+  });
   syncing = false;
   await kubelet;
   await e2e.stopWorker();
@@ -270,6 +272,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
     secondsFromFirstNoticeToAllTainted: allTainted ? round((allTainted - firstNotice) / 1000) : null,
     taintLagAfterReplacementInService: { p50: round(percentile(lags, 50)), max: round(percentile(lags, 100)), measured: lags.length },
+    taintLagStages: summarize(stages),
     nodeReadyLagAfterInService: { p50: round(percentile(readyLags, 50)), max: round(percentile(readyLags, 100)), measured: readyLags.length },
     replacements: {
       spot: replacements.filter((r) => r === 'spot').length,
@@ -295,6 +298,23 @@ function cpuRows(results: StrategyResult[]): [string, (r: StrategyResult) => str
     .map(([peer]) => [`CPU s: ${peer}`, (r: StrategyResult) => String(r.cpuSecondsByPeer[peer] ?? 0)]);
 }
 
+const stageLabels: [Exclude<keyof StageLags, 'measured'>, string][] = [
+  ['noticedByPoll', 'InService → seen by the group poll'],
+  ['answerDelivered', 'poll → answer delivered'],
+  ['nodeReadyWaitScheduled', 'answer → node-Ready wait scheduled'],
+  ['nodeReadyWaitQueued', 'node-Ready wait in the task queue'],
+  ['nodeReadyWaitRunning', 'node-Ready wait running'],
+  ['taintStep', 'node Ready seen → tainted'],
+];
+const taskLabels: [Exclude<keyof StageLags, 'measured'>, string][] = [
+  ['workflowTaskQueued', 'rebalance workflow tasks: scheduled → started'],
+  ['workflowTaskRunning', 'rebalance workflow tasks: started → completed'],
+];
+const stageRows: [string, (r: StrategyResult) => string][] = [
+  ...stageLabels.map(([key, label]) => [`taint lag stage: ${label}, p50 / max (s)`, key] as const),
+  ...taskLabels.map(([key, label]) => [`${label}, p50 / max (s)`, key] as const),
+].map(([label, key]) => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
+
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [
     ['settled (replacement decided, node tainted)', (r) => `${r.settled} / ${r.nodes}`],
@@ -309,6 +329,7 @@ function table(results: StrategyResult[]): string {
     ['s from first notice to all tainted', (r) => String(r.secondsFromFirstNoticeToAllTainted ?? 'never')],
     ['taint lag after InService p50 / max (s)', (r) => `${r.taintLagAfterReplacementInService.p50} / ${r.taintLagAfterReplacementInService.max}`],
     ['of which node Ready after InService p50 / max (s)', (r) => `${r.nodeReadyLagAfterInService.p50} / ${r.nodeReadyLagAfterInService.max}`],
+    ...stageRows,
     ['replacements spot / on-demand / none', (r) => `${r.replacements.spot} / ${r.replacements.onDemand} / ${r.replacements.unavailable}`],
     ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
