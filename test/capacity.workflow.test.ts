@@ -226,6 +226,33 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     assert.equal(h.aws.desired(h.spot), 3, 'raised by one, not two');
   });
 
+  it('answers still being delivered do not hold up the next poll of the group', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 20 });
+    const delivered: string[][] = [];
+    let releaseFirst: () => void = () => undefined;
+    const firstHeld = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    h.activityOverrides.sendAnswers = async (input) => {
+      const signals = input.answers.map((a) => a.signalName);
+      delivered.push(signals);
+      if (delivered.length === 1) await firstHeld; // the increase's answer, to a server that takes its time
+      return { delivered: input.answers.length, gone: [] };
+    };
+    await h.run(async () => {
+      await requests.requestCapacityIncrease({
+        asgName: h.spot,
+        requestId: 'node-a/spot',
+        waiter: { workflowId: 'node-a', waitSeconds: 60, pollIntervalSeconds: 10 },
+      });
+      // The poll finds the new instance and its answer goes out while the first delivery is still under way.
+      const deadline = Date.now() + 20_000;
+      while (delivered.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      releaseFirst();
+    });
+    assert.deepEqual(delivered, [['capacityAnswer'], ['replacementAnswer']]);
+  });
+
   it('sendAnswers sends only answer signals, and counts a workflow that has ended as gone, not as a failure', async function () {
     const answer = { requestId: 'r', status: 'granted' } as const;
     const activity = new MockActivityEnvironment();

@@ -103,6 +103,8 @@ function telling<T extends WorkflowAnswer['answer']>(workflowId: string, signal:
 
 /** Answers per sendAnswers activity: keeps each one's input, recorded in history, far below the payload limit. */
 const ANSWERS_PER_ACTIVITY = 250;
+/** sendAnswers activities at once: a wave's answers go out in parallel without one group flooding the server. */
+const MAX_DELIVERIES_IN_FLIGHT = 4;
 
 const MAX_WAIT_SECONDS = 24 * 3600;
 const MAX_UPDATES_PER_RUN = 1000;
@@ -341,15 +343,30 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       await Promise.all(tellings.map((t) => tell(t.workflowId, t.signal, t.answer)));
       return;
     }
+    // Runs recorded before delivered each batch before the loop went on, so a wave's answers held up its polls.
+    const inBackground = patched('answers-in-background');
     for (let i = 0; i < tellings.length; i += ANSWERS_PER_ACTIVITY) {
       const answers = tellings.slice(i, i + ANSWERS_PER_ACTIVITY).map(({ workflowId, signal, answer }) => ({ workflowId, signalName: signal.name, answer }));
-      try {
-        const { gone } = await sendAnswers({ answers });
-        // The waiting workflow is gone (ended or terminated by an operator): nobody is left to tell.
-        if (gone.length > 0) log.warn('some answered workflows are gone', { asgName, gone });
-      } catch (error) {
-        log.warn('could not deliver answers; the waiting workflows ask again or time out', { asgName, answers: answers.length, error: rootMessage(error) });
+      if (!inBackground) {
+        await deliver(answers);
+        continue;
       }
+      await condition(() => delivering.size < MAX_DELIVERIES_IN_FLIGHT);
+      const delivery: Promise<void> = deliver(answers).finally(() => delivering.delete(delivery));
+      delivering.add(delivery);
+    }
+  }
+
+  /** Answer deliveries under way: the loop goes on polling and applying while they run. */
+  const delivering = new Set<Promise<void>>();
+
+  async function deliver(answers: WorkflowAnswer[]): Promise<void> {
+    try {
+      const { gone } = await sendAnswers({ answers });
+      // The waiting workflow is gone (ended or terminated by an operator): nobody is left to tell.
+      if (gone.length > 0) log.warn('some answered workflows are gone', { asgName, gone });
+    } catch (error) {
+      log.warn('could not deliver answers; the waiting workflows ask again or time out', { asgName, answers: answers.length, error: rootMessage(error) });
     }
   }
 
@@ -642,7 +659,8 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       // Let every Update handler return its answer first; a request arriving meanwhile is served by this run.
       // Signalled requests not yet answered are served by this run too: they are not part of the carried state.
       const unanswered = (): boolean => queue.length > 0 || drainRequests.length > 0 || reanswer.length > 0;
-      await condition(() => allHandlersFinished() || unanswered());
+      // Answers under way are not carried: the next run would not know to send them.
+      await condition(() => (allHandlersFinished() && delivering.size === 0) || unanswered());
       if (unanswered()) continue;
       return continueAsNew<typeof capacityWorkflow>({
         asgName,

@@ -33,6 +33,8 @@ export class Harness {
    */
   readonly fallbackReports: FallbackReport[] = [];
   startMonitor = false;
+  /** Activities to run instead of the real ones (a step that takes its time, say). */
+  activityOverrides: Partial<ReturnType<typeof createActivities>> = {};
 
   constructor(readonly env: TestWorkflowEnvironment) {}
 
@@ -68,6 +70,7 @@ export class Harness {
           this.fallbackReports.push(input.report);
           if (this.startMonitor) await reportFallbackToMonitor(input);
         },
+        ...this.activityOverrides,
       },
     });
   }
