@@ -58,6 +58,8 @@ export interface StrategyResult {
   workerPeakMemoryMiB: number | undefined;
   /** CPU seconds each peer spent from the first notice until the run settled: where the wall time went. */
   cpuSecondsByPeer: CpuSeconds;
+  /** Requests kube-apiserver served over the same span, by verb and resource, the most first. */
+  kubernetesRequests: Record<string, number>;
   /** Workflows with their replacement decided and their node tainted by the end (the run stops at a deadline). */
   settled: number;
   wallSeconds: number;
@@ -156,6 +158,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
 
   const cpuAtFirstNotice = cpuSnapshot();
+  const requestsAtFirstNotice = await e2e.k8s.requestCounts();
   const firstNotice = Date.now();
   await Promise.all(
     warned.map(async (instanceId, n) => {
@@ -183,6 +186,13 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   }
   const end = Date.now();
   const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
+  const requestsAtEnd = await e2e.k8s.requestCounts();
+  const kubernetesRequests = Object.fromEntries(
+    Object.entries(requestsAtEnd)
+      .map(([key, count]) => [key, count - (requestsAtFirstNotice[key] ?? 0)] as const)
+      .filter(([, count]) => count > 0)
+      .sort((a, b) => b[1] - a[1]),
+  );
   const after = await e2e.aws.counts();
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {
@@ -282,6 +292,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     },
     workerPeakMemoryMiB: peakMemory === undefined ? undefined : Math.round(peakMemory),
     cpuSecondsByPeer,
+    kubernetesRequests,
     settled: nodes - unsettled,
     wallSeconds: round((end - firstNotice) / 1000) ?? 0,
   };
@@ -315,6 +326,16 @@ const stageRows: [string, (r: StrategyResult) => string][] = [
   ...taskLabels.map(([key, label]) => [`${label}, p50 / max (s)`, key] as const),
 ].map(([label, key]) => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
 
+/** The requests kube-apiserver served most in any strategy. */
+function kubernetesRequestRows(results: StrategyResult[]): [string, (r: StrategyResult) => string][] {
+  const totals = new Map<string, number>();
+  for (const r of results) for (const [key, count] of Object.entries(r.kubernetesRequests)) totals.set(key, (totals.get(key) ?? 0) + count);
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 10)
+    .map(([key]) => [`Kubernetes requests: ${key}`, (r: StrategyResult) => String(r.kubernetesRequests[key] ?? 0)]);
+}
+
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [
     ['settled (replacement decided, node tainted)', (r) => `${r.settled} / ${r.nodes}`],
@@ -335,6 +356,7 @@ function table(results: StrategyResult[]): string {
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
     ['wall seconds, first notice to settled', (r) => String(r.wallSeconds)],
     ...cpuRows(results),
+    ...kubernetesRequestRows(results),
   ];
   const header = `| N = ${results[0]?.nodes} | ${results.map((r) => r.strategy).join(' | ')} |`;
   const lines = [header, `|---|${results.map(() => '---').join('|')}|`];

@@ -41,6 +41,10 @@ describe('mass-interruption benchmark (smoke run on the real peers)', function (
       assert.ok((ours.cpuSecondsByPeer.worker ?? 0) > 0, `the worker's CPU time is measured: ${JSON.stringify(ours.cpuSecondsByPeer)}`);
       assert.ok((ours.cpuSecondsByPeer['temporal dev server'] ?? 0) > 0, 'so is the Temporal dev server\'s');
       assert.match(output.join(''), /\| CPU s: worker \|/);
+      // Each warned node was tainted and cordoned: patches of nodes the API server counted.
+      assert.ok((ours.kubernetesRequests['PATCH nodes'] ?? 0) >= 4, `Kubernetes requests are counted: ${JSON.stringify(ours.kubernetesRequests)}`);
+      // All 4 got their taint lag broken down from their histories.
+      assert.equal(ours.taintLagStages.measured, 4, JSON.stringify(ours.taintLagStages));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

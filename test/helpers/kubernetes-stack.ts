@@ -215,18 +215,41 @@ export class KubernetesStack {
     }
   }
 
-  private readyz(): Promise<number> {
+  private async readyz(): Promise<number> {
+    return (await this.get('/readyz', 2000)).status;
+  }
+
+  /**
+   * Requests the API server has served so far, by verb and resource ("PATCH nodes", "LIST pods", "POST
+   * pods/eviction"), from its own metrics: which clients' calls a run's API server CPU went to.
+   */
+  async requestCounts(): Promise<Record<string, number>> {
+    const { status, body } = await this.get('/metrics', 10_000);
+    if (status !== 200) throw new Error(`kube-apiserver /metrics answered ${status}`);
+    const counts: Record<string, number> = {};
+    for (const line of body.split('\n')) {
+      if (!line.startsWith('apiserver_request_total{')) continue;
+      const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+      const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
+      counts[key] = (counts[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return counts;
+  }
+
+  private get(path: string, timeoutMs: number): Promise<{ status: number; body: string }> {
     return new Promise((resolve) => {
-      const req = request(`${this.server}/readyz`, {
+      const req = request(`${this.server}${path}`, {
         ca: readFileSync(this.file('ca.crt')),
         cert: readFileSync(this.file('admin.crt')),
         key: readFileSync(this.file('admin.key')),
-        timeout: 2000,
+        timeout: timeoutMs,
       }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', () => resolve({ status: 0, body: '' }));
       });
-      req.on('error', () => resolve(0));
+      req.on('error', () => resolve({ status: 0, body: '' }));
       req.on('timeout', () => req.destroy());
       req.end();
     });
