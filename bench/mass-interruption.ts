@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from '@aws-sdk/client-auto-scaling';
+import { kubernetesStatus } from '../activities/errors.js';
 import { instanceIdFromProviderId } from '../activities/kubernetes.js';
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
@@ -132,7 +133,8 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
         fresh.push(instance.id);
       }
     }
-    await inBatches(fresh, 25, (id) => e2e.registerNode(id).catch(() => known.delete(id)));
+    // A node that exists already (its create answered late) is registered; any other failure is tried again.
+    await inBatches(fresh, 25, (id) => e2e.registerNode(id).catch((error: unknown) => kubernetesStatus(error) === 409 || known.delete(id)));
   };
   await sync();
   await inBatches(warned, 50, (id, n) => e2e.pod(EndToEnd.nodeName(id), `${strategy}-app-${n}`));
@@ -196,8 +198,11 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const after = await e2e.aws.counts();
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {
-    const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
-    if (status) statuses.set(id, status);
+    // A query can time out on a server still busy with the wave: ask again before counting the workflow unknown.
+    for (let attempt = 1; attempt <= 3 && !statuses.has(id); attempt++) {
+      const status = await e2e.client.workflow.getHandle(rebalanceWorkflowId(id)).query(rebalanceStatusQuery).catch(() => undefined);
+      if (status) statuses.set(id, status);
+    }
   });
   const peakMemory = e2e.workerPeakMemoryMiB();
   const spotView = await e2e.aws.instances(SPOT);

@@ -6,9 +6,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { freePort } from './wait.js';
 import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
+
+/** kwok's nodes report status as kubelets with leases do (see the file). */
+const kwokNodeStages = fileURLToPath(new URL('../../../test/peers/kwok-node-stages.yaml', import.meta.url));
 
 export const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
 
@@ -95,6 +99,7 @@ export class KubernetesStack {
         '--kubeconfig', this.kubeconfigPath,
         '--manage-nodes-with-annotation-selector', `${KWOK_ANNOTATION}=fake`,
         '--node-lease-duration-seconds', String(this.nodeLeaseSeconds),
+        '--config', kwokNodeStages,
         '--server-address', `127.0.0.1:${await freePort()}`,
       ]);
       return this;
