@@ -305,13 +305,14 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   return result;
 }
 
-/** One row per peer that spent CPU in any strategy, busiest first. */
-function cpuRows(results: StrategyResult[]): [string, (r: StrategyResult) => string][] {
-  const peers = new Map<string, number>();
-  for (const r of results) for (const [peer, seconds] of Object.entries(r.cpuSecondsByPeer)) peers.set(peer, (peers.get(peer) ?? 0) + seconds);
-  return [...peers.entries()]
+/** One row per key of `counts` that any strategy has, the largest total first, at most `limit` rows. */
+function busiestRows(results: StrategyResult[], counts: (r: StrategyResult) => Record<string, number>, label: string, limit = Infinity): [string, (r: StrategyResult) => string][] {
+  const totals = new Map<string, number>();
+  for (const r of results) for (const [key, count] of Object.entries(counts(r))) totals.set(key, (totals.get(key) ?? 0) + count);
+  return [...totals.entries()]
     .sort((a, b) => b[1] - a[1])
-    .map(([peer]) => [`CPU s: ${peer}`, (r: StrategyResult) => String(r.cpuSecondsByPeer[peer] ?? 0)]);
+    .slice(0, limit)
+    .map(([key]) => [`${label}: ${key}`, (r: StrategyResult) => String(counts(r)[key] ?? 0)]);
 }
 
 const stageLabels: [Exclude<keyof StageLags, 'measured'>, string][] = [
@@ -330,16 +331,6 @@ const stageRows: [string, (r: StrategyResult) => string][] = [
   ...stageLabels.map(([key, label]) => [`taint lag stage: ${label}, p50 / max (s)`, key] as const),
   ...taskLabels.map(([key, label]) => [`${label}, p50 / max (s)`, key] as const),
 ].map(([label, key]) => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
-
-/** The requests kube-apiserver served most in any strategy. */
-function kubernetesRequestRows(results: StrategyResult[]): [string, (r: StrategyResult) => string][] {
-  const totals = new Map<string, number>();
-  for (const r of results) for (const [key, count] of Object.entries(r.kubernetesRequests)) totals.set(key, (totals.get(key) ?? 0) + count);
-  return [...totals.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 10)
-    .map(([key]) => [`Kubernetes requests: ${key}`, (r: StrategyResult) => String(r.kubernetesRequests[key] ?? 0)]);
-}
 
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [
@@ -360,8 +351,8 @@ function table(results: StrategyResult[]): string {
     ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
     ['wall seconds, first notice to settled', (r) => String(r.wallSeconds)],
-    ...cpuRows(results),
-    ...kubernetesRequestRows(results),
+    ...busiestRows(results, (r) => r.cpuSecondsByPeer, 'CPU s'),
+    ...busiestRows(results, (r) => r.kubernetesRequests, 'Kubernetes requests', 10),
   ];
   const header = `| N = ${results[0]?.nodes} | ${results.map((r) => r.strategy).join(' | ')} |`;
   const lines = [header, `|---|${results.map(() => '---').join('|')}|`];

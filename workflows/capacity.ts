@@ -333,6 +333,9 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
 
   // --- waiting for new instances -------------------------------------------------------------------------------
 
+  /** Answer deliveries under way: the loop goes on polling and applying while they run. */
+  const delivering = new Set<Promise<void>>();
+
   /**
    * Answers waiting workflows. Since 'answers-by-activity' one sendAnswers activity per batch delivers them: a wave
    * answers hundreds at once, and as signal commands each would add two events here and a task to the server's queue.
@@ -356,9 +359,6 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       delivering.add(delivery);
     }
   }
-
-  /** Answer deliveries under way: the loop goes on polling and applying while they run. */
-  const delivering = new Set<Promise<void>>();
 
   async function deliver(answers: WorkflowAnswer[]): Promise<void> {
     try {
