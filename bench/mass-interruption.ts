@@ -16,7 +16,8 @@ import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
-import { percentile, type StageLags, stagesOf, summarize } from './taint-lag.js';
+import { round, spread } from './stats.js';
+import { type StageLags, stagesOf, summarize } from './taint-lag.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
 const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
@@ -102,7 +103,6 @@ async function inBatches<T>(items: T[], size: number, work: (item: T, index: num
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((item, n) => work(item, i + n)));
 }
 
-const round = (value: number | null, digits = 1): number | null => (value === null ? null : Number(value.toFixed(digits)));
 
 async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', options: Options): Promise<StrategyResult> {
   const { nodes } = options;
@@ -286,9 +286,9 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     secondsFromFirstNoticeToAllIncrements: reached ? round(reached[0] - firstNotice / 1000) : null,
     secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
     secondsFromFirstNoticeToAllTainted: allTainted ? round((allTainted - firstNotice) / 1000) : null,
-    taintLagAfterReplacementInService: { p50: round(percentile(lags, 50)), max: round(percentile(lags, 100)), measured: lags.length },
+    taintLagAfterReplacementInService: { ...spread(lags), measured: lags.length },
     taintLagStages: summarize(stages),
-    nodeReadyLagAfterInService: { p50: round(percentile(readyLags, 50)), max: round(percentile(readyLags, 100)), measured: readyLags.length },
+    nodeReadyLagAfterInService: { ...spread(readyLags), measured: readyLags.length },
     replacements: {
       spot: replacements.filter((r) => r === 'spot').length,
       onDemand: replacements.filter((r) => r === 'on-demand').length,

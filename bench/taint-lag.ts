@@ -6,6 +6,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import { type ReplacementAnswer, replacementAnswerSignal } from '../workflows/definitions.js';
+import { type Spread, spread } from './stats.js';
 
 export interface StageLags {
   /** InService in AWS → the capacity workflow's poll that saw it. */
@@ -25,22 +26,6 @@ export interface StageLags {
   workflowTaskQueued: Spread;
   workflowTaskRunning: Spread;
 }
-
-export interface Spread {
-  p50: number | null;
-  max: number | null;
-}
-
-export const percentile = (values: number[], p: number): number | null => {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
-};
-
-const spread = (values: number[]): Spread => {
-  const round = (value: number | null): number | null => (value === null ? null : Number(value.toFixed(1)));
-  return { p50: round(percentile(values, 50)), max: round(percentile(values, 100)) };
-};
 
 interface Stages {
   workflowTasks: { queued: number; running: number }[];

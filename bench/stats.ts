@@ -1,0 +1,17 @@
+// The few statistics the benchmark reports: rounded values, percentiles, and p50 / max spreads.
+
+export interface Spread {
+  p50: number | null;
+  max: number | null;
+}
+
+export const round = (value: number | null, digits = 1): number | null => (value === null ? null : Number(value.toFixed(digits)));
+
+export const percentile = (values: number[], p: number): number | null => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
+};
+
+/** Median and maximum, to 0.1. */
+export const spread = (values: number[]): Spread => ({ p50: round(percentile(values, 50)), max: round(percentile(values, 100)) });
