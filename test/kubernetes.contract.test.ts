@@ -1,10 +1,12 @@
 // Contract tests: the Kubernetes activities against a real kube-apiserver (with etcd, the disruption controller and
 // kwok) over HTTPS, with the real @kubernetes/client-node.
 import assert from 'node:assert/strict';
-import type { CoreV1Api, PolicyV1Api, V1Pod } from '@kubernetes/client-node';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { CoreV1Api, KubeConfig, type PolicyV1Api, type V1Pod } from '@kubernetes/client-node';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createScaleDownSafetyActivities } from '../activities/scale-down-safety.js';
 import type { DrainReport } from '../workflows/definitions.js';
+import { reuseConnections } from '../worker/kubernetes-connections.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';
 import { activityEnvironment } from './helpers/temporal.js';
 import { until as waitUntil } from './helpers/wait.js';
@@ -69,6 +71,32 @@ describe('Kubernetes activities against a real API server (contract)', function 
     await until(`pod ${name} Running`, async () => (await core.readNamespacedPod({ namespace: 'default', name })).status?.phase === 'Running');
     return created;
   }
+
+  it('the worker\'s client keeps one TLS connection for many requests, where client-node alone opens one per request', async function () {
+    /** Connections undici opened while `requests` calls ran one after another. */
+    async function connectionsFor(config: KubeConfig, requests: number): Promise<number> {
+      let opened = 0;
+      const count = (): void => {
+        opened++;
+      };
+      subscribe('undici:client:connected', count);
+      try {
+        const api = config.makeApiClient(CoreV1Api);
+        for (let i = 0; i < requests; i++) await api.listNamespace();
+      } finally {
+        unsubscribe('undici:client:connected', count);
+      }
+      return opened;
+    }
+    const plain = new KubeConfig();
+    plain.loadFromFile(stack.kubeconfigPath);
+    assert.equal(await connectionsFor(plain, 10), 10, 'client-node 2.x is expected to connect anew for every request');
+    const pooled = new KubeConfig();
+    pooled.loadFromFile(stack.kubeconfigPath);
+    const reuse = reuseConnections(pooled);
+    assert.equal(await connectionsFor(pooled, 10), 1);
+    assert.equal(reuse.dispatchersCreated, 1);
+  });
 
   it('the taint patch is accepted by the real API server and merged by key with the node\'s other taints', async function () {
     const { name } = await node();

@@ -9,6 +9,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { createActivities, ensureMonitor } from '../activities/index.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
+import { reuseConnections } from './kubernetes-connections.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 
@@ -65,6 +66,7 @@ async function main(): Promise<number> {
 
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromDefault();
+    reuseConnections(kubeConfig);
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster || cluster.server === 'http://localhost:8080') {
       say('warning: no kubeconfig and no in-cluster service account found: Kubernetes activities will retry until one is configured (set KUBECONFIG)');

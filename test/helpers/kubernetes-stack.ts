@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
+import { reuseConnections } from '../../worker/kubernetes-connections.js';
 import { freePort } from './wait.js';
 import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
 
@@ -144,6 +145,7 @@ export class KubernetesStack {
   kubeConfig(): KubeConfig {
     const config = new KubeConfig();
     config.loadFromFile(this.kubeconfigPath);
+    reuseConnections(config);
     return config;
   }
 
