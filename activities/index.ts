@@ -5,6 +5,7 @@ import { createAutoScalingActivities } from './auto-scaling.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
 import { createMonitorRequestActivities } from './monitor-requests.js';
+import type { NodeWatch } from './node-watch.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
 
@@ -26,6 +27,8 @@ export interface ActivityDependencies {
   settings: FlowSettings;
   dryRun?: boolean;
   evictionRetrySeconds?: number;
+  /** The worker's watch on nodes; without it the node lookups list the nodes (shared within a second). */
+  nodeWatch?: NodeWatch;
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
@@ -33,7 +36,7 @@ export function createActivities(deps: ActivityDependencies) {
   return {
     ...createSettingsActivities(deps.settings),
     ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
-    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds }),
+    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch }),
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),

@@ -12,6 +12,7 @@ import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { type DrainReport, type NodeLook, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
+import type { NodeWatch } from './node-watch.js';
 import { sharedRead } from './shared-read.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
 
@@ -27,6 +28,8 @@ export interface KubernetesActivityOptions {
   evictionRetrySeconds?: number;
   /** How long one node list answers "which node is this instance's" (a wave asks hundreds of times at once). */
   nodeListCacheMs?: number;
+  /** The worker's watch on nodes: answers those questions without a list while it is in sync. */
+  nodeWatch?: NodeWatch;
 }
 
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -91,10 +94,11 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
   // Measured in a wave of 500 nodes: kube-apiserver was the busiest process on the machine before this.
   const fromWatchCache = { resourceVersion: '0' };
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
-  const nodeIndex = sharedRead(nodeListCacheMs, async (): Promise<Map<string, NodeLook>> => {
+  const listedNodeIndex = sharedRead(nodeListCacheMs, async (): Promise<ReadonlyMap<string, NodeLook>> => {
     const list = await kubernetesCall('list nodes', () => core.listNode(fromWatchCache));
     return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
   });
+  const nodeIndex = async (): Promise<ReadonlyMap<string, NodeLook>> => options.nodeWatch?.current() ?? listedNodeIndex('all');
 
   async function readNode(nodeName: string): Promise<V1Node> {
     requireNodeName(nodeName);
@@ -169,7 +173,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
     /** The node of an instance (matched by providerID) and whether it is Ready. */
     async findNodeForInstance(input: { instanceId: string }): Promise<NodeLook> {
       requireInstanceId(input.instanceId);
-      return (await nodeIndex('all')).get(input.instanceId) ?? NO_NODE;
+      return (await nodeIndex()).get(input.instanceId) ?? NO_NODE;
     },
 
     /**
@@ -183,7 +187,7 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
       const deadline = parseDeadline(input.deadline, 'node-ready');
       let seen = NO_NODE;
       for (;;) {
-        seen = (await nodeIndex('all').catch(() => undefined))?.get(input.instanceId) ?? seen;
+        seen = (await nodeIndex().catch(() => undefined))?.get(input.instanceId) ?? seen;
         const left = deadline - Date.now();
         if (seen.ready || left <= 0) return seen;
         heartbeat(seen);

@@ -2,10 +2,11 @@
 // kwok) over HTTPS, with the real @kubernetes/client-node.
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { CoreV1Api, KubeConfig, type PolicyV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, type PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createScaleDownSafetyActivities } from '../activities/scale-down-safety.js';
 import type { DrainReport } from '../workflows/definitions.js';
+import { watchNodes } from '../activities/node-watch.js';
 import { reuseConnections } from '../worker/kubernetes-connections.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';
 import { activityEnvironment } from './helpers/temporal.js';
@@ -96,6 +97,73 @@ describe('Kubernetes activities against a real API server (contract)', function 
     const reuse = reuseConnections(pooled);
     assert.equal(await connectionsFor(pooled, 10), 1);
     assert.equal(reuse.dispatchersCreated, 1);
+  });
+
+  it('the node watch follows nodes as they come, turn Ready, change and go, and the node lookups use it instead of lists', async function () {
+    const problems: string[] = [];
+    const watch = watchNodes(stack.kubeConfig(), core, { onProblem: (message) => problems.push(message) });
+    try {
+      let lists = 0;
+      const counting = {
+        readNode: core.readNode.bind(core),
+        patchNode: core.patchNode.bind(core),
+        listPodForAllNamespaces: core.listPodForAllNamespaces.bind(core),
+        createNamespacedPodEviction: core.createNamespacedPodEviction.bind(core),
+        listNode: (...args: Parameters<CoreV1Api['listNode']>) => {
+          lists++;
+          return core.listNode(...args);
+        },
+      };
+      const watched = createKubernetesActivities(counting, { nodeWatch: watch });
+      assert.equal(watch.current(), undefined, 'not in sync before its first list is in');
+      await until('node watch in sync', async () => watch.current() !== undefined, 10_000);
+
+      // A node that registers before its providerID is set (a cloud controller sets it) joins its instance then.
+      const instanceId = `i-0b${String(++counter).padStart(15, '0')}`;
+      const name = `node-${++counter}`;
+      lists = 0;
+      await core.createNode({
+        body: {
+          metadata: { name, annotations: { [KWOK_ANNOTATION]: 'fake' } },
+          status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
+        },
+      });
+      assert.equal(await run(watched.findNodeForInstance, { instanceId }).then((look) => look.nodeName), undefined);
+      await core.patchNode({ name, body: { spec: { providerID: `aws:///us-east-1a/${instanceId}` } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+      const ready = await run(watched.awaitNodeReady, { instanceId, deadline: new Date(Date.now() + 30_000).toISOString() });
+      assert.deepEqual(ready, { nodeName: name, ready: true });
+      assert.equal(lists, 0, 'answered from the watch, without listing nodes');
+
+      await core.deleteNode({ name });
+      await until(`node ${name} gone from the watch`, async () => (await run(watched.findNodeForInstance, { instanceId })).nodeName === undefined, 10_000);
+      assert.equal(lists, 0);
+      assert.deepEqual(problems, []);
+    } finally {
+      await watch.stop();
+    }
+  });
+
+  it('a node watch that cannot reach the API server says so and leaves the lookups to lists', async function () {
+    const unreachable = new KubeConfig();
+    unreachable.loadFromOptions({
+      clusters: [{ name: 'nowhere', server: 'https://127.0.0.1:9', skipTLSVerify: true }],
+      users: [{ name: 'nobody' }],
+      contexts: [{ name: 'nowhere', cluster: 'nowhere', user: 'nobody' }],
+      currentContext: 'nowhere',
+    });
+    const problems: string[] = [];
+    const nowhere = unreachable.makeApiClient(CoreV1Api);
+    const watch = watchNodes(unreachable, nowhere, { restartDelayMs: 200, onProblem: (message) => problems.push(message) });
+    try {
+      const { name, instanceId } = await node();
+      const fallingBack = createKubernetesActivities(core, { nodeWatch: watch });
+      assert.deepEqual(await run(fallingBack.findNodeForInstance, { instanceId }), { nodeName: name, ready: true });
+      await until('the watch reports its failures', async () => problems.length >= 2, 10_000);
+      assert.match(problems[0] ?? '', /node watch failed, reading nodes directly until it is back: /);
+      assert.equal(watch.current(), undefined);
+    } finally {
+      await watch.stop();
+    }
   });
 
   it('the taint patch is accepted by the real API server and merged by key with the node\'s other taints', async function () {

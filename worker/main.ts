@@ -7,6 +7,7 @@ import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, ensureMonitor } from '../activities/index.js';
+import { watchNodes } from '../activities/node-watch.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
@@ -77,9 +78,12 @@ async function main(): Promise<number> {
     const workflowCode = existsSync(prebuiltBundle)
       ? { workflowBundle: { codePath: prebuiltBundle } }
       : { workflowsPath: fileURLToPath(new URL('../workflows/index.js', import.meta.url)) };
+    const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
+    const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => say(`warning: ${message}`) });
     const activities = createActivities({
       autoScaling,
-      kubernetes: kubeConfig.makeApiClient(CoreV1Api),
+      kubernetes,
+      nodeWatch,
       kubernetesPolicy: kubeConfig.makeApiClient(PolicyV1Api),
       temporal: client,
       taskQueue: config.temporal.taskQueue,
@@ -117,6 +121,7 @@ async function main(): Promise<number> {
     if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
     // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
     await Promise.all(workers.map((worker) => worker.run()));
+    await nodeWatch.stop();
     await connection.close();
     say('worker stopped');
     return 0;
