@@ -190,7 +190,8 @@ export function createKubernetesActivities(core: KubernetesCoreApi, options: Kub
         seen = (await nodeIndex().catch(() => undefined))?.get(input.instanceId) ?? seen;
         const left = deadline - Date.now();
         if (seen.ready || left <= 0) return seen;
-        heartbeat(seen);
+        // A local activity (the workflow's first, short look) has no heartbeat to record.
+        if (!activityInfo().isLocal) heartbeat(seen);
         await sleep(Math.min(nodeListCacheMs, left));
       }
     },

@@ -103,9 +103,30 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     ]);
     assert.deepEqual(
       await activityNames(handle(), { localToo: false }),
-      ['awaitNodeReady', 'evictPods', 'requestInstanceRetirement'],
-      'only the waits (node Ready, drain) and the retirement go through the activity queue',
+      ['evictPods', 'requestInstanceRetirement'],
+      'only the drain and the retirement go through the activity queue: the replacement\'s node was Ready at the first look',
     );
+  });
+
+  it('a replacement whose node is not Ready at the first look: the taint waits in an activity until it is', async function () {
+    let registered: string | undefined;
+    // The node registers NotReady and turns Ready 7 s later (real time), after the workflow's 5 s first look.
+    h.aws.onInService = (instanceId) => {
+      registered = `node-${instanceId.slice(2)}`;
+      const name = registered;
+      h.k8s.addNode({ name, instanceId, ready: false });
+      setTimeout(() => h.k8s.setNodeReady(name, true), 7_000);
+    };
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.tainted, true);
+    assert.equal(status.replacementNodeName, registered);
+    assert.ok(!status.notes.some((n) => /has no Ready node/.test(n)), status.notes.join('\n'));
+    const runbook = await activityNames(handle());
+    assert.deepEqual(runbook.slice(runbook.indexOf('requestCapacityIncrease') + 1, runbook.indexOf('taintNode') + 1), ['awaitNodeReady', 'awaitNodeReady', 'taintNode']);
+    assert.deepEqual(await activityNames(handle(), { localToo: false }), ['awaitNodeReady', 'evictPods', 'requestInstanceRetirement']);
   });
 
   it('capacity error on spot: falls back to on-demand at once, without waiting for the timeout', async function () {

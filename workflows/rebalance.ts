@@ -478,13 +478,31 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   async function awaitReplacementNodeReady(replacementInstanceId: string): Promise<void> {
     enterCapacityPhase('waiting-for-node-ready');
     const deadline = Date.now() + settings.nodeReadyTimeoutSeconds * 1000;
-    // Since 'node-ready-in-one-activity': one activity waits and looks each second, instead of a timer, a workflow
-    // task and a look every 2 s per workflow, which in a wave of 500 was hundreds of workflow tasks a second.
-    const found = patched('node-ready-in-one-activity')
-      ? await awaitNodeReadyActivity(replacementInstanceId, deadline)
-      : await pollNodeReady(replacementInstanceId, deadline);
-    if (found?.nodeName && found.ready) status.replacementNodeName = found.nodeName;
+    let found: NodeLook | undefined;
+    if (patched('node-ready-quick-look')) {
+      // The replacement's node is usually Ready by the time its answer arrives: a short look as a local activity lets
+      // the same workflow task go on to the taint. Only a node still not Ready waits in the activity, which takes
+      // another workflow task to come back from; in a wave of 500 those tasks queue behind each other.
+      found = await quickNodeReadyLook(replacementInstanceId, Math.min(deadline, Date.now() + NODE_READY_QUICK_LOOK_MS));
+      if (!isReady(found) && Date.now() < deadline) found = await awaitNodeReadyActivity(replacementInstanceId, deadline);
+    } else if (patched('node-ready-in-one-activity')) {
+      // One activity waits and looks each second, instead of a timer, a workflow task and a look every 2 s per
+      // workflow, which in a wave of 500 was hundreds of workflow tasks a second.
+      found = await awaitNodeReadyActivity(replacementInstanceId, deadline);
+    } else {
+      found = await pollNodeReady(replacementInstanceId, deadline);
+    }
+    if (isReady(found)) status.replacementNodeName = found.nodeName;
     else note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
+  }
+
+  function quickNodeReadyLook(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
+    const { awaitNodeReady } = proxyLocalActivities<SpotGuardActivities>({
+      startToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 10} seconds`,
+      scheduleToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 30} seconds`,
+      retry,
+    });
+    return awaitNodeReady({ instanceId, deadline: new Date(deadline).toISOString() }).catch(() => undefined);
   }
 
   function awaitNodeReadyActivity(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
@@ -646,6 +664,10 @@ function answersOf<A extends { requestId: string }>(signal: SignalDefinition<[A]
 const MAX_RETIRE_ATTEMPTS = 20;
 const DRAIN_SLOT_RECHECK_MS = 60_000;
 const NODE_READY_POLL_MS = 2_000;
+/** The node-Ready look inside the workflow task that got the replacement's answer: long enough for a node registering. */
+const NODE_READY_QUICK_LOOK_MS = 5_000;
+
+const isReady = (look: NodeLook | undefined): look is NodeLook & { nodeName: string } => look?.nodeName !== undefined && look.ready;
 /**
  * The capacity workflow applies a request within its window plus a few AWS calls; retried calls may take minutes, and
  * it answers a failure after 10. This bound only matters if it was terminated by hand.

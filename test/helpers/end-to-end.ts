@@ -2,7 +2,7 @@
 // Kubernetes stack, and the real worker process (`node dist/worker/main.js`) configured only through its environment.
 // A kubelet stand-in registers a kwok node for every instance moto launches, as a real node would join the cluster.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -189,6 +189,14 @@ export class EndToEnd {
     const keep = (chunk: Buffer) => this.workerOutput.push(chunk.toString());
     worker.stdout?.on('data', keep);
     worker.stderr?.on('data', keep);
+    // SPOT_GUARD_WORKER_LOG: a file that also gets the worker's output, to study a run (GC traces, warnings) after it.
+    const logFile = process.env.SPOT_GUARD_WORKER_LOG;
+    if (logFile) {
+      const file = createWriteStream(logFile, { flags: 'a' });
+      worker.stdout?.pipe(file, { end: false });
+      worker.stderr?.pipe(file, { end: false });
+      worker.once('exit', () => file.end());
+    }
     this.worker = worker;
     const deadline = Date.now() + 60_000;
     while (!this.workerLog().includes('worker polling task queue')) {
