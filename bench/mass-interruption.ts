@@ -315,22 +315,25 @@ function busiestRows(results: StrategyResult[], counts: (r: StrategyResult) => R
     .map(([key]) => [`${label}: ${key}`, (r: StrategyResult) => String(counts(r)[key] ?? 0)]);
 }
 
-const stageLabels: [Exclude<keyof StageLags, 'measured'>, string][] = [
+type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity'>;
+const stageLabels: [SpreadKey, string][] = [
   ['noticedByPoll', 'InService → seen by the group poll'],
   ['answerDelivered', 'poll → answer delivered'],
-  ['nodeReadyWaitScheduled', 'answer → node-Ready wait scheduled'],
-  ['nodeReadyWaitQueued', 'node-Ready wait in the task queue'],
-  ['nodeReadyWaitRunning', 'node-Ready wait running'],
-  ['taintStep', 'node Ready seen → tainted'],
+  ['answerTaskQueued', 'answer → its workflow task started'],
+  ['readyLookAndTaint', 'that task started → tainted (node-Ready look, taint)'],
 ];
-const taskLabels: [Exclude<keyof StageLags, 'measured'>, string][] = [
+const taskLabels: [SpreadKey, string][] = [
   ['workflowTaskQueued', 'rebalance workflow tasks: scheduled → started'],
   ['workflowTaskRunning', 'rebalance workflow tasks: started → completed'],
 ];
 const stageRows: [string, (r: StrategyResult) => string][] = [
   ...stageLabels.map(([key, label]) => [`taint lag stage: ${label}, p50 / max (s)`, key] as const),
   ...taskLabels.map(([key, label]) => [`${label}, p50 / max (s)`, key] as const),
-].map(([label, key]) => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
+].map(([label, key]): [string, (r: StrategyResult) => string] => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
+stageRows.push([
+  'nodes not Ready at the first look (waited in awaitNodeReady)',
+  (r) => `${r.taintLagStages.waitedInActivity} of ${r.taintLagStages.measured}`,
+]);
 
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [

@@ -1,7 +1,7 @@
 // Where the time from a replacement being InService to its warned node being tainted goes, read from the rebalance
 // workflows' histories after a run: the capacity workflow noticing the instance (its poll), delivering the answer
-// (sendAnswers), the rebalance workflow's task starting awaitNodeReady, that activity waiting in the task queue, the
-// node turning Ready, and the task that taints the node.
+// (sendAnswers), the answer waiting for a rebalance workflow task to start, and from that task's start to the taint
+// (the node-Ready look, which is a local activity in that task unless the node was not Ready yet, and the taint).
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
@@ -13,14 +13,12 @@ export interface StageLags {
   noticedByPoll: Spread;
   /** That poll → the answer signal in the rebalance workflow's history. */
   answerDelivered: Spread;
-  /** The answer → awaitNodeReady scheduled (a rebalance workflow task). */
-  nodeReadyWaitScheduled: Spread;
-  /** Scheduled → started: time in the activity task queue. */
-  nodeReadyWaitQueued: Spread;
-  /** Started → completed: the node turning Ready as seen by the shared node list. */
-  nodeReadyWaitRunning: Spread;
-  /** Completed → taintedAt: the workflow task that runs the taint. */
-  taintStep: Spread;
+  /** The answer → the start of the rebalance workflow task that takes it: waiting for the worker. */
+  answerTaskQueued: Spread;
+  /** That task's start → taintedAt: the node-Ready look (and wait, for a node not Ready yet) and the taint. */
+  readyLookAndTaint: Spread;
+  /** Workflows whose node was not Ready at the first look and waited in the awaitNodeReady activity. */
+  waitedInActivity: number;
   measured: number;
   /** Every workflow task of these workflows: scheduled → started (waiting for the worker) and started → completed. */
   workflowTaskQueued: Spread;
@@ -31,10 +29,9 @@ interface Stages {
   workflowTasks: { queued: number; running: number }[];
   noticedByPoll: number;
   answerDelivered: number;
-  nodeReadyWaitScheduled: number;
-  nodeReadyWaitQueued: number;
-  nodeReadyWaitRunning: number;
-  taintStep: number;
+  answerTaskQueued: number;
+  readyLookAndTaint: number;
+  waitedInActivity: boolean;
 }
 
 /** The stages of one workflow, in seconds, or undefined when its history lacks one of them. */
@@ -42,16 +39,18 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
   if (!taintedAt) return undefined;
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
   let answer: { at: number; delivered: number; instanceId: string } | undefined;
-  let scheduled: { id: string; at: number } | undefined;
-  let started: number | undefined;
-  let completed: number | undefined;
+  let answerTaskStarted: number | undefined;
+  let waitedInActivity = false;
   const workflowTasks: Stages['workflowTasks'] = [];
   const taskEventAt = new Map<string, number>();
   for (const event of history.events ?? []) {
     const at = tsToMs(event.eventTime) / 1000;
     if (event.workflowTaskScheduledEventAttributes) taskEventAt.set(String(event.eventId), at);
     const taskStarted = event.workflowTaskStartedEventAttributes;
-    if (taskStarted) taskEventAt.set(String(event.eventId), at);
+    if (taskStarted) {
+      taskEventAt.set(String(event.eventId), at);
+      if (answer && answerTaskStarted === undefined) answerTaskStarted = at;
+    }
     const taskCompleted = event.workflowTaskCompletedEventAttributes;
     if (taskCompleted) {
       const scheduledAt = taskEventAt.get(String(taskCompleted.scheduledEventId));
@@ -64,36 +63,31 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
       const value = payload ? defaultPayloadConverter.fromPayload<ReplacementAnswer>(payload) : undefined;
       if (value?.status === 'in-service') answer = { at: Date.parse(value.at) / 1000, delivered: at, instanceId: value.instanceId };
     }
-    const schedule = event.activityTaskScheduledEventAttributes;
-    if (answer && !scheduled && schedule?.activityType?.name === 'awaitNodeReady') scheduled = { id: String(event.eventId), at };
-    if (scheduled && String(event.activityTaskStartedEventAttributes?.scheduledEventId) === scheduled.id) started = at;
-    if (scheduled && String(event.activityTaskCompletedEventAttributes?.scheduledEventId) === scheduled.id) completed = at;
+    if (answer && event.activityTaskScheduledEventAttributes?.activityType?.name === 'awaitNodeReady') waitedInActivity = true;
   }
   const inService = answer ? inServiceAt[answer.instanceId] : undefined;
-  if (!answer || !scheduled || started === undefined || completed === undefined || inService === undefined) return undefined;
+  if (!answer || answerTaskStarted === undefined || inService === undefined) return undefined;
   return {
     workflowTasks,
     noticedByPoll: answer.at - inService,
     answerDelivered: answer.delivered - answer.at,
-    nodeReadyWaitScheduled: scheduled.at - answer.delivered,
-    nodeReadyWaitQueued: started - scheduled.at,
-    nodeReadyWaitRunning: completed - started,
-    taintStep: Date.parse(taintedAt) / 1000 - completed,
+    answerTaskQueued: answerTaskStarted - answer.delivered,
+    readyLookAndTaint: Date.parse(taintedAt) / 1000 - answerTaskStarted,
+    waitedInActivity,
   };
 }
 
 /** p50 and max of every stage over the workflows whose history has all of them. */
 export function summarize(all: (Stages | undefined)[]): StageLags {
   const measured = all.filter((s): s is Stages => s !== undefined);
-  const of = (key: Exclude<keyof Stages, 'workflowTasks'>): Spread => spread(measured.map((s) => s[key]));
+  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity'>): Spread => spread(measured.map((s) => s[key]));
   const tasks = measured.flatMap((s) => s.workflowTasks);
   return {
     noticedByPoll: of('noticedByPoll'),
     answerDelivered: of('answerDelivered'),
-    nodeReadyWaitScheduled: of('nodeReadyWaitScheduled'),
-    nodeReadyWaitQueued: of('nodeReadyWaitQueued'),
-    nodeReadyWaitRunning: of('nodeReadyWaitRunning'),
-    taintStep: of('taintStep'),
+    answerTaskQueued: of('answerTaskQueued'),
+    readyLookAndTaint: of('readyLookAndTaint'),
+    waitedInActivity: measured.filter((s) => s.waitedInActivity).length,
     measured: measured.length,
     workflowTaskQueued: spread(tasks.map((t) => t.queued)),
     workflowTaskRunning: spread(tasks.map((t) => t.running)),
