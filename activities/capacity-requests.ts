@@ -15,6 +15,7 @@ import {
   type IncreaseCapacityResult,
   increaseCapacityRequestSignal,
   increaseCapacityUpdate,
+  releaseDrainSlotSignal,
   type RetireInstanceRequest,
   type RetireInstanceResult,
   retireInstanceRequestSignal,
@@ -134,6 +135,20 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
     async requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<void> {
       const { asgName, ...request } = input;
       await signalRequest(asgName, drainSlotRequestSignal, request);
+    },
+
+    /**
+     * Gives a drain slot back to the group's disruption budget. A plain signal, not Signal-with-Start: a capacity
+     * workflow that is gone holds no slot, and starting one only to release would be a workflow for nothing.
+     */
+    async releaseDrainSlot(input: { asgName: string; requestId: string }): Promise<void> {
+      requireGroupName(input.asgName);
+      try {
+        await client.workflow.getHandle(capacityWorkflowId(input.asgName)).signal(releaseDrainSlotSignal, { requestId: input.requestId });
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return;
+        throw error;
+      }
     },
 
     /**

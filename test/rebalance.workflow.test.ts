@@ -99,8 +99,13 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook, [
       'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
-      'requestDrainSlot', 'cordonNode', 'evictPods', 'requestInstanceRetirement',
+      'requestDrainSlot', 'cordonNode', 'evictPods', 'releaseDrainSlot', 'requestInstanceRetirement',
     ]);
+    const events = (await handle().fetchHistory()).events ?? [];
+    assert.ok(
+      !events.some((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes),
+      'the drain slot is given back by a local activity, without a signal command and the workflow task it brings',
+    );
     assert.deepEqual(
       await activityNames(handle(), { localToo: false }),
       ['evictPods', 'requestInstanceRetirement'],

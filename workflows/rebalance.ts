@@ -65,7 +65,17 @@ const { describeScaleOut } = proxyActivities<SpotGuardActivities>(briefOptions);
 function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typeof plain, request: typeof plain) {
   const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode } = plain;
   const { requestCapacityIncrease, requestDrainSlot } = request;
-  return { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly: brief.findNodeForInstance };
+  return {
+    loadSettings,
+    verifyNode,
+    verifyInstanceInGroup,
+    taintNode,
+    cordonNode,
+    requestCapacityIncrease,
+    requestDrainSlot,
+    giveBackDrainSlot: plain.releaseDrainSlot,
+    findNodeForInstanceBriefly: brief.findNodeForInstance,
+  };
 }
 
 // Since 'local-steps' the short steps run as local activities: inside the workflow task that reaches them, without a
@@ -95,8 +105,8 @@ const isoNow = (): string => new Date().toISOString();
 
 export async function rebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
   requireValidInput(input);
-  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly } =
-    patched('local-steps') ? localSteps : remoteSteps;
+  const steps = patched('local-steps') ? localSteps : remoteSteps;
+  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly } = steps;
   const { instanceId, nodeName } = input;
   const workflowId = workflowInfo().workflowId;
   const status: RebalanceStatus = {
@@ -577,7 +587,13 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 
   async function releaseDrainSlot(): Promise<void> {
     try {
-      await getExternalWorkflowHandle(capacityWorkflowId(settings.spotAsgName)).signal(releaseDrainSlotSignal, { requestId: drainSlotRequestId });
+      // Since 'release-drain-slot-locally' a local activity sends the signal, inside the workflow task that finished the
+      // drain. A signal command took two more events and one more workflow task of its own, per node in a wave.
+      if (patched('release-drain-slot-locally')) {
+        await localSteps.giveBackDrainSlot({ asgName: settings.spotAsgName, requestId: drainSlotRequestId });
+      } else {
+        await getExternalWorkflowHandle(capacityWorkflowId(settings.spotAsgName)).signal(releaseDrainSlotSignal, { requestId: drainSlotRequestId });
+      }
     } catch (error) {
       // Its lease frees the slot anyway.
       note(`could not release the drain slot: ${rootMessage(error)}`);
