@@ -105,8 +105,8 @@ const isoNow = (): string => new Date().toISOString();
 
 export async function rebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
   requireValidInput(input);
-  const steps = patched('local-steps') ? localSteps : remoteSteps;
-  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly } = steps;
+  const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, requestCapacityIncrease, requestDrainSlot, findNodeForInstanceBriefly } =
+    patched('local-steps') ? localSteps : remoteSteps;
   const { instanceId, nodeName } = input;
   const workflowId = workflowInfo().workflowId;
   const status: RebalanceStatus = {
@@ -682,13 +682,13 @@ const DRAIN_SLOT_RECHECK_MS = 60_000;
 const NODE_READY_POLL_MS = 2_000;
 /** The node-Ready look inside the workflow task that got the replacement's answer: long enough for a node registering. */
 const NODE_READY_QUICK_LOOK_MS = 5_000;
-
-const isReady = (look: NodeLook | undefined): look is NodeLook & { nodeName: string } => look?.nodeName !== undefined && look.ready;
 /**
  * The capacity workflow applies a request within its window plus a few AWS calls; retried calls may take minutes, and
  * it answers a failure after 10. This bound only matters if it was terminated by hand.
  */
 const ANSWER_BACKSTOP_MS = 15 * 60_000;
+
+const isReady = (look: NodeLook | undefined): look is NodeLook & { nodeName: string } => look?.nodeName !== undefined && look.ready;
 
 function requireValidInput(input: RebalanceInput): void {
   const problems: string[] = [];
