@@ -73,7 +73,8 @@ function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typ
     cordonNode,
     requestCapacityIncrease,
     requestDrainSlot,
-    giveBackDrainSlot: plain.releaseDrainSlot,
+    // Tried for a minute at most: the slot's lease frees it anyway, and the workflow should not wait on it.
+    giveBackDrainSlot: brief.releaseDrainSlot,
     findNodeForInstanceBriefly: brief.findNodeForInstance,
   };
 }
