@@ -60,6 +60,13 @@ const requestOptions = { startToCloseTimeout: '2 minutes', retry } as const;
 
 const { reportFallbackToMonitor, requestInstanceRetirement } = proxyActivities<SpotGuardActivities>(plainOptions);
 const { describeScaleOut } = proxyActivities<SpotGuardActivities>(briefOptions);
+/** The node-Ready look inside the workflow task that got the replacement's answer: long enough for a node registering. */
+const NODE_READY_QUICK_LOOK_MS = 5_000;
+const { awaitNodeReady: quickNodeReadyLook } = proxyLocalActivities<SpotGuardActivities>({
+  startToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 10} seconds`,
+  scheduleToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 30} seconds`,
+  retry,
+});
 
 /** The short steps of the runbook: reads, one write each, requests to the capacity workflow. */
 function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typeof plain, request: typeof plain) {
@@ -494,7 +501,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       // The replacement's node is usually Ready by the time its answer arrives: a short look as a local activity lets
       // the same workflow task go on to the taint. Only a node still not Ready waits in the activity, which takes
       // another workflow task to come back from; in a wave of 500 those tasks queue behind each other.
-      found = await quickNodeReadyLook(replacementInstanceId, Math.min(deadline, Date.now() + NODE_READY_QUICK_LOOK_MS));
+      const lookUntil = new Date(Math.min(deadline, Date.now() + NODE_READY_QUICK_LOOK_MS)).toISOString();
+      found = await quickNodeReadyLook({ instanceId: replacementInstanceId, deadline: lookUntil }).catch(() => undefined);
       if (!isReady(found) && Date.now() < deadline) found = await awaitNodeReadyActivity(replacementInstanceId, deadline);
     } else if (patched('node-ready-in-one-activity')) {
       // One activity waits and looks each second, instead of a timer, a workflow task and a look every 2 s per
@@ -505,15 +513,6 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     }
     if (isReady(found)) status.replacementNodeName = found.nodeName;
     else note(`replacement ${replacementInstanceId} has no Ready node after ${settings.nodeReadyTimeoutSeconds} s; going on`);
-  }
-
-  function quickNodeReadyLook(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
-    const { awaitNodeReady } = proxyLocalActivities<SpotGuardActivities>({
-      startToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 10} seconds`,
-      scheduleToCloseTimeout: `${NODE_READY_QUICK_LOOK_MS / 1000 + 30} seconds`,
-      retry,
-    });
-    return awaitNodeReady({ instanceId, deadline: new Date(deadline).toISOString() }).catch(() => undefined);
   }
 
   function awaitNodeReadyActivity(instanceId: string, deadline: number): Promise<NodeLook | undefined> {
@@ -681,8 +680,6 @@ function answersOf<A extends { requestId: string }>(signal: SignalDefinition<[A]
 const MAX_RETIRE_ATTEMPTS = 20;
 const DRAIN_SLOT_RECHECK_MS = 60_000;
 const NODE_READY_POLL_MS = 2_000;
-/** The node-Ready look inside the workflow task that got the replacement's answer: long enough for a node registering. */
-const NODE_READY_QUICK_LOOK_MS = 5_000;
 /**
  * The capacity workflow applies a request within its window plus a few AWS calls; retried calls may take minutes, and
  * it answers a failure after 10. This bound only matters if it was terminated by hand.
