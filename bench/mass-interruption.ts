@@ -315,7 +315,7 @@ function busiestRows(results: StrategyResult[], counts: (r: StrategyResult) => R
     .map(([key]) => [`${label}: ${key}`, (r: StrategyResult) => String(counts(r)[key] ?? 0)]);
 }
 
-type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity'>;
+type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity' | 'workflowTasksRunningAtAnswer'>;
 const stageLabels: [SpreadKey, string][] = [
   ['noticedByPoll', 'InService → seen by the group poll'],
   ['answerDelivered', 'poll → answer delivered'],
@@ -330,10 +330,13 @@ const stageRows: [string, (r: StrategyResult) => string][] = [
   ...stageLabels.map(([key, label]) => [`taint lag stage: ${label}, p50 / max (s)`, key] as const),
   ...taskLabels.map(([key, label]) => [`${label}, p50 / max (s)`, key] as const),
 ].map(([label, key]): [string, (r: StrategyResult) => string] => [label, (r) => `${r.taintLagStages[key].p50} / ${r.taintLagStages[key].max}`]);
-stageRows.push([
-  'nodes not Ready at the first look (waited in awaitNodeReady)',
-  (r) => `${r.taintLagStages.waitedInActivity} of ${r.taintLagStages.measured}`,
-]);
+stageRows.push(
+  [
+    'rebalance workflow tasks running when an answer arrived, p50 / max',
+    (r) => `${r.taintLagStages.workflowTasksRunningAtAnswer.p50} / ${r.taintLagStages.workflowTasksRunningAtAnswer.max}`,
+  ],
+  ['nodes not Ready at the first look (waited in awaitNodeReady)', (r) => `${r.taintLagStages.waitedInActivity} of ${r.taintLagStages.measured}`],
+);
 
 function table(results: StrategyResult[]): string {
   const rows: [string, (r: StrategyResult) => string][] = [

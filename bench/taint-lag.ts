@@ -23,10 +23,17 @@ export interface StageLags {
   /** Every workflow task of these workflows: scheduled → started (waiting for the worker) and started → completed. */
   workflowTaskQueued: Spread;
   workflowTaskRunning: Spread;
+  /**
+   * Rebalance workflow tasks running (started, not completed) when each answer arrived: at the worker's
+   * maxConcurrentWorkflowTaskExecutions the answer waits for a slot, below it for the server to hand its task out.
+   */
+  workflowTasksRunningAtAnswer: Spread;
 }
 
 interface Stages {
-  workflowTasks: { queued: number; running: number }[];
+  /** Seconds since the epoch: when each workflow task was scheduled, started and completed. */
+  workflowTasks: { scheduled: number; started: number; completed: number }[];
+  answerDeliveredAt: number;
   noticedByPoll: number;
   answerDelivered: number;
   answerTaskQueued: number;
@@ -55,7 +62,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
     if (taskCompleted) {
       const scheduledAt = taskEventAt.get(String(taskCompleted.scheduledEventId));
       const startedAt = taskEventAt.get(String(taskCompleted.startedEventId));
-      if (scheduledAt !== undefined && startedAt !== undefined) workflowTasks.push({ queued: startedAt - scheduledAt, running: at - startedAt });
+      if (scheduledAt !== undefined && startedAt !== undefined) workflowTasks.push({ scheduled: scheduledAt, started: startedAt, completed: at });
     }
     const signal = event.workflowExecutionSignaledEventAttributes;
     if (!answer && signal?.signalName === replacementAnswerSignal.name) {
@@ -69,6 +76,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
   if (!answer || answerTaskStarted === undefined || inService === undefined) return undefined;
   return {
     workflowTasks,
+    answerDeliveredAt: answer.delivered,
     noticedByPoll: answer.at - inService,
     answerDelivered: answer.delivered - answer.at,
     answerTaskQueued: answerTaskStarted - answer.delivered,
@@ -80,7 +88,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
 /** p50 and max of every stage over the workflows whose history has all of them. */
 export function summarize(all: (Stages | undefined)[]): StageLags {
   const measured = all.filter((s): s is Stages => s !== undefined);
-  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity'>): Spread => spread(measured.map((s) => s[key]));
+  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity' | 'answerDeliveredAt'>): Spread => spread(measured.map((s) => s[key]));
   const tasks = measured.flatMap((s) => s.workflowTasks);
   return {
     noticedByPoll: of('noticedByPoll'),
@@ -89,7 +97,12 @@ export function summarize(all: (Stages | undefined)[]): StageLags {
     readyLookAndTaint: of('readyLookAndTaint'),
     waitedInActivity: measured.filter((s) => s.waitedInActivity).length,
     measured: measured.length,
-    workflowTaskQueued: spread(tasks.map((t) => t.queued)),
-    workflowTaskRunning: spread(tasks.map((t) => t.running)),
+    workflowTaskQueued: spread(tasks.map((t) => t.started - t.scheduled)),
+    workflowTaskRunning: spread(tasks.map((t) => t.completed - t.started)),
+    workflowTasksRunningAtAnswer: spread(measured.map((s) => runningAt(tasks, s.answerDeliveredAt))),
   };
+}
+
+function runningAt(tasks: Stages['workflowTasks'], at: number): number {
+  return tasks.filter((t) => t.started <= at && at < t.completed).length;
 }

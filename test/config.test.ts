@@ -41,6 +41,20 @@ describe('worker configuration', function () {
     assert.match(errorsOf({ ...base, SPOT_GUARD_COALESCE_WINDOW: '90' })[0] ?? '', /SPOT_GUARD_COALESCE_WINDOW="90" is out of range: expected between 0 and 60 seconds/);
   });
 
+  it('runs workflow code without a deadlock timeout by default, or with one from 1 to 60 s', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.workflowDeadlockTimeoutSeconds, undefined);
+    const five = loadConfig({ ...base, SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: '5s' });
+    assert.ok(five.ok);
+    assert.equal(five.config.workflowDeadlockTimeoutSeconds, 5);
+    for (const bad of ['0', '2m', 'never']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: bad }), [
+        `SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${bad}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`,
+      ]);
+    }
+  });
+
   it('names the variable, the bad value and what is expected', function () {
     assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc' }), [
       'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)',

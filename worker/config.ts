@@ -32,6 +32,8 @@ export interface WorkerConfig {
   dryRun: boolean;
   logLevel: LogLevel;
   maxCachedWorkflows: number;
+  /** How long one call into workflow code may run before its task fails as deadlocked; undefined: no limit. */
+  workflowDeadlockTimeoutSeconds?: number;
 }
 
 /**
@@ -70,6 +72,7 @@ export const DEFAULTS = {
   SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '120',
   SPOT_GUARD_DRY_RUN: 'false',
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
+  SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
@@ -265,6 +268,14 @@ export function loadConfig(env: Env): ConfigResult {
   if (!/^\d+$/.test(cachedText) || maxCachedWorkflows < 10 || maxCachedWorkflows > 10_000) {
     errors.push(`SPOT_GUARD_MAX_CACHED_WORKFLOWS="${cachedText}" is not a cache size: expected a whole number from 10 to 10000`);
   }
+  const deadlockText = read('SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT');
+  let workflowDeadlockTimeoutSeconds: number | undefined;
+  if (deadlockText.toLowerCase() !== 'off') {
+    workflowDeadlockTimeoutSeconds = parseDurationSeconds(deadlockText);
+    if (workflowDeadlockTimeoutSeconds === undefined || workflowDeadlockTimeoutSeconds < 1 || workflowDeadlockTimeoutSeconds > 60) {
+      errors.push(`SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${deadlockText}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`);
+    }
+  }
   const cache = cacheDir(env);
   const devServer: DevServerSettings = {
     temporalCli: env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
@@ -284,6 +295,7 @@ export function loadConfig(env: Env): ConfigResult {
       dryRun,
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
+      ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
     },
   };
 }

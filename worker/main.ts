@@ -13,6 +13,7 @@ import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
+import { watchdogPatchApplied, workflowCallTimeout } from './workflow-calls.js';
 
 /** Capacity and monitor workflows: two per spot/on-demand pair. */
 const GROUP_WORKFLOWS_CACHED = 20;
@@ -91,12 +92,16 @@ async function main(): Promise<number> {
       settings: config.flow,
       dryRun: config.dryRun,
     });
+    if (config.workflowDeadlockTimeoutSeconds === undefined && !watchdogPatchApplied()) {
+      say('warning: @temporalio/worker is not patched (npm ran without install scripts?): every call into workflow code starts a thread; run node scripts/patch-temporal-worker.mjs');
+    }
     const workerConnection = await NativeConnection.connect(options);
     const common = {
       connection: workerConnection,
       namespace: config.temporal.namespace,
       ...workflowCode,
       activities,
+      isolateExecutionTimeout: workflowCallTimeout(config.workflowDeadlockTimeoutSeconds),
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
       shutdownGraceTime: '30 seconds',
     };
