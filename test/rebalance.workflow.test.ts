@@ -108,8 +108,8 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     );
     assert.deepEqual(
       await activityNames(handle(), { localToo: false }),
-      ['evictPods', 'requestInstanceRetirement'],
-      'only the drain and the retirement go through the activity queue: the replacement\'s node was Ready at the first look',
+      ['evictPods'],
+      'only the drain goes through the activity queue: the replacement\'s node was Ready at the first look, and the retirement request is a local activity',
     );
   });
 
@@ -131,7 +131,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.ok(!status.notes.some((n) => /has no Ready node/.test(n)), status.notes.join('\n'));
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook.slice(runbook.indexOf('requestCapacityIncrease') + 1, runbook.indexOf('taintNode') + 1), ['awaitNodeReady', 'awaitNodeReady', 'taintNode']);
-    assert.deepEqual(await activityNames(handle(), { localToo: false }), ['awaitNodeReady', 'evictPods', 'requestInstanceRetirement']);
+    assert.deepEqual(await activityNames(handle(), { localToo: false }), ['awaitNodeReady', 'evictPods']);
   });
 
   it('capacity error on spot: falls back to on-demand at once, without waiting for the timeout', async function () {

@@ -71,7 +71,7 @@ const { awaitNodeReady: quickNodeReadyLook } = proxyLocalActivities<SpotGuardAct
 /** The short steps of the runbook: reads, one write each, requests to the capacity workflow. */
 function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typeof plain, request: typeof plain) {
   const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode } = plain;
-  const { requestCapacityIncrease, requestDrainSlot } = request;
+  const { requestCapacityIncrease, requestDrainSlot, requestInstanceRetirement } = request;
   return {
     loadSettings,
     verifyNode,
@@ -80,6 +80,7 @@ function shortSteps(plain: ActivityInterfaceFor<SpotGuardActivities>, brief: typ
     cordonNode,
     requestCapacityIncrease,
     requestDrainSlot,
+    requestInstanceRetirement,
     // Tried for a minute at most: the slot's lease frees it anyway, and the workflow should not wait on it.
     giveBackDrainSlot: brief.releaseDrainSlot,
     findNodeForInstanceBriefly: brief.findNodeForInstance,
@@ -284,7 +285,10 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
    */
   async function askForRetirement(request: Omit<RetireInstanceRequest, 'replyTo'>): Promise<RetireInstanceResult> {
     const signalled = patched('signalled-retirements');
-    const sent = await requestInstanceRetirement({ asgName: settings.spotAsgName, ...request, ...(signalled ? { replyTo: workflowId } : {}) });
+    // Since 'local-retirement-request' the signalled request is sent by a local activity, inside the workflow task that
+    // reached it: as an activity it took three events and a workflow task of its own, per node in a wave.
+    const send = signalled && patched('local-retirement-request') ? localSteps.requestInstanceRetirement : requestInstanceRetirement;
+    const sent = await send({ asgName: settings.spotAsgName, ...request, ...(signalled ? { replyTo: workflowId } : {}) });
     if (sent.status !== 'queued') return sent;
     const { requestId } = request;
     await condition(() => retirementAnswers[requestId] !== undefined, ANSWER_BACKSTOP_MS);
