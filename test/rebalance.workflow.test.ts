@@ -2,6 +2,7 @@
 // and scale timeouts), the real activities, fake AWS groups and a fake Kubernetes API server.
 import assert from 'node:assert/strict';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import {
@@ -11,6 +12,7 @@ import {
   drainNowSignal,
   rebalanceStatusQuery,
   rebalanceWorkflowId,
+  type ReplacementAnswer,
 } from '../workflows/definitions.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
@@ -99,9 +101,13 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook, [
       'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
-      'requestDrainSlot', 'cordonNode', 'evictPods', 'releaseDrainSlot', 'requestInstanceRetirement',
+      'cordonNode', 'evictPods', 'releaseDrainSlot', 'requestInstanceRetirement',
     ]);
     const events = (await handle().fetchHistory()).events ?? [];
+    const signals = events.flatMap((e) => e.workflowExecutionSignaledEventAttributes?.signalName ?? []);
+    assert.deepEqual(signals, ['capacityAnswer', 'replacementAnswer', 'retirementAnswer'], 'the drain slot came with the replacement\'s answer');
+    const workflowTasks = events.filter((e) => e.workflowTaskCompletedEventAttributes).length;
+    assert.equal(workflowTasks, 5, 'start, grant, replacement (taint, cordon, drain), drained (retire), retired');
     assert.ok(
       !events.some((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes),
       'the drain slot is given back by a local activity, without a signal command and the workflow task it brings',
@@ -235,6 +241,29 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     const onDemandRequest = names.lastIndexOf('requestCapacityIncrease');
     assert.ok(names.indexOf('evictPods') < onDemandRequest, `drain before the on-demand fallback: ${names.join(', ')}`);
     assert.equal(result.instanceFate, 'terminated');
+  });
+
+  it('interruption notice mid-wait, then the spot replacement: the drain slot is taken once and given back', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 4 });
+    const [result, status] = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.capacityPhase === 'waiting-for-spot');
+      await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, { action: 'terminate', time: '2026-11-21T10:00:00Z' });
+      await waitForStatus(handle(), (s) => s.drainSlot?.state === 'bypassed');
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assertTaintedAndDrained();
+    assert.equal(result.replacement, 'spot');
+    assert.ok(status.drain, 'drained at the notice, before the replacement');
+    // The capacity workflow dropped the slot the waiter had asked for with its request: its answer carries none, so
+    // no slot is held for a node that drained already.
+    const events = (await handle().fetchHistory()).events ?? [];
+    const answers = events.flatMap((e) => {
+      const signal = e.workflowExecutionSignaledEventAttributes;
+      const payload = signal?.signalName === 'replacementAnswer' ? signal.input?.payloads?.[0] : undefined;
+      return payload ? [defaultPayloadConverter.fromPayload<ReplacementAnswer>(payload)] : [];
+    });
+    assert.deepEqual(answers.map((a) => [a.status, 'drainSlot' in a]), [['in-service', false]]);
   });
 
   it('MaxSize reached on spot: no spot change, straight to on-demand', async function () {

@@ -249,6 +249,9 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       log.error('malformed drain slot request ignored', { asgName, error: rootMessage(error) });
       return;
     }
+    // Asked for on its own (an interruption notice drains at once): not again when its instance is InService, where
+    // it would take a slot nobody gives back.
+    for (const waiter of waits.waiters) if (waiter.drainSlot?.requestId === request.requestId) delete waiter.drainSlot;
     drainRequests.push(request);
   });
 
@@ -395,6 +398,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       workflowId: waiter.workflowId,
       waitSeconds: waiter.waitSeconds,
       pollIntervalSeconds: waiter.pollIntervalSeconds,
+      ...(waiter.drainSlot ? { drainSlot: waiter.drainSlot } : {}),
       since,
       deadline: new Date(now + waiter.waitSeconds * 1000).toISOString(),
       pollsBefore: waits.polls,
@@ -425,7 +429,9 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
         const instanceId = fresh.shift();
         if (!instanceId) break;
         waits.assigned.push(instanceId);
-        answers.push([waiter, { requestId: waiter.requestId, status: 'in-service', instanceId, at, polls: polls(waiter) }]);
+        // The drain slot it will need now goes with the instance: no request and answer of their own per node.
+        const drainSlot = waiter.drainSlot ? answerDrainRequest(waiter.drainSlot) : undefined;
+        answers.push([waiter, { requestId: waiter.requestId, status: 'in-service', instanceId, at, polls: polls(waiter), ...(drainSlot ? { drainSlot } : {}) }]);
       }
       for (const waiter of waits.waiters.slice(answers.length)) {
         const problem = progress.capacityProblems.find((p) => Date.parse(p.startTime) >= Date.parse(waiter.since));
@@ -734,6 +740,13 @@ function requireIncreaseOptions(request: IncreaseCapacityRequest): void {
   }
   if (typeof waiter.pollIntervalSeconds !== 'number' || !(waiter.pollIntervalSeconds >= 1 && waiter.pollIntervalSeconds <= 300)) {
     throw new Error(`waiter.pollIntervalSeconds ${String(waiter.pollIntervalSeconds)} must be from 1 to 300`);
+  }
+  if (waiter.drainSlot !== undefined) {
+    try {
+      requireDrainSlotRequest(waiter.drainSlot);
+    } catch (error) {
+      throw new Error(`waiter.drainSlot: ${rootMessage(error)}`);
+    }
   }
 }
 

@@ -252,11 +252,17 @@ export interface ReplacementWaiterRequest {
   workflowId: string;
   waitSeconds: number;
   pollIntervalSeconds: number;
+  /**
+   * The drain slot the waiter will need once its instance is InService: asked for then, and answered (granted, or
+   * queued with its position) with the instance, instead of by a request and an answer of its own. Dropped if the
+   * waiter asks for the same slot on its own before (an interruption notice drains at once).
+   */
+  drainSlot?: Omit<DrainSlotRequest, 'bypass'>;
 }
 
 /** What a capacity workflow tells a waiting workflow about the instance it asked for. */
 export type ReplacementAnswer =
-  | { requestId: string; status: 'in-service'; instanceId: string; at: string; polls: number }
+  | { requestId: string; status: 'in-service'; instanceId: string; at: string; polls: number; drainSlot?: DrainSlotAnswer }
   | { requestId: string; status: 'capacity-problem'; message: string; at: string; polls: number }
   | { requestId: string; status: 'timed-out'; waitSeconds: number; at: string; polls: number };
 

@@ -148,10 +148,13 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   const drainSlotRequestId = `${workflowId}/drain`;
   let groupWideWait = false;
   let drainSlotAnswer: DrainSlotAnswer | undefined;
-  setHandler(drainSlotAnswerSignal, (answer) => {
+  setHandler(drainSlotAnswerSignal, takeDrainSlotAnswer);
+  function takeDrainSlotAnswer(answer: DrainSlotAnswer): void {
     if (answer.requestId !== drainSlotRequestId || drainSlotAnswer?.status === 'granted') return;
     drainSlotAnswer = answer;
-  });
+  }
+  /** Since 'drain-slot-with-replacement' the spot group's answer about the replacement carries the drain slot. */
+  let drainSlotAskedWithReplacement = false;
   const drainSlotGranted = (): boolean => drainSlotAnswer?.status === 'granted';
 
   function enterPhase(phase: RebalancePhase): void {
@@ -376,13 +379,21 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   async function scaleOutThroughGroup(attempt: ScaleAttempt, label: 'spot' | 'on-demand', timeoutSeconds: number): Promise<string | undefined> {
     enterCapacityPhase(label === 'spot' ? 'scaling-spot' : 'scaling-on-demand');
     const requestId = `${workflowId}/${label}`;
+    // The spot group keeps the disruption budget: its answer about the replacement can carry the drain slot, which saves
+    // a request, an answer and a workflow task per node in a wave. Runs recorded before asked for the slot after the taint.
+    drainSlotAskedWithReplacement = label === 'spot' && attempt.asgName === settings.spotAsgName && patched('drain-slot-with-replacement');
     let grant;
     try {
       grant = await requestCapacityIncrease({
         asgName: attempt.asgName,
         requestId,
         coalesceSeconds: settings.coalesceWindowSeconds,
-        waiter: { workflowId, waitSeconds: timeoutSeconds, pollIntervalSeconds: settings.asgPollIntervalSeconds },
+        waiter: {
+          workflowId,
+          waitSeconds: timeoutSeconds,
+          pollIntervalSeconds: settings.asgPollIntervalSeconds,
+          ...(drainSlotAskedWithReplacement ? { drainSlot: drainSlotRequest(false) } : {}),
+        },
       });
     } catch (error) {
       attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;
@@ -420,6 +431,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       case 'in-service':
         attempt.instanceId = answer.instanceId;
         attempt.inServiceAt = answer.at;
+        if (answer.drainSlot) takeDrainSlotAnswer(answer.drainSlot);
         return answer.instanceId;
       case 'capacity-problem':
         attempt.failure = `capacity problem: ${answer.message}`;
@@ -544,10 +556,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
    * Waits for a slot of the spot group's disruption budget. An interruption notice or drainNow is never held: the node
    * drains at once (and counts against the budget).
    */
-  async function acquireDrainSlot(): Promise<void> {
-    const bypass = drainRequested();
-    const request = {
-      asgName: settings.spotAsgName,
+  function drainSlotRequest(bypass: boolean) {
+    return {
       requestId: drainSlotRequestId,
       workflowId,
       instanceId,
@@ -556,14 +566,24 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
       leaseSeconds: settings.drainTimeoutSeconds + 300,
       bypass,
     };
+  }
+
+  async function acquireDrainSlot(): Promise<void> {
+    const bypass = drainRequested();
+    const request = { asgName: settings.spotAsgName, ...drainSlotRequest(bypass) };
+    // Granted, or queued by the budget, with the replacement's answer: nothing to ask (an interruption notice since
+    // asks again, to drain at once).
+    const answeredAlready = drainSlotAskedWithReplacement && (drainSlotGranted() || (drainSlotAnswer !== undefined && !bypass));
     // Tainted, and waiting for the budget from the moment it asks (runs recorded before showed it once queued).
-    if (!bypass && patched('drain-slot-phase-on-request')) enterPhase('awaiting-drain-slot');
-    try {
-      await requestDrainSlot(request);
-    } catch (error) {
-      status.drainSlot = { state: 'bypassed', at: isoNow() };
-      note(`disruption budget unavailable, draining without it: ${rootMessage(error)}`);
-      return;
+    if (!bypass && !drainSlotGranted() && patched('drain-slot-phase-on-request')) enterPhase('awaiting-drain-slot');
+    if (!answeredAlready) {
+      try {
+        await requestDrainSlot(request);
+      } catch (error) {
+        status.drainSlot = { state: 'bypassed', at: isoNow() };
+        note(`disruption budget unavailable, draining without it: ${rootMessage(error)}`);
+        return;
+      }
     }
     // Asking again now and then refreshes the position and re-queues if the capacity workflow was restarted.
     let shown: DrainSlotAnswer | undefined;
