@@ -315,7 +315,7 @@ function busiestRows(results: StrategyResult[], counts: (r: StrategyResult) => R
     .map(([key]) => [`${label}: ${key}`, (r: StrategyResult) => String(counts(r)[key] ?? 0)]);
 }
 
-type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity' | 'workflowTasksRunningAtAnswer'>;
+type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity' | 'workflowTasksRunningAtAnswer' | 'workflowTasksTimedOut'>;
 const stageLabels: [SpreadKey, string][] = [
   ['noticedByPoll', 'InService → seen by the group poll'],
   ['answerDelivered', 'poll → answer delivered'],
@@ -334,6 +334,10 @@ stageRows.push(
   [
     'rebalance workflow tasks running when an answer arrived, p50 / max',
     (r) => `${r.taintLagStages.workflowTasksRunningAtAnswer.p50} / ${r.taintLagStages.workflowTasksRunningAtAnswer.max}`,
+  ],
+  [
+    'rebalance workflow tasks timed out: not started in time (sticky queue) / not completed',
+    (r) => `${r.taintLagStages.workflowTasksTimedOut.scheduleToStart} / ${r.taintLagStages.workflowTasksTimedOut.startToClose}`,
   ],
   ['nodes not Ready at the first look (waited in awaitNodeReady)', (r) => `${r.taintLagStages.waitedInActivity} of ${r.taintLagStages.measured}`],
 );

@@ -5,6 +5,7 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
+import proto from '@temporalio/proto';
 import { type ReplacementAnswer, replacementAnswerSignal } from '../workflows/definitions.js';
 import { type Spread, spread } from './stats.js';
 
@@ -28,12 +29,15 @@ export interface StageLags {
    * maxConcurrentWorkflowTaskExecutions the answer waits for a slot, below it for the server to hand its task out.
    */
   workflowTasksRunningAtAnswer: Spread;
+  /** Workflow tasks of these workflows that timed out: never started in time (on the worker's sticky queue) or not completed. */
+  workflowTasksTimedOut: { scheduleToStart: number; startToClose: number };
 }
 
 interface Stages {
   /** Seconds since the epoch: when each workflow task was scheduled, started and completed. */
   workflowTasks: { scheduled: number; started: number; completed: number }[];
   answerDeliveredAt: number;
+  timedOut: { scheduleToStart: number; startToClose: number };
   noticedByPoll: number;
   answerDelivered: number;
   answerTaskQueued: number;
@@ -49,6 +53,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
   let answerTaskStarted: number | undefined;
   let waitedInActivity = false;
   const workflowTasks: Stages['workflowTasks'] = [];
+  const timedOut = { scheduleToStart: 0, startToClose: 0 };
   const taskEventAt = new Map<string, number>();
   for (const event of history.events ?? []) {
     const at = tsToMs(event.eventTime) / 1000;
@@ -64,6 +69,11 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
       const startedAt = taskEventAt.get(String(taskCompleted.startedEventId));
       if (scheduledAt !== undefined && startedAt !== undefined) workflowTasks.push({ scheduled: scheduledAt, started: startedAt, completed: at });
     }
+    const taskTimedOut = event.workflowTaskTimedOutEventAttributes;
+    if (taskTimedOut) {
+      if (taskTimedOut.timeoutType === proto.temporal.api.enums.v1.TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START) timedOut.scheduleToStart++;
+      else timedOut.startToClose++;
+    }
     const signal = event.workflowExecutionSignaledEventAttributes;
     if (!answer && signal?.signalName === replacementAnswerSignal.name) {
       const payload = signal.input?.payloads?.[0];
@@ -77,6 +87,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
   return {
     workflowTasks,
     answerDeliveredAt: answer.delivered,
+    timedOut,
     noticedByPoll: answer.at - inService,
     answerDelivered: answer.delivered - answer.at,
     answerTaskQueued: answerTaskStarted - answer.delivered,
@@ -88,7 +99,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
 /** p50 and max of every stage over the workflows whose history has all of them. */
 export function summarize(all: (Stages | undefined)[]): StageLags {
   const measured = all.filter((s): s is Stages => s !== undefined);
-  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity' | 'answerDeliveredAt'>): Spread => spread(measured.map((s) => s[key]));
+  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity' | 'answerDeliveredAt' | 'timedOut'>): Spread => spread(measured.map((s) => s[key]));
   const tasks = measured.flatMap((s) => s.workflowTasks);
   return {
     noticedByPoll: of('noticedByPoll'),
@@ -100,6 +111,10 @@ export function summarize(all: (Stages | undefined)[]): StageLags {
     workflowTaskQueued: spread(tasks.map((t) => t.started - t.scheduled)),
     workflowTaskRunning: spread(tasks.map((t) => t.completed - t.started)),
     workflowTasksRunningAtAnswer: spread(measured.map((s) => runningAt(tasks, s.answerDeliveredAt))),
+    workflowTasksTimedOut: {
+      scheduleToStart: measured.reduce((sum, s) => sum + s.timedOut.scheduleToStart, 0),
+      startToClose: measured.reduce((sum, s) => sum + s.timedOut.startToClose, 0),
+    },
   };
 }
 
