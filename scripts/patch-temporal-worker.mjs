@@ -15,9 +15,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const SDK_VERSION = '1.24.0';
-export const FILES = ['lib/workflow/reusable-vm.js', 'lib/workflow/vm.js'];
+const FILES = ['lib/workflow/reusable-vm.js', 'lib/workflow/vm.js'];
 const ORIGINAL = 'timeout: isolateExecutionTimeoutMs,';
-// The marker the worker looks for at start (worker/temporal-vm-patch.ts) to warn when the patch is missing.
+// The marker the worker looks for at start (worker/workflow-calls.ts) to warn when the patch is missing.
 export const MARKER = '/* spot-guard: no watchdog thread without a limit */';
 const PATCHED = `timeout: isolateExecutionTimeoutMs >= 4294967295 ? undefined : isolateExecutionTimeoutMs, ${MARKER}`;
 

@@ -6,7 +6,6 @@ import { NO_WORKFLOW_CALL_TIMEOUT_MS, WATCHDOG_PATCH_MARKER, watchdogPatchApplie
 
 interface PatchScript {
   SDK_VERSION: string;
-  FILES: string[];
   MARKER: string;
   patchText(text: string, file: string): { text: string; changed: boolean };
 }
