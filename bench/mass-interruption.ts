@@ -16,7 +16,7 @@ import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
-import { round, spread } from './stats.js';
+import { type KeysOf, round, type Spread, spread } from './stats.js';
 import { type StageLags, stagesOf, summarize } from './taint-lag.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
@@ -315,7 +315,7 @@ function busiestRows(results: StrategyResult[], counts: (r: StrategyResult) => R
     .map(([key]) => [`${label}: ${key}`, (r: StrategyResult) => String(counts(r)[key] ?? 0)]);
 }
 
-type SpreadKey = Exclude<keyof StageLags, 'measured' | 'waitedInActivity' | 'workflowTasksRunningAtAnswer' | 'workflowTasksTimedOut'>;
+type SpreadKey = KeysOf<StageLags, Spread>;
 const stageLabels: [SpreadKey, string][] = [
   ['noticedByPoll', 'InService → seen by the group poll'],
   ['answerDelivered', 'poll → answer delivered'],

@@ -5,6 +5,9 @@ export interface Spread {
   max: number | null;
 }
 
+/** The keys of T whose values are of type V. */
+export type KeysOf<T, V> = { [K in keyof T]: T[K] extends V ? K : never }[keyof T];
+
 export const round = (value: number | null, digits = 1): number | null => (value === null ? null : Number(value.toFixed(digits)));
 
 export const percentile = (values: number[], p: number): number | null => {

@@ -7,7 +7,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import proto from '@temporalio/proto';
 import { type ReplacementAnswer, replacementAnswerSignal } from '../workflows/definitions.js';
-import { type Spread, spread } from './stats.js';
+import { type KeysOf, type Spread, spread } from './stats.js';
 
 export interface StageLags {
   /** InService in AWS → the capacity workflow's poll that saw it. */
@@ -99,7 +99,7 @@ export async function stagesOf(client: Client, workflowId: string, inServiceAt: 
 /** p50 and max of every stage over the workflows whose history has all of them. */
 export function summarize(all: (Stages | undefined)[]): StageLags {
   const measured = all.filter((s): s is Stages => s !== undefined);
-  const of = (key: Exclude<keyof Stages, 'workflowTasks' | 'waitedInActivity' | 'answerDeliveredAt' | 'timedOut'>): Spread => spread(measured.map((s) => s[key]));
+  const of = (key: KeysOf<Stages, number>): Spread => spread(measured.map((s) => s[key]));
   const tasks = measured.flatMap((s) => s.workflowTasks);
   return {
     noticedByPoll: of('noticedByPoll'),
