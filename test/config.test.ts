@@ -55,6 +55,22 @@ describe('worker configuration', function () {
     }
   });
 
+  it('serves no metrics by default, or Prometheus metrics on an IP address and port', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.metricsAddress, undefined);
+    for (const good of ['0.0.0.0:9464', '127.0.0.1:9090', '[::]:9464', '[::1]:80']) {
+      const result = loadConfig({ ...base, SPOT_GUARD_METRICS_ADDRESS: good });
+      assert.ok(result.ok, good);
+      assert.equal(result.config.metricsAddress, good);
+    }
+    for (const bad of ['9464', 'localhost:9464', '0.0.0.0:0', '0.0.0.0:70000', '256.0.0.1:9464', '[nope]:9464', ':9464']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_METRICS_ADDRESS: bad }), [
+        `SPOT_GUARD_METRICS_ADDRESS="${bad}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:9464 or [::]:9464)`,
+      ]);
+    }
+  });
+
   it('names the variable, the bad value and what is expected', function () {
     assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc' }), [
       'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)',

@@ -37,8 +37,8 @@ describe('worker process', function () {
     assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
   });
 
-  it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, and stops on SIGTERM', async function () {
-    const [port, uiPort] = [await freePort(), await freePort()];
+  it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {
+    const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
     const child = spawn(process.execPath, [workerMain], {
       env: {
@@ -51,6 +51,7 @@ describe('worker process', function () {
         SPOT_GUARD_DEV_SERVER_PORT: String(port),
         SPOT_GUARD_DEV_UI_PORT: String(uiPort),
         SPOT_GUARD_DEV_DB: join(dataDir, 'temporal.sqlite'),
+        SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
       },
     });
     const { output, exit } = collect(child);
@@ -78,6 +79,11 @@ describe('worker process', function () {
       }
       const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
       assert.equal(ui.status, 200, 'the Temporal UI answers');
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const resident = /^spot_guard_worker_resident_memory_bytes (\d+)$/m.exec(metrics);
+      assert.ok(resident && Number(resident[1]) > 10 * 2 ** 20, `the worker's resident memory in ${metrics.slice(0, 2000)}`);
+      assert.match(metrics, /^spot_guard_worker_heap_used_bytes \d+$/m);
+      assert.match(metrics, /^temporal_num_pollers\{.*poller_type="sticky_workflow_task".*\} \d+$/m, "the SDK's own metrics: its sticky pollers");
 
       child.kill('SIGTERM');
       assert.equal(await exit, 0, output());

@@ -1,5 +1,6 @@
 // Worker configuration from environment variables. Everything is validated before anything starts; every bad value
 // gets its own message naming the variable, the value and what is expected, and the process refuses to start.
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ASG_NAME_PATTERN, type DrainBudget, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
@@ -34,6 +35,8 @@ export interface WorkerConfig {
   maxCachedWorkflows: number;
   /** How long one call into workflow code may run before its task fails as deadlocked; undefined: no limit. */
   workflowDeadlockTimeoutSeconds?: number;
+  /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
+  metricsAddress?: string;
 }
 
 /**
@@ -73,6 +76,7 @@ export const DEFAULTS = {
   SPOT_GUARD_DRY_RUN: 'false',
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
   SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
+  SPOT_GUARD_METRICS_ADDRESS: 'off',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
@@ -112,6 +116,16 @@ export function parseDrainBudget(text: string): DrainBudget | undefined {
     return value >= 1 ? { nodes: value } : undefined;
   }
   return undefined;
+}
+
+/** An IP literal and port, as the SDK's metrics server binds it: it does not resolve host names. */
+export function isBindAddress(text: string): boolean {
+  const match = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9A-Fa-f:.]+)\]):(\d{1,5})$/.exec(text);
+  if (!match) return false;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return false;
+  if (match[1]) return match[1].split('.').every((octet) => Number(octet) <= 255);
+  return isIP(match[2] ?? '') === 6;
 }
 
 export function loadConfig(env: Env): ConfigResult {
@@ -276,6 +290,14 @@ export function loadConfig(env: Env): ConfigResult {
       errors.push(`SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${deadlockText}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`);
     }
   }
+  const metricsText = read('SPOT_GUARD_METRICS_ADDRESS');
+  let metricsAddress: string | undefined;
+  if (metricsText.toLowerCase() !== 'off') {
+    metricsAddress = metricsText;
+    if (!isBindAddress(metricsText)) {
+      errors.push(`SPOT_GUARD_METRICS_ADDRESS="${metricsText}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:9464 or [::]:9464)`);
+    }
+  }
   const cache = cacheDir(env);
   const devServer: DevServerSettings = {
     temporalCli: env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
@@ -296,6 +318,7 @@ export function loadConfig(env: Env): ConfigResult {
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
       ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
+      ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     },
   };
 }

@@ -11,6 +11,7 @@ import { watchNodes } from '../activities/node-watch.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
+import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 import { watchdogPatchApplied, workflowCallTimeout } from './workflow-calls.js';
@@ -40,8 +41,13 @@ async function main(): Promise<number> {
   // The SDK's native core logs through the same logger and level as the rest of the worker.
   Runtime.install({
     logger: new DefaultLogger(config.logLevel),
-    telemetryOptions: { logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} } },
+    telemetryOptions: {
+      logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} },
+      ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
+    },
   });
+  const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
+  if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
 
   let devServer: DevServer | undefined;
   let address = config.temporal.address;
@@ -127,6 +133,7 @@ async function main(): Promise<number> {
     // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
     await Promise.all(workers.map((worker) => worker.run()));
     await nodeWatch.stop();
+    stopMemoryReport?.();
     await connection.close();
     say('worker stopped');
     return 0;
