@@ -6,6 +6,7 @@
 //
 //   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
 //                    [--node-lease S] [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
+//                    [--worker-memory-limit MiB]   (the worker in a memory cgroup with this limit, as in a pod; 0: none)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,7 @@ import { instanceIdFromProviderId } from '../activities/kubernetes.js';
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
+import { createMemoryCgroup } from '../test/helpers/memory-cgroup.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
 import { type KeysOf, round, type Spread, spread } from './stats.js';
 import { type StageLags, stagesOf, summarize } from './taint-lag.js';
@@ -31,6 +33,8 @@ interface Options {
   nodeLeaseSeconds: number;
   /** Extra environment for the worker under test, so a configuration can be measured against the defaults. */
   workerEnv: Record<string, string>;
+  /** The worker's memory limit (a cgroup, as a pod's limit), in MiB; 0: none. */
+  workerMemoryLimitMiB: number;
 }
 
 export interface StrategyResult {
@@ -58,8 +62,16 @@ export interface StrategyResult {
   nodeReadyLagAfterInService: { p50: number | null; max: number | null; measured: number };
   replacements: { spot: number; onDemand: number; unavailable: number; distinctInstances: number };
   workerPeakMemoryMiB: number | undefined;
+  /** With --worker-memory-limit: the limit, the cgroup's peak (what the kernel checks the limit against) and OOM kills. */
+  workerMemoryLimit?: { limitMiB: number; cgroupPeakMiB: number | undefined; oomKills: number | undefined };
   /** CPU seconds each peer spent from the first notice until the run settled: where the wall time went. */
   cpuSecondsByPeer: CpuSeconds;
+  /**
+   * The Temporal dev server's writes to its store over the same span: workflow updates (each signal, workflow task
+   * started or completed, activity started, heartbeat or completed is one; the store takes them one at a time), per
+   * warned node, and all writes by operation. What a wave costs the Temporal server.
+   */
+  temporalWrites: { workflowUpdates: number; workflowUpdatesPerWarnedNode: number; byOperation: Record<string, number> };
   /** Requests kube-apiserver served over the same span, by verb and resource, the most first. */
   kubernetesRequests: Record<string, number>;
   /** Workflows with their replacement decided and their node tainted by the end (the run stops at a deadline). */
@@ -68,7 +80,7 @@ export interface StrategyResult {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, nodeLeaseSeconds: 40, workerEnv: {} };
+  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, nodeLeaseSeconds: 40, workerEnv: {}, workerMemoryLimitMiB: 0 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const number = (name: string, min: number, max: number): number => {
@@ -83,6 +95,11 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--in-service-delay') options.inServiceDelaySeconds = number('--in-service-delay', 0, 600);
     else if (flag === '--spread') options.spreadSeconds = number('--spread', 0, 600);
     else if (flag === '--node-lease') options.nodeLeaseSeconds = Math.round(number('--node-lease', 10, 3600));
+    else if (flag === '--worker-memory-limit') {
+      const limit = Math.round(number('--worker-memory-limit', 0, 65536));
+      if (limit !== 0 && limit < 128) throw new Error(`--worker-memory-limit "${value}" is too small for the worker: expected 0 (no limit) or at least 128 MiB`);
+      options.workerMemoryLimitMiB = limit;
+    }
     else if (flag === '--only' && (value === 'spot-guard' || value === 'naive')) {
       options.only = value;
       i++;
@@ -92,11 +109,16 @@ function parseArgs(argv: string[]): Options {
       options.workerEnv[match[1]] = match[2] ?? '';
       i++;
     } else {
-      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --node-lease S, --only spot-guard|naive, --worker-env NAME=VALUE`);
+      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --node-lease S, --only spot-guard|naive, --worker-env NAME=VALUE, --worker-memory-limit MiB`);
     }
   }
   return options;
 }
+
+/** The worker's memory cgroup while a strategy runs, so an interrupted run removes it too. */
+let workerCgroup: ReturnType<typeof createMemoryCgroup> | undefined;
+
+const maybeRound = (value: number | undefined): number | undefined => (value === undefined ? undefined : Math.round(value));
 
 /** `work` on every item, `size` at a time: the way many clients would, without one burst of thousands of requests. */
 async function inBatches<T>(items: T[], size: number, work: (item: T, index: number) => Promise<unknown>): Promise<void> {
@@ -146,6 +168,8 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     }
   })();
 
+  const cgroup = options.workerMemoryLimitMiB > 0 ? createMemoryCgroup(options.workerMemoryLimitMiB) : undefined;
+  workerCgroup = cgroup;
   await e2e.startWorker({
     LOG_LEVEL: 'ERROR',
     SPOT_GUARD_MONITOR_INTERVAL: '30', // the production default (the end-to-end tests use 5 s)
@@ -155,12 +179,13 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
     ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
     ...options.workerEnv,
-  });
+  }, cgroup?.dir);
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
 
   const cpuAtFirstNotice = cpuSnapshot();
   const requestsAtFirstNotice = await e2e.k8s.requestCounts();
+  const writesAtFirstNotice = await e2e.temporalWrites();
   const firstNotice = Date.now();
   await Promise.all(
     warned.map(async (instanceId, n) => {
@@ -189,6 +214,14 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const end = Date.now();
   const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
   const requestsAtEnd = await e2e.k8s.requestCounts();
+  const writesAtEnd = await e2e.temporalWrites();
+  const writesByOperation = Object.fromEntries(
+    Object.entries(writesAtEnd)
+      .map(([operation, count]) => [operation, count - (writesAtFirstNotice[operation] ?? 0)] as const)
+      .filter(([, count]) => count > 0)
+      .sort((a, b) => b[1] - a[1]),
+  );
+  const workflowUpdates = writesByOperation.UpdateWorkflowExecution ?? 0;
   const kubernetesRequests = Object.fromEntries(
     Object.entries(requestsAtEnd)
       .map(([key, count]) => [key, count - (requestsAtFirstNotice[key] ?? 0)] as const)
@@ -214,6 +247,9 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   syncing = false;
   await kubelet;
   await e2e.stopWorker();
+  const workerMemoryLimit = cgroup ? { limitMiB: cgroup.limitMiB, cgroupPeakMiB: maybeRound(cgroup.peakMiB()), oomKills: cgroup.oomKills() } : undefined;
+  cgroup?.remove();
+  workerCgroup = undefined;
   // The workflows left waiting for AWS to reclaim their instance are not part of the next run.
   await Promise.all(
     warned.map((id) =>
@@ -295,8 +331,10 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
       unavailable: replacements.filter((r) => r === 'capacity-unavailable').length,
       distinctInstances: new Set(finalStatuses.map((s) => s?.replacementInstanceId).filter(Boolean)).size,
     },
-    workerPeakMemoryMiB: peakMemory === undefined ? undefined : Math.round(peakMemory),
+    workerPeakMemoryMiB: maybeRound(peakMemory),
+    ...(workerMemoryLimit ? { workerMemoryLimit } : {}),
     cpuSecondsByPeer,
+    temporalWrites: { workflowUpdates, workflowUpdatesPerWarnedNode: round(workflowUpdates / nodes, 1) ?? 0, byOperation: writesByOperation },
     kubernetesRequests,
     settled: nodes - unsettled,
     wallSeconds: round((end - firstNotice) / 1000) ?? 0,
@@ -359,7 +397,10 @@ function table(results: StrategyResult[]): string {
     ...stageRows,
     ['replacements spot / on-demand / none', (r) => `${r.replacements.spot} / ${r.replacements.onDemand} / ${r.replacements.unavailable}`],
     ['distinct replacement instances', (r) => String(r.replacements.distinctInstances)],
+    ['Temporal workflow updates (per warned node)', (r) => `${r.temporalWrites.workflowUpdates} (${r.temporalWrites.workflowUpdatesPerWarnedNode})`],
     ['worker peak memory (MiB)', (r) => String(r.workerPeakMemoryMiB ?? 'n/a')],
+    ['worker memory limit: cgroup peak / limit (MiB), OOM kills', (r) =>
+      r.workerMemoryLimit ? `${r.workerMemoryLimit.cgroupPeakMiB ?? 'n/a'} / ${r.workerMemoryLimit.limitMiB}, ${r.workerMemoryLimit.oomKills ?? 'n/a'}` : 'none'],
     ['wall seconds, first notice to settled', (r) => String(r.wallSeconds)],
     ...busiestRows(results, (r) => r.cpuSecondsByPeer, 'CPU s'),
     ...busiestRows(results, (r) => r.kubernetesRequests, 'Kubernetes requests', 10),
@@ -379,6 +420,16 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const e2e = await new EndToEnd({ nodeLeaseSeconds: options.nodeLeaseSeconds }).start();
+  // Ctrl-C or a kill: stop the worker and the peers instead of leaving them running.
+  const interrupted = (signal: NodeJS.Signals): void => {
+    console.error(`bench: ${signal}: stopping the worker and the peers`);
+    void e2e.stop().finally(() => {
+      workerCgroup?.remove();
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const results: StrategyResult[] = [];
   try {
     for (const strategy of ['spot-guard', 'naive'] as const) {
@@ -394,6 +445,7 @@ async function main(): Promise<void> {
       ? {
           callsPerWarnedNodeNaiveOverSpotGuard: round(naive.autoScalingCalls.perWarnedNode / Math.max(0.01, ours.autoScalingCalls.perWarnedNode), 1),
           peakPerSecondNaiveOverSpotGuard: round(naive.autoScalingCalls.peakPerSecond / Math.max(1, ours.autoScalingCalls.peakPerSecond), 1),
+          temporalUpdatesPerWarnedNodeNaiveOverSpotGuard: round(naive.temporalWrites.workflowUpdatesPerWarnedNode / Math.max(0.1, ours.temporalWrites.workflowUpdatesPerWarnedNode), 1),
         }
       : undefined;
   const report = { date: new Date().toISOString(), options, results, ratios };
@@ -401,7 +453,7 @@ async function main(): Promise<void> {
   const file = join(resultsDir, `mass-interruption-n${options.nodes}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\n${table(results)}\n`);
-  if (ratios) console.log(`naive / Spot Guard: ${ratios.callsPerWarnedNodeNaiveOverSpotGuard}x calls per warned node, ${ratios.peakPerSecondNaiveOverSpotGuard}x peak calls per second`);
+  if (ratios) console.log(`naive / Spot Guard: ${ratios.callsPerWarnedNodeNaiveOverSpotGuard}x calls per warned node, ${ratios.peakPerSecondNaiveOverSpotGuard}x peak calls per second, ${ratios.temporalUpdatesPerWarnedNodeNaiveOverSpotGuard}x Temporal workflow updates per warned node`);
   console.log(`written to ${file}`);
 }
 

@@ -43,6 +43,10 @@ describe('mass-interruption benchmark (smoke run on the real peers)', function (
       assert.match(output.join(''), /\| CPU s: worker \|/);
       // Each warned node was tainted and cordoned: patches of nodes the API server counted.
       assert.ok((ours.kubernetesRequests['PATCH nodes'] ?? 0) >= 4, `Kubernetes requests are counted: ${JSON.stringify(ours.kubernetesRequests)}`);
+      // The dev server's writes are counted from its own metrics: at least a start, a signal and a task per workflow.
+      assert.ok(ours.temporalWrites.workflowUpdatesPerWarnedNode >= 3, `Temporal writes are counted: ${JSON.stringify(ours.temporalWrites)}`);
+      assert.ok(naive.temporalWrites.workflowUpdates > 0);
+      assert.match(output.join(''), /\| Temporal workflow updates \(per warned node\) \|/);
       // All 4 got their taint lag broken down from their histories.
       assert.equal(ours.taintLagStages.measured, 4, JSON.stringify(ours.taintLagStages));
     } finally {

@@ -23,6 +23,8 @@ export interface DevServerSettings {
   port: number;
   uiPort: number;
   dbFile: string;
+  /** Port of the server's own Prometheus metrics; undefined: one the CLI picks. */
+  metricsPort?: number;
 }
 
 export interface WorkerConfig {

@@ -29,6 +29,7 @@ export async function startDevServer(settings: DevServerSettings, namespace: str
     '--db-filename', settings.dbFile,
     '--namespace', namespace,
     '--log-level', 'error',
+    ...(settings.metricsPort ? ['--metrics-port', String(settings.metricsPort)] : []),
     ...allSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
   ];
   log(`starting the embedded Temporal dev server on ${address} (UI http://127.0.0.1:${settings.uiPort}, data in ${settings.dbFile})`);

@@ -52,9 +52,9 @@ export class EndToEnd {
   }
 
   async start(): Promise<this> {
-    const [port, uiPort] = [await freePort(), await freePort()];
+    const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     // A database file: the dev server can be restarted mid-flow and keep every workflow.
-    this.temporalSettings = { temporalCli: temporalCliPath(), port, uiPort, dbFile: join(this.dir, 'temporal.sqlite') };
+    this.temporalSettings = { temporalCli: temporalCliPath(), port, uiPort, metricsPort, dbFile: join(this.dir, 'temporal.sqlite') };
     const [temporal] = await Promise.all([
       startDevServer(this.temporalSettings, 'default', () => undefined),
       this.aws.start(),
@@ -66,6 +66,20 @@ export class EndToEnd {
     this.autoScaling = this.aws.client();
     this.core = this.k8s.coreApi();
     return this;
+  }
+
+  /**
+   * The dev server's writes to its store so far, by persistence operation, from its own metrics: each workflow
+   * update (a signal, a task started or completed, a heartbeat) is one UpdateWorkflowExecution.
+   */
+  async temporalWrites(): Promise<Record<string, number>> {
+    const text = await (await fetch(`http://127.0.0.1:${this.temporalSettings?.metricsPort}/metrics`)).text();
+    const writes: Record<string, number> = {};
+    for (const match of text.matchAll(/^persistence_requests\{[^}]*operation="(\w+)"[^}]*\} (\d+(?:\.\d+)?)$/gm)) {
+      const [, operation, count] = match;
+      if (operation && /^(Create|Update|Delete|Upsert|Record)/.test(operation)) writes[operation] = (writes[operation] ?? 0) + Number(count);
+    }
+    return writes;
   }
 
   /** Stops the Temporal dev server and starts it again on the same port and database. */
@@ -163,10 +177,16 @@ export class EndToEnd {
     });
   }
 
-  /** Starts the real worker, configured as a user would: environment variables only. */
-  async startWorker(extraEnv: Record<string, string> = {}): Promise<void> {
+  /**
+   * Starts the real worker, configured as a user would: environment variables only. In `memoryCgroup` (a directory)
+   * it starts already in that cgroup, as in a pod with a memory limit, so Node sizes its heaps from the limit.
+   */
+  async startWorker(extraEnv: Record<string, string> = {}, memoryCgroup?: string): Promise<void> {
     this.workerOutput = [];
-    const worker = spawn(process.execPath, [workerMain], {
+    const [command, args] = memoryCgroup
+      ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec "$2" "$3"', 'join-cgroup', memoryCgroup, process.execPath, workerMain]]
+      : [process.execPath, [workerMain]];
+    const worker = spawn(command, args, {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
