@@ -11,7 +11,7 @@ import { watchNodes } from '../activities/node-watch.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
-import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
+import { memoryLimitNote, prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 import { watchdogPatchApplied, workflowCallTimeout } from './workflow-calls.js';
@@ -46,6 +46,7 @@ async function main(): Promise<number> {
       ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
     },
   });
+  say(memoryLimitNote());
   const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
   if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
 
