@@ -2,7 +2,21 @@
 // kwok) over HTTPS, with the real @kubernetes/client-node.
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { CoreV1Api, KubeConfig, PatchStrategy, type PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  CoreV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  loadAllYaml,
+  PatchStrategy,
+  PolicyV1Api,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { kubernetesStatus } from '../activities/errors.js';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createScaleDownSafetyActivities } from '../activities/scale-down-safety.js';
 import type { DrainReport } from '../workflows/definitions.js';
@@ -12,6 +26,7 @@ import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js'
 import { activityEnvironment } from './helpers/temporal.js';
 import { until as waitUntil } from './helpers/wait.js';
 
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' as const };
 
 describe('Kubernetes activities against a real API server (contract)', function () {
@@ -250,5 +265,54 @@ describe('Kubernetes activities against a real API server (contract)', function 
     const verdict = await run(safety.assessScaleDownSafety, { nodeName: a.name, bufferPercent: 10 });
     assert.match(verdict.reason, /^not enough room|can move/);
     assert.doesNotMatch(verdict.reason, /PodDisruptionBudget/);
+  });
+
+  it('as the service account of deploy/rbac.yaml, the worker\'s Kubernetes steps all work and anything beyond is refused', async function () {
+    const objects = loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8')) as KubernetesObject[];
+    const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
+    for (const object of objects) await admin.create(object);
+    const { status } = await core.createNamespacedServiceAccountToken({ name: 'spot-guard-worker', namespace: 'spot-guard', body: { spec: { audiences: [] } } });
+    const cluster = stack.kubeConfig().getCurrentCluster();
+    assert.ok(status?.token && cluster);
+    const asWorker = new KubeConfig();
+    asWorker.loadFromOptions({
+      clusters: [cluster],
+      users: [{ name: 'spot-guard-worker', token: status.token }],
+      contexts: [{ name: 'worker', cluster: cluster.name, user: 'spot-guard-worker' }],
+      currentContext: 'worker',
+    });
+    const workerCore = asWorker.makeApiClient(CoreV1Api);
+    const steps = createKubernetesActivities(workerCore, { evictionRetrySeconds: 0.5 });
+    const workerSafety = createScaleDownSafetyActivities(workerCore, asWorker.makeApiClient(PolicyV1Api), { pollSeconds: 0.5 });
+
+    const warned = await node();
+    const other = await node();
+    const app = `rbac-${counter}`;
+    await pod(warned.name, `${app}-0`, { owner: 'ReplicaSet' });
+    assert.deepEqual(await run(steps.verifyNode, { nodeName: warned.name, instanceId: warned.instanceId }), { providerID: `aws:///us-east-1a/${warned.instanceId}` });
+    assert.equal((await run(steps.findNodeForInstance, { instanceId: other.instanceId })).ready, true);
+    const verdict = await run(workerSafety.assessScaleDownSafety, { nodeName: warned.name, bufferPercent: 10 });
+    assert.deepEqual(verdict.pods, [`default/${app}-0`], `pods, nodes and budgets listed: ${verdict.reason}`);
+    assert.deepEqual(await run(steps.taintNode, { nodeName: warned.name, taint: TAINT }), { alreadyTainted: false });
+    assert.deepEqual(await run(steps.cordonNode, { nodeName: warned.name }), { alreadyCordoned: false });
+    const report: DrainReport = await run(steps.evictPods, { nodeName: warned.name, deadline: new Date(Date.now() + 30_000).toISOString() });
+    assert.deepEqual(report.evicted, [`default/${app}-0`]);
+    assert.deepEqual(await run(steps.releaseNode, { nodeName: warned.name, taintKey: TAINT.key }), {});
+    const watch = watchNodes(asWorker, workerCore);
+    try {
+      await until('the node watch in sync as the worker', async () => watch.current()?.has(warned.instanceId) === true, 10_000);
+    } finally {
+      await watch.stop();
+    }
+
+    const refused = async (what: string, call: () => Promise<unknown>): Promise<void> => {
+      const status = await call().then(() => 'allowed', (error: unknown) => kubernetesStatus(error));
+      assert.equal(status, 403, `${what} must be refused`);
+    };
+    await refused('deleting a node', () => workerCore.deleteNode({ name: other.name }));
+    await refused('deleting a pod directly', () => workerCore.deleteNamespacedPod({ namespace: 'default', name: `${app}-0` }));
+    await refused('creating a pod', () => workerCore.createNamespacedPod({ namespace: 'default', body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }));
+    await refused('reading secrets', () => workerCore.listNamespacedSecret({ namespace: 'default' }));
+    await refused('changing a pod', () => workerCore.patchNamespacedPod({ namespace: 'default', name: `${app}-0`, body: { metadata: { labels: { a: 'b' } } } }));
   });
 });

@@ -1,0 +1,48 @@
+// The deployment files stay in step with the code: the IAM policy allows exactly the Auto Scaling actions the
+// activities send, and writes only to the two groups. (deploy/rbac.yaml is checked against a real API server in
+// the Kubernetes contract tests.)
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Statement {
+  Effect: string;
+  Action: string[];
+  Resource: string | string[];
+}
+
+/** The Auto Scaling API actions the activities send: every `new XCommand(` in activities/. */
+function actionsSent(): Set<string> {
+  const dir = join(repoRoot, 'activities');
+  const actions = new Set<string>();
+  for (const file of readdirSync(dir).filter((name) => name.endsWith('.ts'))) {
+    for (const match of readFileSync(join(dir, file), 'utf8').matchAll(/new (\w+)Command\(/g)) actions.add(`autoscaling:${match[1]}`);
+  }
+  return actions;
+}
+
+describe('deployment files', function () {
+  const policy = JSON.parse(readFileSync(join(repoRoot, 'deploy', 'iam-policy.json'), 'utf8')) as { Statement: Statement[] };
+
+  it('the IAM policy allows exactly the Auto Scaling actions the activities send', function () {
+    const allowed = new Set(policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => s.Action));
+    const sent = actionsSent();
+    assert.ok(sent.has('autoscaling:SetDesiredCapacity') && sent.size >= 4, `the activities were read: ${[...sent].join(', ')}`);
+    assert.deepEqual([...allowed].sort(), [...sent].sort());
+  });
+
+  it('changes only the spot and on-demand groups; reads (which take no resource-level permission) on "*"', function () {
+    for (const statement of policy.Statement) {
+      const writes = statement.Action.filter((action) => !action.startsWith('autoscaling:Describe'));
+      if (writes.length === 0) continue;
+      assert.equal(writes.length, statement.Action.length, `reads and writes in separate statements: ${statement.Action.join(', ')}`);
+      assert.deepEqual(statement.Resource, [
+        'arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:*:autoScalingGroupName/SPOT_ASG_NAME',
+        'arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:*:autoScalingGroupName/ON_DEMAND_ASG_NAME',
+      ]);
+    }
+  });
+});
