@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,23 @@ describe('worker process', function () {
     assert.notEqual(code, 0);
     assert.match(output(), /configuration error: SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration/);
     assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+  });
+
+  it('a metrics port already in use: exits with status 2 naming SPOT_GUARD_METRICS_ADDRESS, before starting anything', async function () {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const child = spawn(process.execPath, [workerMain], {
+        env: { ...process.env, TEMPORAL_ADDRESS: '', SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', AWS_REGION: 'us-east-1', SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${port}` },
+      });
+      const { output, exit } = collect(child);
+      assert.equal(await exit, 2, output());
+      assert.match(output(), new RegExp(`cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="127\\.0\\.0\\.1:${port}" \\(.*in use.*\\): choose a free port on this host, or off`));
+      assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+    } finally {
+      taken.close();
+    }
   });
 
   it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {

@@ -39,13 +39,20 @@ async function main(): Promise<number> {
   }
 
   // The SDK's native core logs through the same logger and level as the rest of the worker.
-  Runtime.install({
-    logger: new DefaultLogger(config.logLevel),
-    telemetryOptions: {
-      logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} },
-      ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
-    },
-  });
+  try {
+    Runtime.install({
+      logger: new DefaultLogger(config.logLevel),
+      telemetryOptions: {
+        logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} },
+        ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
+      },
+    });
+  } catch (error) {
+    if (!config.metricsAddress) throw error;
+    // The SDK binds the metrics port while it starts: a port taken or an address not on this host fails here.
+    console.error(`[spot-guard] cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="${config.metricsAddress}" (${(error as Error).message}): choose a free port on this host, or off`);
+    return 2;
+  }
   say(memoryLimitNote());
   const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
   if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
