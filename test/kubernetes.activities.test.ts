@@ -92,16 +92,30 @@ describe('Kubernetes activities', function () {
     for (const list of lists) assert.match(list.path, /[?&]resourceVersion=0(&|$)/, list.path);
   });
 
-  it('a PodDisruptionBudget refusal (429) is retried until the budget allows it', async function () {
+  it('a PodDisruptionBudget refusal (429) is retried until the budget allows it, with progress heartbeats once the drain runs long', async function () {
+    const patient = createKubernetesActivities(k8s.coreApi(), { evictionRetrySeconds: 0.1, firstHeartbeatAfterSeconds: 0.25 });
     k8s.addPod({ name: 'db-0', nodeName: 'node-a', ownerKind: 'StatefulSet' });
-    k8s.pdbBlocks.set('default/db-0', 3);
+    k8s.pdbBlocks.set('default/db-0', 5);
+    const heartbeats: { at: number; details: unknown }[] = [];
+    const env = activityEnvironment();
+    env.on('heartbeat', (details: unknown) => heartbeats.push({ at: Date.now(), details }));
+    const started = Date.now();
+    const report: DrainReport = await env.run(patient.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 10_000).toISOString() });
+    assert.equal(report.complete, true);
+    assert.equal(k8s.requestsMatching('POST', '/pods/db-0/eviction').length, 6, '5 refusals, then accepted');
+    assert.ok(heartbeats.length > 0, 'a drain blocked past the first 0.25 s records its progress');
+    assert.ok((heartbeats[0]?.at ?? 0) - started >= 250, `no heartbeat in the first 0.25 s: ${(heartbeats[0]?.at ?? 0) - started} ms`);
+    assert.deepEqual(heartbeats[0]?.details, { evicted: [], remaining: ['default/db-0'], blocked: ['default/db-0'] });
+  });
+
+  it('a drain done within its first 10 s records no heartbeat: no Temporal write for progress nobody needs', async function () {
+    k8s.addPod({ name: 'web-0', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
     const heartbeats: unknown[] = [];
     const env = activityEnvironment();
     env.on('heartbeat', (details: unknown) => heartbeats.push(details));
     const report: DrainReport = await env.run(activities.evictPods, { nodeName: 'node-a', deadline: new Date(Date.now() + 10_000).toISOString() });
-    assert.equal(report.complete, true);
-    assert.equal(k8s.requestsMatching('POST', '/pods/db-0/eviction').length, 4, '3 refusals, then accepted');
-    assert.deepEqual(heartbeats[0], { evicted: [], remaining: ['default/db-0'], blocked: ['default/db-0'] });
+    assert.deepEqual(report.evicted, ['default/web-0']);
+    assert.deepEqual(heartbeats, []);
   });
 
   it('stops at the deadline and reports what is left when a budget never allows eviction', async function () {

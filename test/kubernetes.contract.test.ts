@@ -43,7 +43,7 @@ describe('Kubernetes activities against a real API server (contract)', function 
     stack = await new KubernetesStack().start();
     core = stack.coreApi();
     policy = stack.policyApi();
-    activities = createKubernetesActivities(core, { evictionRetrySeconds: 0.5 });
+    activities = createKubernetesActivities(core, { evictionRetrySeconds: 0.5, firstHeartbeatAfterSeconds: 0 });
     safety = createScaleDownSafetyActivities(core, policy, { pollSeconds: 0.5 });
   });
   after(async () => stack?.stop());
