@@ -55,6 +55,18 @@ describe('worker configuration', function () {
     }
   });
 
+  it('keeps a workflow task on its worker\'s sticky queue 30 s by default (the SDK\'s 10 s cascades in a wave), 1 s to 5 min', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.stickyQueueTimeoutSeconds, 30);
+    const minute = loadConfig({ ...base, SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '1m' });
+    assert.ok(minute.ok);
+    assert.equal(minute.config.stickyQueueTimeoutSeconds, 60);
+    assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '0' }), [
+      'SPOT_GUARD_STICKY_QUEUE_TIMEOUT="0" is out of range: expected between 1 and 300 seconds',
+    ]);
+  });
+
   it('serves no metrics by default, or Prometheus metrics on an IP address and port', function () {
     const defaults = loadConfig(base);
     assert.ok(defaults.ok);

@@ -39,6 +39,8 @@ export interface WorkerConfig {
   workflowDeadlockTimeoutSeconds?: number;
   /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
   metricsAddress?: string;
+  /** How long a workflow task waits on this worker's sticky queue before any worker may take it (and replay). */
+  stickyQueueTimeoutSeconds: number;
 }
 
 /**
@@ -79,6 +81,7 @@ export const DEFAULTS = {
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
   SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
+  SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
@@ -292,6 +295,7 @@ export function loadConfig(env: Env): ConfigResult {
       errors.push(`SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${deadlockText}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`);
     }
   }
+  const stickyQueueTimeoutSeconds = seconds('SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
   const metricsText = read('SPOT_GUARD_METRICS_ADDRESS');
   let metricsAddress: string | undefined;
   if (metricsText.toLowerCase() !== 'off') {
@@ -319,6 +323,7 @@ export function loadConfig(env: Env): ConfigResult {
       dryRun,
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
+      stickyQueueTimeoutSeconds,
       ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
       ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     },

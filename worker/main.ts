@@ -116,6 +116,7 @@ async function main(): Promise<number> {
       ...workflowCode,
       activities,
       isolateExecutionTimeout: workflowCallTimeout(config.workflowDeadlockTimeoutSeconds),
+      stickyQueueScheduleToStartTimeout: `${config.stickyQueueTimeoutSeconds} seconds`,
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
       shutdownGraceTime: '30 seconds',
     };
