@@ -116,6 +116,7 @@ async function main(): Promise<number> {
       ...workflowCode,
       activities,
       isolateExecutionTimeout: workflowCallTimeout(config.workflowDeadlockTimeoutSeconds),
+      // In a wave tasks queue longer than the SDK's 10 s; moving them off this worker's queue only adds replays.
       stickyQueueScheduleToStartTimeout: `${config.stickyQueueTimeoutSeconds} seconds`,
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
       shutdownGraceTime: '30 seconds',
