@@ -18,7 +18,7 @@ import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from 
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { createMemoryCgroup } from '../test/helpers/memory-cgroup.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
-import { type KeysOf, round, type Spread, spread } from './stats.js';
+import { countsSince, type KeysOf, round, type Spread, spread } from './stats.js';
 import { type StageLags, stagesOf, summarize } from './taint-lag.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
@@ -215,19 +215,9 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
   const requestsAtEnd = await e2e.k8s.requestCounts();
   const writesAtEnd = await e2e.temporalWrites();
-  const writesByOperation = Object.fromEntries(
-    Object.entries(writesAtEnd)
-      .map(([operation, count]) => [operation, count - (writesAtFirstNotice[operation] ?? 0)] as const)
-      .filter(([, count]) => count > 0)
-      .sort((a, b) => b[1] - a[1]),
-  );
+  const writesByOperation = countsSince(writesAtFirstNotice, writesAtEnd);
   const workflowUpdates = writesByOperation.UpdateWorkflowExecution ?? 0;
-  const kubernetesRequests = Object.fromEntries(
-    Object.entries(requestsAtEnd)
-      .map(([key, count]) => [key, count - (requestsAtFirstNotice[key] ?? 0)] as const)
-      .filter(([, count]) => count > 0)
-      .sort((a, b) => b[1] - a[1]),
-  );
+  const kubernetesRequests = countsSince(requestsAtFirstNotice, requestsAtEnd);
   const after = await e2e.aws.counts();
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {

@@ -1,4 +1,4 @@
-// The few statistics the benchmark reports: rounded values, percentiles, and p50 / max spreads.
+// The few statistics the benchmark reports: rounded values, percentiles, p50 / max spreads and counter deltas.
 
 export interface Spread {
   p50: number | null;
@@ -18,3 +18,12 @@ export const percentile = (values: number[], p: number): number | null => {
 
 /** Median and maximum, to 0.1. */
 export const spread = (values: number[]): Spread => ({ p50: round(percentile(values, 50)), max: round(percentile(values, 100)) });
+
+/** What each counter gained between two readings, the counters that moved only, the most first. */
+export const countsSince = (before: Record<string, number>, after: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(after)
+      .map(([key, count]) => [key, count - (before[key] ?? 0)] as const)
+      .filter(([, count]) => count > 0)
+      .sort((a, b) => b[1] - a[1]),
+  );

@@ -20,6 +20,7 @@ import { AwsLauncher } from './aws-launcher.js';
 import { freePort } from './wait.js';
 import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
 import { temporalCliPath } from './peers.js';
+import { samplesOf } from './prometheus.js';
 
 const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
@@ -75,9 +76,9 @@ export class EndToEnd {
   async temporalWrites(): Promise<Record<string, number>> {
     const text = await (await fetch(`http://127.0.0.1:${this.temporalSettings?.metricsPort}/metrics`)).text();
     const writes: Record<string, number> = {};
-    for (const match of text.matchAll(/^persistence_requests\{[^}]*operation="(\w+)"[^}]*\} (\d+(?:\.\d+)?)$/gm)) {
-      const [, operation, count] = match;
-      if (operation && /^(Create|Update|Delete|Upsert|Record)/.test(operation)) writes[operation] = (writes[operation] ?? 0) + Number(count);
+    for (const { labels, value } of samplesOf(text, 'persistence_requests')) {
+      const { operation } = labels;
+      if (operation && /^(Create|Update|Delete|Upsert|Record)/.test(operation)) writes[operation] = (writes[operation] ?? 0) + value;
     }
     return writes;
   }

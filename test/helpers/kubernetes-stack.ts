@@ -11,6 +11,7 @@ import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { reuseConnections } from '../../worker/kubernetes-connections.js';
 import { freePort } from './wait.js';
 import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
+import { samplesOf } from './prometheus.js';
 
 /** kwok's nodes report status as kubelets with leases do (see the file). */
 const kwokNodeStages = fileURLToPath(new URL('../../../test/peers/kwok-node-stages.yaml', import.meta.url));
@@ -234,11 +235,9 @@ export class KubernetesStack {
     const { status, body } = await this.get('/metrics', 10_000);
     if (status !== 200) throw new Error(`kube-apiserver /metrics answered ${status}`);
     const counts: Record<string, number> = {};
-    for (const line of body.split('\n')) {
-      if (!line.startsWith('apiserver_request_total{')) continue;
-      const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    for (const { labels, value } of samplesOf(body, 'apiserver_request_total')) {
       const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
-      counts[key] = (counts[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+      counts[key] = (counts[key] ?? 0) + value;
     }
     return counts;
   }
