@@ -2,7 +2,7 @@
 // starting the embedded Temporal dev server from the peers cache, polling its task queue, and stopping on SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,9 @@ describe('worker process', function () {
           return true;
         }
       }, 15_000);
+      // Bytes 18 and 19 of an SQLite header are its write and read format versions: 2 means write-ahead logging.
+      const header = readFileSync(join(dataDir, 'temporal.sqlite')).subarray(0, 20);
+      assert.deepEqual([header[18], header[19]], [2, 2], 'the dev server keeps its SQLite database in write-ahead-log mode');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
