@@ -72,7 +72,9 @@ export interface GroupProgress {
   desiredCapacity: number;
   /** Every InService instance; the capacity workflow decides which are new and whose. */
   inService: string[];
-  /** Capacity problems of scaling activities that started at or after `since`. */
+  /** Every instance still launching (Pending and its lifecycle-hook states); absent in polls recorded before it was. */
+  launching?: string[];
+  /** Capacity problems of scaling activities that started at or after `since` (none read for an instances-only look). */
   capacityProblems: CapacityProblem[];
 }
 
@@ -136,18 +138,21 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
 
   return {
     /**
-     * Exactly one DescribeAutoScalingGroups and one DescribeScalingActivities, whatever the number of waiters: the
-     * capacity workflow calls this once per poll interval for all of them.
+     * Exactly one DescribeAutoScalingGroups and one DescribeScalingActivities (none with `instancesOnly`), whatever
+     * the number of waiters: the capacity workflow calls this once per poll for all of them.
      */
-    async describeGroupProgress(input: { asgName: string; since: string }): Promise<GroupProgress> {
+    async describeGroupProgress(input: { asgName: string; since: string; instancesOnly?: boolean }): Promise<GroupProgress> {
       if (Number.isNaN(Date.parse(input.since))) {
         throw nonRetryable(FailureType.invalidInput, `since "${input.since}" is not an ISO 8601 time`);
       }
       const group = await readGroup(input.asgName);
+      const idsIn = (states: (state: string) => boolean): string[] =>
+        (group.Instances ?? []).filter((i) => i.InstanceId && states(i.LifecycleState ?? '')).map((i) => i.InstanceId as string);
       return {
         desiredCapacity: group.DesiredCapacity ?? 0,
-        inService: (group.Instances ?? []).filter((i) => i.LifecycleState === 'InService' && i.InstanceId).map((i) => i.InstanceId as string),
-        capacityProblems: await capacityProblemsSince(input.asgName, input.since),
+        inService: idsIn((state) => state === 'InService'),
+        launching: idsIn((state) => state.startsWith('Pending')),
+        capacityProblems: input.instancesOnly ? [] : await capacityProblemsSince(input.asgName, input.since),
       };
     },
 

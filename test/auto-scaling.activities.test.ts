@@ -52,7 +52,7 @@ describe('Auto Scaling activities', function () {
 
   beforeEach(() => aws.reset());
 
-  it('describeGroupProgress makes exactly one call of each kind and lists InService instances and capacity problems', async function () {
+  it('describeGroupProgress makes exactly one call of each kind (the group alone when asked) and lists InService and launching instances and capacity problems', async function () {
     const since = new Date('2026-11-21T10:00:00Z');
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }, { id: I2, state: 'Pending' }], 2));
     aws.on(DescribeScalingActivitiesCommand).resolves({
@@ -63,10 +63,16 @@ describe('Auto Scaling activities', function () {
     } as never);
     const progress = await run(activities.describeGroupProgress, { asgName: GROUP, since: since.toISOString() });
     assert.deepEqual(progress.inService, [I1]);
+    assert.deepEqual(progress.launching, [I2]);
     assert.equal(progress.desiredCapacity, 2);
     assert.deepEqual(progress.capacityProblems.map((p) => p.activityId), ['new']);
     assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, 1);
     assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 1);
+
+    const look = await run(activities.describeGroupProgress, { asgName: GROUP, since: since.toISOString(), instancesOnly: true });
+    assert.deepEqual([look.inService, look.launching, look.capacityProblems], [[I1], [I2], []]);
+    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, 2);
+    assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 1, 'an instances-only look reads no scaling activities');
   });
 
   it('a throttled call fails retryably with a jittered delay that grows with the attempt, never as a refusal', async function () {

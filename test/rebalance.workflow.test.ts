@@ -162,7 +162,23 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(result.instanceFate, 'terminated');
   });
 
-  it('spot timeout: polls every 10 s for 120 s, then falls back to on-demand', async function () {
+  it('a spot launch lost while launching: the next poll reads the scaling activities again and falls back to on-demand', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'lost-while-launching', looks: 3, message: INSUFFICIENT_CAPACITY });
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.replacement, 'on-demand');
+    assert.match(status.spot.failure ?? '', /capacity problem: Failed: We currently do not have sufficient m5.large capacity/);
+    const activityReads = h.aws.callsOf('DescribeScalingActivities').filter((c) => c.AutoScalingGroupName === h.spot);
+    assert.equal(activityReads.length, 2, 'read at the first poll, skipped while the instance was launching, read again once it was gone');
+    const polls = await groupPolls(h.spot);
+    assert.ok(polls >= 3 && polls <= 5, `${polls} spot polls: the first, instances-only looks until the launch was lost, then one that found why`);
+    assert.equal(status.spot.polls, polls);
+    assertTaintedAndDrained();
+  });
+
+  it('spot timeout: polls for 120 s (the instance launching: its state alone, every 5 s), then falls back to on-demand', async function () {
     h.aws.setLaunch(h.spot, { kind: 'never' });
     const [result, status] = await h.run(async () => {
       await start();
@@ -170,8 +186,12 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
     assert.equal(result.replacement, 'on-demand');
     assert.equal(status.spot.failure, 'no new instance InService within 120 s');
-    assert.equal(await groupPolls(h.spot), 13, '13 spot polls (t = 0, 10, ..., 120 s)');
-    assert.equal(status.spot.polls, 13);
+    // The first poll reads the scaling activities too; from then on the new instance is launching (Pending), so the
+    // group's instances alone are read, twice per 10 s interval: 26 calls either way.
+    assert.equal(await groupPolls(h.spot), 25, '25 spot polls (t = 0, 5, ..., 120 s)');
+    assert.equal(status.spot.polls, 25);
+    const activityReads = h.aws.callsOf('DescribeScalingActivities').filter((c) => c.AutoScalingGroupName === h.spot);
+    assert.equal(activityReads.length, 1, 'the scaling activities read once, at the first poll');
     assert.equal(await groupPolls(h.onDemand), 1, '1 on-demand poll');
     assertTaintedAndDrained();
     // Spot was raised to 4 and keeps its pending launch; the drained instance went with decrement: back to 3.

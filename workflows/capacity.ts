@@ -123,6 +123,8 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   const waits: GroupWaits = input.carried?.waits ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
   const drains: DrainQueue = input.carried?.drains ?? { draining: [], queued: [] };
   let nextPollAt: number | undefined = waits.waiters.length > 0 ? Date.now() : undefined;
+  /** New instances still launching at the latest poll, when there were enough of them for every waiter. */
+  let launchingForWaiters: number | undefined;
   // Temporal caps the Updates of one run (2000 by default): continue as new well before.
   let updatesThisRun = 0;
   /** The group's desired capacity at the latest poll (fresher than the last describe in a wave). */
@@ -144,6 +146,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       oldestSince: waits.waiters[0]?.since,
       polls: waits.polls,
       assigned: waits.assigned.length,
+      launching: launchingForWaiters ?? 0,
     },
     drainBudget: drains.budget ? { limit: drainLimit(), budget: describeDrainBudget(drains.budget) } : undefined,
     draining: drains.draining,
@@ -411,9 +414,13 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
   async function pollForWaiters(): Promise<void> {
     waits.polls++;
     const since = waits.waiters.map((w) => w.since).sort()[0] as string;
+    // A launch already under way for every waiter means no capacity failure of theirs is left to read in the scaling
+    // activities (an instance lost while launching shows as one fewer, and the next poll reads them again): the
+    // instances alone tell when one is InService, at one call a look instead of two.
+    const instancesOnly = launchingForWaiters !== undefined && launchingForWaiters >= waits.waiters.length;
     let progress;
     try {
-      progress = await describeGroupProgress({ asgName, since });
+      progress = await describeGroupProgress(instancesOnly ? { asgName, since, instancesOnly } : { asgName, since });
       waitsDesired = progress.desiredCapacity;
     } catch (error) {
       log.warn('could not look at the group this time', { asgName, error: rootMessage(error) });
@@ -449,12 +456,18 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       }
     }
     waits.waiters = waits.waiters.filter((w) => !answered.has(w.requestId));
+    const launching = progress?.launching?.filter((id) => !waits.baseline.includes(id)).length ?? 0;
+    launchingForWaiters = undefined;
+    if (waits.waiters.length > 0 && launching >= waits.waiters.length && patched('instances-only-looks-while-launching')) {
+      launchingForWaiters = launching;
+    }
     if (waits.waiters.length === 0) {
       waits.baseline = [];
       waits.assigned = [];
       nextPollAt = undefined;
     } else {
-      const interval = Math.min(...waits.waiters.map((w) => w.pollIntervalSeconds)) * 1000;
+      // Instances-only looks come twice as often, for as many Auto Scaling calls: a new instance is noticed sooner.
+      const interval = (Math.min(...waits.waiters.map((w) => w.pollIntervalSeconds)) * 1000) / (launchingForWaiters === undefined ? 1 : 2);
       const firstDeadline = Math.min(...waits.waiters.map((w) => Date.parse(w.deadline)));
       nextPollAt = Math.min(now + interval, Math.max(firstDeadline, now + 1000));
     }

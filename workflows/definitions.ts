@@ -408,8 +408,12 @@ export interface CapacityStatus {
   lastMaxSize?: number;
   appliedChanges: number;
   recent: CapacityRecord[];
-  /** Waiting for new instances: how many, and the group polls made for them. */
-  waiting: { count: number; oldestSince?: string; polls: number; assigned: number };
+  /**
+   * Waiting for new instances: how many, the group polls made for them, the new instances given to them, and the
+   * new instances launching for them at the latest poll when there were enough for all (then the polls read the
+   * instances alone, twice per interval).
+   */
+  waiting: { count: number; oldestSince?: string; polls: number; assigned: number; launching: number };
   /** The disruption budget: nodes draining now and those queued in order. */
   drainBudget?: { limit: number; budget: string };
   draining: DrainHolder[];

@@ -15,7 +15,9 @@ import { mockClient } from 'aws-sdk-client-mock';
 export type LaunchBehaviour =
   | { kind: 'in-service-after-looks'; looks: number }
   | { kind: 'never' }
-  | { kind: 'capacity-error'; message: string };
+  | { kind: 'capacity-error'; message: string }
+  /** Launches, stays Pending for `looks` describes, then fails (a Failed scaling activity) and so do later launches. */
+  | { kind: 'lost-while-launching'; looks: number; message: string };
 
 export const INSUFFICIENT_CAPACITY =
   'We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity. Launching EC2 instance failed.';
@@ -167,8 +169,12 @@ export class FakeAutoScaling {
   private describeGroups(names: string[]) {
     const groups = names.map((n) => this.groups.get(n)).filter((g): g is FakeGroup => g !== undefined);
     for (const group of groups) {
-      for (const instance of group.instances) {
+      for (const instance of [...group.instances]) {
         if (instance.lifecycleState === 'Pending' && instance.looksUntilInService > 0 && --instance.looksUntilInService === 0) {
+          if (group.launch.kind === 'lost-while-launching') {
+            this.loseLaunch(group, instance, group.launch.message);
+            continue;
+          }
           instance.lifecycleState = 'InService';
           this.onInService(instance.instanceId);
         }
@@ -226,21 +232,33 @@ export class FakeAutoScaling {
     }
   }
 
+  private failedLaunch(group: FakeGroup, message: string, instanceId?: string): void {
+    group.activities.push({
+      ActivityId: `act-${group.activities.length}`,
+      AutoScalingGroupName: group.name,
+      Cause: 'An instance was started in response to a difference between desired and actual capacity',
+      Description: `Launching a new EC2 instance${instanceId ? `: ${instanceId}` : ''}.  Status Reason: ${message}`,
+      StartTime: new Date(),
+      StatusCode: 'Failed',
+      StatusMessage: message,
+      Progress: 100,
+    });
+  }
+
+  /** A launch that fails after it began: the instance leaves the group, and the group cannot launch another. */
+  private loseLaunch(group: FakeGroup, instance: FakeInstance, message: string): void {
+    group.instances.splice(group.instances.indexOf(instance), 1);
+    this.failedLaunch(group, message, instance.instanceId);
+    group.launch = { kind: 'capacity-error', message };
+    this.reconcile(group);
+  }
+
   private reconcile(group: FakeGroup): void {
     const launches = group.desired - group.instances.length;
     for (let i = 0; i < launches; i++) {
       const launch = group.launch;
       if (launch.kind === 'capacity-error') {
-        group.activities.push({
-          ActivityId: `act-${group.activities.length}`,
-          AutoScalingGroupName: group.name,
-          Cause: 'An instance was started in response to a difference between desired and actual capacity',
-          Description: 'Launching a new EC2 instance.  Status Reason: ' + launch.message,
-          StartTime: new Date(),
-          StatusCode: 'Failed',
-          StatusMessage: launch.message,
-          Progress: 100,
-        });
+        this.failedLaunch(group, launch.message);
         continue;
       }
       group.instances.push({
