@@ -9,6 +9,7 @@ import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from 
 import { awsError } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
+import { activityNames } from './helpers/workflows.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 
 describe('capacity workflow (one per Auto Scaling group)', function () {
@@ -251,6 +252,35 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
       releaseFirst();
     });
     assert.deepEqual(delivered, [['capacityAnswer'], ['replacementAnswer']]);
+  });
+
+  it('a poll that falls due during a run of retirements goes before the rest of them', async function () {
+    const drained = h.aws.addGroup(h.spot, { desired: 6, max: 20, launch: { kind: 'never' } });
+    // Each termination takes 3 s of the server's clock, so the waiter's next poll falls due in the middle of them.
+    h.activityOverrides.terminateInstanceInGroup = async () => {
+      await env.sleep('3 seconds');
+      return { alreadyTerminating: false };
+    };
+    await h.run(async () => {
+      await requests.requestCapacityIncrease({
+        asgName: h.spot,
+        requestId: 'node-a/spot',
+        waiter: { workflowId: 'node-a', waitSeconds: 600, pollIntervalSeconds: 10 },
+      });
+      const deadline = Date.now() + 20_000;
+      while (((await handle().query(capacityStatusQuery)).waiting.polls ?? 0) < 1 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await Promise.all(
+        drained.map((instanceId, n) => requests.requestInstanceRetirement({ asgName: h.spot, requestId: `retire-${n}`, instanceId, terminate: true })),
+      );
+      await recordHistory(handle(), 'capacity-poll-among-retirements');
+    });
+    const names = await activityNames(handle());
+    const terminations = names.flatMap((name, i) => (name === 'terminateInstanceInGroup' ? [i] : []));
+    assert.equal(terminations.length, 6);
+    const pollsAmongThem = names.slice(terminations[0], terminations.at(-1)).filter((name) => name === 'describeGroupProgress').length;
+    assert.ok(pollsAmongThem >= 2, `polls between the first and the last of 18 s of terminations: ${names.join(' ')}`);
   });
 
   it('sendAnswers sends only answer signals, and counts a workflow that has ended as gone, not as a failure', async function () {

@@ -655,6 +655,15 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     if (reanswer.length > 0) await answerSignalled(reanswer.splice(0, reanswer.length));
     if (drainRequests.length > 0) await answerDrainRequests();
     if (drains.draining.length > 0 || drains.queued.length > 0) await moveDrainQueue();
+    const pollDue = nextPollAt !== undefined && nextPollAt <= Date.now();
+    const head = queue[0];
+    const increasesReady = head?.kind === 'increase' && batchReadyAt(head) <= Date.now();
+    // A due poll goes before retirements: in a wave they come one after another, each a look at the group and a
+    // termination, and every node still waiting for its new instance would wait behind all of them.
+    if (pollDue && !increasesReady && queue.some((p) => p.kind === 'retire') && patched('polls-before-retirements')) {
+      await pollForWaiters();
+      continue;
+    }
     const batch = takeBatch(queue, Date.now());
     if (batch.length > 0) {
       for (const pending of batch) applying.add(pending.request.requestId);
