@@ -67,6 +67,20 @@ describe('worker configuration', function () {
     ]);
   });
 
+  it('runs 100 rebalance workflow tasks at once by default (the SDK\'s 40 queued a wave\'s answers), 2 to 1000', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.workflowTaskSlots, 100);
+    const few = loadConfig({ ...base, SPOT_GUARD_WORKFLOW_TASK_SLOTS: '40' });
+    assert.ok(few.ok);
+    assert.equal(few.config.workflowTaskSlots, 40);
+    for (const bad of ['1', '1001', '50.5', 'many']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_WORKFLOW_TASK_SLOTS: bad }), [
+        `SPOT_GUARD_WORKFLOW_TASK_SLOTS="${bad}" is not a number of workflow tasks at once: expected a whole number from 2 to 1000`,
+      ]);
+    }
+  });
+
   it('serves no metrics by default, or Prometheus metrics on an IP address and port', function () {
     const defaults = loadConfig(base);
     assert.ok(defaults.ok);

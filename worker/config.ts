@@ -35,6 +35,8 @@ export interface WorkerConfig {
   dryRun: boolean;
   logLevel: LogLevel;
   maxCachedWorkflows: number;
+  /** Rebalance workflow tasks the worker runs at once (their local activities wait on the Kubernetes API). */
+  workflowTaskSlots: number;
   /** How long one call into workflow code may run before its task fails as deadlocked; undefined: no limit. */
   workflowDeadlockTimeoutSeconds?: number;
   /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
@@ -79,6 +81,7 @@ export const DEFAULTS = {
   SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '120',
   SPOT_GUARD_DRY_RUN: 'false',
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
+  SPOT_GUARD_WORKFLOW_TASK_SLOTS: '100',
   SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
@@ -287,6 +290,11 @@ export function loadConfig(env: Env): ConfigResult {
   if (!/^\d+$/.test(cachedText) || maxCachedWorkflows < 10 || maxCachedWorkflows > 10_000) {
     errors.push(`SPOT_GUARD_MAX_CACHED_WORKFLOWS="${cachedText}" is not a cache size: expected a whole number from 10 to 10000`);
   }
+  const slotsText = read('SPOT_GUARD_WORKFLOW_TASK_SLOTS');
+  const workflowTaskSlots = Number(slotsText);
+  if (!/^\d+$/.test(slotsText) || workflowTaskSlots < 2 || workflowTaskSlots > 1000) {
+    errors.push(`SPOT_GUARD_WORKFLOW_TASK_SLOTS="${slotsText}" is not a number of workflow tasks at once: expected a whole number from 2 to 1000`);
+  }
   const deadlockText = read('SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT');
   let workflowDeadlockTimeoutSeconds: number | undefined;
   if (deadlockText.toLowerCase() !== 'off') {
@@ -323,6 +331,7 @@ export function loadConfig(env: Env): ConfigResult {
       dryRun,
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
+      workflowTaskSlots,
       stickyQueueTimeoutSeconds,
       ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
       ...(metricsAddress !== undefined ? { metricsAddress } : {}),
