@@ -256,7 +256,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
 
   it('a poll that falls due during a run of retirements goes before the rest of them', async function () {
     const drained = h.aws.addGroup(h.spot, { desired: 6, max: 20, launch: { kind: 'never' } });
-    // Each termination takes 3 s of the server's clock, so the waiter's next poll falls due in the middle of them.
+    // Each termination takes 3 s, so the waiter's next polls fall due in the middle of them.
     h.activityOverrides.terminateInstanceInGroup = async () => {
       await env.sleep('3 seconds');
       return { alreadyTerminating: false };

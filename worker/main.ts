@@ -128,7 +128,7 @@ async function main(): Promise<number> {
         // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
         maxCachedWorkflows: config.maxCachedWorkflows,
         // A task holds its slot while its local activities (taint, cordon) wait on the Kubernetes API: in a wave the
-        // SDK's 40 kept answers queued while the worker's CPU had room.
+        // SDK's 40 slots were all held by tasks waiting on I/O while new answers queued behind them.
         maxConcurrentWorkflowTaskExecutions: config.workflowTaskSlots,
       }),
       // The per-group workflows (a few, long histories) on slots and a cache of their own.
