@@ -17,9 +17,8 @@ import { Client, Connection } from '@temporalio/client';
 import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
 import { AwsLauncher } from './aws-launcher.js';
-import { freePort } from './wait.js';
+import { startDevServerOnFreePorts } from './dev-server.js';
 import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
-import { temporalCliPath } from './peers.js';
 import { samplesOf } from './prometheus.js';
 
 const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
@@ -53,14 +52,13 @@ export class EndToEnd {
   }
 
   async start(): Promise<this> {
-    const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     // A database file: the dev server can be restarted mid-flow and keep every workflow.
-    this.temporalSettings = { temporalCli: temporalCliPath(), port, uiPort, metricsPort, dbFile: join(this.dir, 'temporal.sqlite') };
-    const [temporal] = await Promise.all([
-      startDevServer(this.temporalSettings, 'default', () => undefined),
+    const [{ server: temporal, settings }] = await Promise.all([
+      startDevServerOnFreePorts(join(this.dir, 'temporal.sqlite')),
       this.aws.start(),
       this.k8s.start(),
     ]);
+    this.temporalSettings = settings;
     this.temporal = temporal;
     this.connection = await Connection.connect({ address: temporal.address });
     this.client = new Client({ connection: this.connection });
