@@ -9,6 +9,7 @@ import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from 
 import { awsError } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
+import { until } from './helpers/wait.js';
 import { activityNames } from './helpers/workflows.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 
@@ -267,10 +268,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
         requestId: 'node-a/spot',
         waiter: { workflowId: 'node-a', waitSeconds: 600, pollIntervalSeconds: 10 },
       });
-      const deadline = Date.now() + 20_000;
-      while (((await handle().query(capacityStatusQuery)).waiting.polls ?? 0) < 1 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await until('the first poll', async () => (await handle().query(capacityStatusQuery)).waiting.polls >= 1, 20_000);
       await Promise.all(
         drained.map((instanceId, n) => requests.requestInstanceRetirement({ asgName: h.spot, requestId: `retire-${n}`, instanceId, terminate: true })),
       );

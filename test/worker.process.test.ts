@@ -11,6 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { allSearchAttributeKeys, monitorWorkflowId } from '../workflows/definitions.js';
 import { temporalCliPath } from './helpers/peers.js';
+import { samplesOf } from './helpers/prometheus.js';
 import { freePort, until } from './helpers/wait.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -102,10 +103,10 @@ describe('worker process', function () {
       assert.ok(resident && Number(resident[1]) > 10 * 2 ** 20, `the worker's resident memory in ${metrics.slice(0, 2000)}`);
       assert.match(metrics, /^spot_guard_worker_heap_used_bytes \d+$/m);
       assert.match(metrics, /^temporal_num_pollers\{.*poller_type="sticky_workflow_task".*\} \d+$/m, "the SDK's own metrics: its sticky pollers");
-      const workflowSlots = metrics
-        .split('\n')
-        .find((line) => line.startsWith('temporal_worker_task_slots_available{') && line.includes('task_queue="spot-guard"') && line.includes('worker_type="WorkflowWorker"'));
-      assert.match(workflowSlots ?? '', / 100$/, 'SPOT_GUARD_WORKFLOW_TASK_SLOTS (100) rebalance workflow tasks at once');
+      const workflowSlots = samplesOf(metrics, 'temporal_worker_task_slots_available').find(
+        ({ labels }) => labels.task_queue === 'spot-guard' && labels.worker_type === 'WorkflowWorker',
+      );
+      assert.equal(workflowSlots?.value, 100, 'SPOT_GUARD_WORKFLOW_TASK_SLOTS (100) rebalance workflow tasks at once');
 
       child.kill('SIGTERM');
       assert.equal(await exit, 0, output());

@@ -41,5 +41,5 @@ export function memoryLimitNote(): string {
   const limit = process.constrainedMemory();
   const heapMiB = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
   if (limit > 0 && limit < totalmem()) return `memory limit ${Math.round(limit / 2 ** 20)} MiB: V8 heap limit ${heapMiB} MiB per thread`;
-  return `no memory limit: each V8 heap may grow to ${heapMiB} MiB before it must be collected; give the worker one (a pod's resources.limits.memory, 512Mi for waves of 500 nodes)`;
+  return `no memory limit: each V8 heap may grow to ${heapMiB} MiB before it must be collected; give the worker one (a pod's resources.limits.memory, 640Mi for waves of 500 nodes)`;
 }

@@ -429,9 +429,12 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
     const at = new Date(now).toISOString();
     const answers: [ReplacementWaiter, ReplacementAnswer][] = [];
     const polls = (w: ReplacementWaiter): number => waits.polls - (w.pollsBefore ?? 0);
+    /** New instances still launching: none of them is anyone's yet. */
+    let launching = 0;
     if (progress) {
       const taken = new Set([...waits.baseline, ...waits.assigned]);
       const fresh = progress.inService.filter((id) => !taken.has(id));
+      launching = (progress.launching ?? []).filter((id) => !taken.has(id)).length;
       for (const waiter of waits.waiters) {
         const instanceId = fresh.shift();
         if (!instanceId) break;
@@ -456,7 +459,6 @@ export async function capacityWorkflow(input: CapacityWorkflowInput & { historyB
       }
     }
     waits.waiters = waits.waiters.filter((w) => !answered.has(w.requestId));
-    const launching = progress?.launching?.filter((id) => !waits.baseline.includes(id)).length ?? 0;
     launchingForWaiters = undefined;
     if (waits.waiters.length > 0 && launching >= waits.waiters.length && patched('instances-only-looks-while-launching')) {
       launchingForWaiters = launching;
