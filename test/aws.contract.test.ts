@@ -102,6 +102,19 @@ describe('Auto Scaling activities against moto (contract)', function () {
     assert.deepEqual(later.newInService, early.newPending);
   });
 
+  it('launches still pending count toward desired capacity: raising it again launches only the difference', async function () {
+    await launcher.delay('spot', 60);
+    await run(activities.setDesiredCapacity, { asgName: 'spot', desiredCapacity: 4 });
+    await run(activities.setDesiredCapacity, { asgName: 'spot', desiredCapacity: 6 });
+    const described = await run(activities.describeGroup, { asgName: 'spot' });
+    assert.equal(described.desiredCapacity, 6);
+    assert.deepEqual(
+      described.instances.map((i) => i.lifecycleState).sort(),
+      ['InService', 'InService', 'InService', 'Pending', 'Pending', 'Pending'],
+      'as in AWS: 3 in service and 3 launching, not the first launch made twice',
+    );
+  });
+
   it('an unknown group is a non-retryable failure naming it', async function () {
     await assert.rejects(run(activities.describeGroup, { asgName: 'no-such-group' }), (error: unknown) => {
       assert.ok(error instanceof ApplicationFailure && error.nonRetryable);

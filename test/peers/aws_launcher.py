@@ -4,7 +4,8 @@ moto launches instances at once, never runs out of capacity and records no scali
 moto's Auto Scaling model so tests (and the benchmark) can drive it like AWS:
 
 - capacity errors: launches for a group fail with a real `Failed` scaling activity and AWS's own message text;
-- launch delays: new instances stay `Pending` for N seconds before they are `InService`;
+- launch delays: new instances stay `Pending` for N seconds before they are `InService`, and count toward desired
+  capacity meanwhile, as in AWS;
 - scaling activities: every launch and termination is recorded and served by DescribeScalingActivities;
 - request counting: Auto Scaling requests are counted by action.
 
@@ -183,6 +184,13 @@ def group_view(group_name: str) -> dict[str, Any]:
     return {"desired": 0, "instances": []}
 
 
+def active_instances(self: Any) -> list[Any]:
+    """The instances that count toward desired capacity. AWS counts launches still Pending as well as InService ones;
+    moto counts only InService, so raising desired again while launches were Pending launched them all a second time
+    (at 500 nodes, about 2,000 instances more than desired)."""
+    return [state for state in self.instance_states if state.lifecycle_state in ("Pending", "InService")]
+
+
 def describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
     group = self._get_param("AutoScalingGroupName")
     max_records = int(self._get_param("MaxRecords") or 100)
@@ -193,6 +201,7 @@ def describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
 
 autoscaling_models.FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
 autoscaling_models.AutoScalingBackend.terminate_instance = terminate_instance
+autoscaling_models.FakeAutoScalingGroup.active_instances = active_instances
 AutoScalingResponse.describe_scaling_activities = describe_scaling_activities
 
 
