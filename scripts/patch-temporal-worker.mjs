@@ -1,12 +1,17 @@
 #!/usr/bin/env node
-// Patches the installed @temporalio/worker so that a workflow-call timeout at Node's maximum means "no timeout".
+// Patches the installed @temporalio/worker in two places, each measured in a wave of 500 rebalance workflows on a
+// 2-core machine, each switched by the worker's configuration (see README.md, "Workflow deadlock detection" and
+// "Workflow stack traces"):
 //
-// Why: the SDK calls into workflow code through vm.runInContext with a `timeout` (its deadlock detection, 5 s by
-// default), and Node starts and joins a watchdog thread for every such call (nodejs/node#47739). A rebalance workflow
-// makes 3-5 calls per activation; in a wave of 500 that was about 44 of the workflow thread's 75 busy CPU-seconds on
-// a 2-core machine, and the workflow tasks queued behind it. The worker passes Node's maximum (2^32 - 1 ms, which the
-// SDK itself uses in debug mode) only when SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT is "off"; any other timeout works as
-// before. See "Workflow deadlock detection" in README.md.
+// 1. A workflow-call timeout at Node's maximum means "no timeout". The SDK calls into workflow code through
+//    vm.runInContext with a `timeout` (its deadlock detection, 5 s by default), and Node starts and joins a watchdog
+//    thread for every such call (nodejs/node#47739): about 44 of the workflow thread's 75 busy CPU-seconds. The worker
+//    passes Node's maximum (2^32 - 1 ms, which the SDK itself uses in debug mode) only when
+//    SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT is "off"; any other timeout works as before.
+// 2. No promise hook when SPOT_GUARD_WORKFLOW_STACK_TRACES is "off" in the workflow thread's environment. For the
+//    Temporal UI's Stack Trace tab the SDK creates an Error for every promise workflow code makes and maps its stack
+//    through the bundle's source map: the largest single cost left on the workflow thread. Unset, or any other value,
+//    keeps the SDK's behaviour.
 //
 // Run by npm after `npm ci` (postinstall) and by scripts/setup.sh. Idempotent. `--check` changes nothing and exits 1
 // when the installed SDK is not patched.
@@ -15,21 +20,42 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const SDK_VERSION = '1.24.0';
-const FILES = ['lib/workflow/reusable-vm.js', 'lib/workflow/vm.js'];
-const ORIGINAL = 'timeout: isolateExecutionTimeoutMs,';
-// The marker the worker looks for at start (worker/workflow-calls.ts) to warn when the patch is missing.
+// The markers the worker looks for at start (worker/sdk-patches.ts) to warn when a patch is missing.
 export const MARKER = '/* spot-guard: no watchdog thread without a limit */';
-const PATCHED = `timeout: isolateExecutionTimeoutMs >= 4294967295 ? undefined : isolateExecutionTimeoutMs, ${MARKER}`;
+export const STACK_TRACE_MARKER = '/* spot-guard: promise stack traces unless switched off */';
+/** Set by the worker before it creates its workflow threads, which copy its environment. */
+export const STACK_TRACES_VARIABLE = 'SPOT_GUARD_WORKFLOW_STACK_TRACES';
 
-/** The patched text of one SDK file, or an error naming what was expected. */
+const PATCHES = [
+  {
+    files: ['lib/workflow/reusable-vm.js', 'lib/workflow/vm.js'],
+    original: 'timeout: isolateExecutionTimeoutMs,',
+    patched: `timeout: isolateExecutionTimeoutMs >= 4294967295 ? undefined : isolateExecutionTimeoutMs, ${MARKER}`,
+  },
+  {
+    files: ['lib/workflow/vm-shared.js'],
+    original: 'this.setPromiseHook();',
+    patched: `if (process.env.${STACK_TRACES_VARIABLE} !== 'off') this.setPromiseHook(); ${STACK_TRACE_MARKER}`,
+  },
+];
+const FILES = [...new Set(PATCHES.flatMap((patch) => patch.files))];
+
+/** The patched text of one SDK file (named by its path in the package), or an error naming what was expected. */
 export function patchText(text, file) {
-  const original = text.split(ORIGINAL).length - 1;
-  const patched = text.split(PATCHED).length - 1;
-  if (original === 0 && patched > 0) return { text, changed: false };
-  if (original === 0) {
-    throw new Error(`${file}: found no "${ORIGINAL}" to patch: the SDK changed; update scripts/patch-temporal-worker.mjs`);
+  if (!FILES.includes(file)) throw new Error(`${file}: not a file this script patches (${FILES.join(', ')})`);
+  let result = text;
+  let changed = false;
+  for (const { original, patched } of PATCHES.filter((p) => p.files.includes(file))) {
+    // A patched text may contain the original (the promise hook call does): count only the calls left unpatched.
+    const unpatched = result.split(patched).join('').split(original).length - 1;
+    if (unpatched === 0 && result.includes(patched)) continue;
+    if (unpatched === 0) {
+      throw new Error(`${file}: found no "${original}" to patch: the SDK changed; update scripts/patch-temporal-worker.mjs`);
+    }
+    result = result.split(patched).join(original).split(original).join(patched);
+    changed = true;
   }
-  return { text: text.split(ORIGINAL).join(PATCHED), changed: true };
+  return { text: result, changed };
 }
 
 function main(argv) {

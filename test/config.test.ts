@@ -55,6 +55,18 @@ describe('worker configuration', function () {
     }
   });
 
+  it('runs workflow code without stack traces by default; on brings them back; anything else is refused', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.workflowStackTraces, false);
+    const on = loadConfig({ ...base, SPOT_GUARD_WORKFLOW_STACK_TRACES: 'on' });
+    assert.ok(on.ok);
+    assert.equal(on.config.workflowStackTraces, true);
+    assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_WORKFLOW_STACK_TRACES: 'sometimes' }), [
+      'SPOT_GUARD_WORKFLOW_STACK_TRACES="sometimes" is not a boolean: expected true or false',
+    ]);
+  });
+
   it('keeps a workflow task on its worker\'s sticky queue 30 s by default (the SDK\'s 10 s cascades in a wave), 1 s to 5 min', function () {
     const defaults = loadConfig(base);
     assert.ok(defaults.ok);

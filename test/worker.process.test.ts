@@ -93,6 +93,12 @@ describe('worker process', function () {
         const monitor = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).describe();
         assert.equal(monitor.status.name, 'RUNNING', 'the worker starts the revert-to-spot monitor of its pair');
         assert.equal(monitor.taskQueue, 'spot-guard-groups', 'the per-group workflows run on their own task queue');
+        // SPOT_GUARD_WORKFLOW_STACK_TRACES is off by default: the patched SDK's workflow threads keep no stack per promise.
+        const stackTrace = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).query('__stack_trace').then(
+          (answer) => `answered ${String(answer)}`,
+          (error: unknown) => String((error as Error).cause ?? error),
+        );
+        assert.match(stackTrace, /Workflow stack traces are not enabled on this worker/);
       } finally {
         await connection.close();
       }

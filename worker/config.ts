@@ -39,6 +39,8 @@ export interface WorkerConfig {
   workflowTaskSlots: number;
   /** How long one call into workflow code may run before its task fails as deadlocked; undefined: no limit. */
   workflowDeadlockTimeoutSeconds?: number;
+  /** Whether workflow threads keep a stack trace per promise (the Temporal UI's Stack Trace tab). */
+  workflowStackTraces: boolean;
   /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
   metricsAddress?: string;
   /** How long a workflow task waits on this worker's sticky queue before any worker may take it (and replay). */
@@ -83,6 +85,7 @@ export const DEFAULTS = {
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
   SPOT_GUARD_WORKFLOW_TASK_SLOTS: '100',
   SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
+  SPOT_GUARD_WORKFLOW_STACK_TRACES: 'off',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
   LOG_LEVEL: 'INFO',
@@ -303,6 +306,7 @@ export function loadConfig(env: Env): ConfigResult {
       errors.push(`SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${deadlockText}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`);
     }
   }
+  const workflowStackTraces = bool('SPOT_GUARD_WORKFLOW_STACK_TRACES');
   const stickyQueueTimeoutSeconds = seconds('SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
   const metricsText = read('SPOT_GUARD_METRICS_ADDRESS');
   let metricsAddress: string | undefined;
@@ -332,6 +336,7 @@ export function loadConfig(env: Env): ConfigResult {
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
       workflowTaskSlots,
+      workflowStackTraces,
       stickyQueueTimeoutSeconds,
       ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
       ...(metricsAddress !== undefined ? { metricsAddress } : {}),

@@ -14,7 +14,7 @@ import { reuseConnections } from './kubernetes-connections.js';
 import { memoryLimitNote, prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
-import { watchdogPatchApplied, workflowCallTimeout } from './workflow-calls.js';
+import { setWorkflowStackTraces, stackTracePatchApplied, watchdogPatchApplied, workflowCallTimeout } from './sdk-patches.js';
 
 /** Capacity and monitor workflows: two per spot/on-demand pair. */
 const GROUP_WORKFLOWS_CACHED = 20;
@@ -109,6 +109,10 @@ async function main(): Promise<number> {
     if (config.workflowDeadlockTimeoutSeconds === undefined && !watchdogPatchApplied()) {
       say('warning: @temporalio/worker is not patched (npm ran without install scripts?): every call into workflow code starts a thread; run node scripts/patch-temporal-worker.mjs');
     }
+    if (!config.workflowStackTraces && !stackTracePatchApplied()) {
+      say('warning: @temporalio/worker is not patched (npm ran without install scripts?): workflow stack traces stay on, an Error per promise; run node scripts/patch-temporal-worker.mjs');
+    }
+    setWorkflowStackTraces(config.workflowStackTraces);
     const workerConnection = await NativeConnection.connect(options);
     const common = {
       connection: workerConnection,
