@@ -124,15 +124,21 @@ describe('Auto Scaling activities against moto (contract)', function () {
   });
 
   it('the worker\'s own client finds moto through AWS_ENDPOINT_URL_AUTO_SCALING, and the launcher counts requests', async function () {
-    const saved = { ...process.env };
-    Object.assign(process.env, { AWS_ENDPOINT_URL_AUTO_SCALING: launcher.url, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' });
+    const settings = { AWS_ENDPOINT_URL_AUTO_SCALING: launcher.url, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+    const saved = Object.keys(settings).map((name) => [name, process.env[name]] as const);
+    Object.assign(process.env, settings);
     try {
       const before = (await launcher.counts()).byAction.DescribeAutoScalingGroups ?? 0;
       const viaEnvironment = createAutoScalingActivities(new AutoScalingClient({}));
       assert.equal((await run(viaEnvironment.describeGroup, { asgName: 'on-demand' })).desiredCapacity, 3);
       assert.equal((await launcher.counts()).byAction.DescribeAutoScalingGroups, before + 1);
     } finally {
-      process.env = saved;
+      // Put the values back into the real environment: replacing process.env with a copy would leave later tests
+      // setting variables that worker threads, which copy the real environment, never see.
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
     }
   });
 });
