@@ -10,6 +10,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { createAutoScalingActivities } from '../activities/auto-scaling.js';
 import { AwsLauncher } from './helpers/aws-launcher.js';
+import { rememberEnvironment } from './helpers/environment.js';
 import { activityEnvironment } from './helpers/temporal.js';
 
 describe('Auto Scaling activities against moto (contract)', function () {
@@ -125,7 +126,7 @@ describe('Auto Scaling activities against moto (contract)', function () {
 
   it('the worker\'s own client finds moto through AWS_ENDPOINT_URL_AUTO_SCALING, and the launcher counts requests', async function () {
     const settings = { AWS_ENDPOINT_URL_AUTO_SCALING: launcher.url, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
-    const saved = Object.keys(settings).map((name) => [name, process.env[name]] as const);
+    const restore = rememberEnvironment(Object.keys(settings));
     Object.assign(process.env, settings);
     try {
       const before = (await launcher.counts()).byAction.DescribeAutoScalingGroups ?? 0;
@@ -133,12 +134,7 @@ describe('Auto Scaling activities against moto (contract)', function () {
       assert.equal((await run(viaEnvironment.describeGroup, { asgName: 'on-demand' })).desiredCapacity, 3);
       assert.equal((await launcher.counts()).byAction.DescribeAutoScalingGroups, before + 1);
     } finally {
-      // Put the values back into the real environment: replacing process.env with a copy would leave later tests
-      // setting variables that worker threads, which copy the real environment, never see.
-      for (const [name, value] of saved) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
+      restore();
     }
   });
 });

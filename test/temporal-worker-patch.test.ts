@@ -16,6 +16,7 @@ import {
   workflowCallTimeout,
 } from '../worker/sdk-patches.js';
 import { capacityWorkflow } from '../workflows/capacity.js';
+import { rememberEnvironment } from './helpers/environment.js';
 import { createTimeSkippingEnv, workflowBundle } from './helpers/temporal.js';
 
 interface PatchScript {
@@ -112,15 +113,14 @@ describe('workflow stack traces (the Temporal UI\'s Stack Trace tab), as the wor
 
   /** What a running workflow answers to the SDK's __stack_trace query on a worker created with the setting. */
   async function stackTraceAnswer(enabled: boolean): Promise<string> {
-    const saved = process.env[STACK_TRACES_VARIABLE];
+    const restore = rememberEnvironment([STACK_TRACES_VARIABLE]);
     const taskQueue = `stack-traces-${randomUUID()}`;
     let worker: Worker;
     try {
       setWorkflowStackTraces(enabled);
       worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: await workflowBundle() });
     } finally {
-      if (saved === undefined) delete process.env[STACK_TRACES_VARIABLE];
-      else process.env[STACK_TRACES_VARIABLE] = saved;
+      restore();
     }
     return worker.runUntil(async () => {
       // A capacity workflow with nothing to do waits for requests without activities.

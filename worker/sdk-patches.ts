@@ -25,8 +25,8 @@ export function workflowCallTimeout(deadlockTimeoutSeconds: number | undefined):
  * Tells the workflow threads created from now on whether to keep stack traces. They copy this thread's environment
  * when the SDK creates them (in Worker.create), so this must run before.
  */
-export function setWorkflowStackTraces(enabled: boolean, env: NodeJS.ProcessEnv = process.env): void {
-  env[STACK_TRACES_VARIABLE] = enabled ? 'on' : 'off';
+export function setWorkflowStackTraces(enabled: boolean): void {
+  process.env[STACK_TRACES_VARIABLE] = enabled ? 'on' : 'off';
 }
 
 function sdkFilesInclude(files: string[], marker: string): boolean {
