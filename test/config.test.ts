@@ -67,6 +67,22 @@ describe('worker configuration', function () {
     ]);
   });
 
+  it('collects the V8 heaps at 20% growth without a memory limit by default (auto); off and 10 to 400 percent accepted', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.heapGrowth, 'auto');
+    for (const [text, expected] of [['off', 'off'], ['OFF', 'off'], ['10', 10], ['50', 50], ['400', 400]] as const) {
+      const loaded = loadConfig({ ...base, SPOT_GUARD_HEAP_GROWTH_PERCENT: text });
+      assert.ok(loaded.ok, text);
+      assert.equal(loaded.config.heapGrowth, expected, text);
+    }
+    for (const bad of ['9', '401', '20%', '1.5', 'lazy']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_HEAP_GROWTH_PERCENT: bad }), [
+        `SPOT_GUARD_HEAP_GROWTH_PERCENT="${bad}" is not a heap growth: expected auto, off, or a whole number of percent from 10 to 400`,
+      ]);
+    }
+  });
+
   it('keeps a workflow task on its worker\'s sticky queue 30 s by default (the SDK\'s 10 s cascades in a wave), 1 s to 5 min', function () {
     const defaults = loadConfig(base);
     assert.ok(defaults.ok);

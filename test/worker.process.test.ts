@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
+import { WORKER_LAUNCH_ENV, WORKER_NODE_FLAGS } from '../worker/memory.js';
 import { allSearchAttributeKeys, monitorWorkflowId } from '../workflows/definitions.js';
 import { temporalCliPath } from './helpers/peers.js';
 import { samplesOf } from './helpers/prometheus.js';
@@ -44,7 +45,7 @@ describe('worker process', function () {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const { port } = taken.address() as AddressInfo;
     try {
-      const child = spawn(process.execPath, [workerMain], {
+      const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
         env: { ...process.env, TEMPORAL_ADDRESS: '', SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', AWS_REGION: 'us-east-1', SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${port}` },
       });
       const { output, exit } = collect(child);
@@ -59,13 +60,15 @@ describe('worker process', function () {
   it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {
     const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
-    const child = spawn(process.execPath, [workerMain], {
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
       env: {
         ...process.env,
+        ...WORKER_LAUNCH_ENV,
         TEMPORAL_ADDRESS: '',
         SPOT_ASG_NAME: 'spot',
         ON_DEMAND_ASG_NAME: 'od',
         AWS_REGION: 'us-east-1',
+        SPOT_GUARD_HEAP_GROWTH_PERCENT: '30',
         SPOT_GUARD_TEMPORAL_CLI: temporalCliPath(),
         SPOT_GUARD_DEV_SERVER_PORT: String(port),
         SPOT_GUARD_DEV_UI_PORT: String(uiPort),
@@ -76,6 +79,9 @@ describe('worker process', function () {
     const { output, exit } = collect(child);
     try {
       await until('the worker to poll', () => output().includes('worker polling task queues "spot-guard" and "spot-guard-groups"'), 90_000);
+      // Started as npm start starts it: nothing missing, and the growth it was given.
+      assert.match(output(), /\[spot-guard\] (no memory limit|memory limit \d+ MiB): V8 heap limit \d+ MiB per thread[^\n]*; heaps collected when they grow 30% past their live data/);
+      assert.doesNotMatch(output(), /started without/);
       const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
       try {
         for (const name of ['spot-guard', 'spot-guard-groups']) {

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ASG_NAME_PATTERN, type DrainBudget, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
+import type { HeapGrowthSetting } from './memory.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
@@ -41,6 +42,8 @@ export interface WorkerConfig {
   workflowDeadlockTimeoutSeconds?: number;
   /** Whether workflow threads keep a stack trace per promise (the Temporal UI's Stack Trace tab). */
   workflowStackTraces: boolean;
+  /** How far past its live data a V8 heap grows before it is collected (see worker/memory.ts). */
+  heapGrowth: HeapGrowthSetting;
   /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
   metricsAddress?: string;
   /** How long a workflow task waits on this worker's sticky queue before any worker may take it (and replay). */
@@ -86,6 +89,7 @@ export const DEFAULTS = {
   SPOT_GUARD_WORKFLOW_TASK_SLOTS: '100',
   SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
   SPOT_GUARD_WORKFLOW_STACK_TRACES: 'off',
+  SPOT_GUARD_HEAP_GROWTH_PERCENT: 'auto',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
   LOG_LEVEL: 'INFO',
@@ -307,6 +311,13 @@ export function loadConfig(env: Env): ConfigResult {
     }
   }
   const workflowStackTraces = bool('SPOT_GUARD_WORKFLOW_STACK_TRACES');
+  const growthText = read('SPOT_GUARD_HEAP_GROWTH_PERCENT');
+  let heapGrowth: HeapGrowthSetting = 'auto';
+  if (growthText.toLowerCase() === 'off') heapGrowth = 'off';
+  else if (/^\d+$/.test(growthText) && Number(growthText) >= 10 && Number(growthText) <= 400) heapGrowth = Number(growthText);
+  else if (growthText.toLowerCase() !== 'auto') {
+    errors.push(`SPOT_GUARD_HEAP_GROWTH_PERCENT="${growthText}" is not a heap growth: expected auto, off, or a whole number of percent from 10 to 400`);
+  }
   const stickyQueueTimeoutSeconds = seconds('SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
   const metricsText = read('SPOT_GUARD_METRICS_ADDRESS');
   let metricsAddress: string | undefined;
@@ -337,6 +348,7 @@ export function loadConfig(env: Env): ConfigResult {
       maxCachedWorkflows,
       workflowTaskSlots,
       workflowStackTraces,
+      heapGrowth,
       stickyQueueTimeoutSeconds,
       ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
       ...(metricsAddress !== undefined ? { metricsAddress } : {}),

@@ -11,7 +11,8 @@ import { watchNodes } from '../activities/node-watch.js';
 import { loadConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
-import { memoryLimitNote, prometheusTelemetry, reportProcessMemory } from './metrics.js';
+import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitBytes, memoryNote } from './memory.js';
+import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 import { setWorkflowStackTraces, stackTracePatchApplied, watchdogPatchApplied, workflowCallTimeout } from './sdk-patches.js';
@@ -29,6 +30,10 @@ async function main(): Promise<number> {
     return 2;
   }
   const { config } = loaded;
+  // Before the SDK creates its workflow threads, which take the process's V8 flags as they start.
+  const memoryLimit = memoryLimitBytes();
+  const growthPercent = heapGrowthPercent(config.heapGrowth, memoryLimit);
+  if (growthPercent !== undefined) applyHeapGrowth(growthPercent);
 
   const autoScaling = new AutoScalingClient({});
   try {
@@ -53,7 +58,7 @@ async function main(): Promise<number> {
     console.error(`[spot-guard] cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="${config.metricsAddress}" (${(error as Error).message}): choose a free port on this host, or off`);
     return 2;
   }
-  say(memoryLimitNote());
+  say(memoryNote(memoryLimit, growthPercent, launchSettingsMissing()));
   const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
   if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
 

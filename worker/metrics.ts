@@ -1,7 +1,6 @@
 // The worker's Prometheus endpoint: the SDK's own metrics (workflow and activity task latencies, pollers, slots,
 // sticky cache) served by its native core, plus the worker process's memory, which the SDK does not report and which
 // is what a pod's memory limit is set against.
-import { totalmem } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import type { MetricMeter } from '@temporalio/common';
 import type { RuntimeOptions } from '@temporalio/worker';
@@ -31,15 +30,4 @@ export function reportProcessMemory(meter: MetricMeter): () => void {
   const timer = setInterval(sample, MEMORY_SAMPLE_MS);
   timer.unref();
   return () => clearInterval(timer);
-}
-
-/**
- * The memory limit the worker runs under, as Node sees it: in a pod, `resources.limits.memory`, from which Node sizes
- * every thread's V8 heap. Without one the heaps may grow to a share of the machine's memory before collecting.
- */
-export function memoryLimitNote(): string {
-  const limit = process.constrainedMemory();
-  const heapMiB = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
-  if (limit > 0 && limit < totalmem()) return `memory limit ${Math.round(limit / 2 ** 20)} MiB: V8 heap limit ${heapMiB} MiB per thread`;
-  return `no memory limit: each V8 heap may grow to ${heapMiB} MiB before it must be collected; give the worker one (a pod's resources.limits.memory, 640Mi for waves of 500 nodes)`;
 }

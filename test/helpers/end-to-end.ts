@@ -16,6 +16,7 @@ import type { CoreV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
+import { WORKER_LAUNCH_ENV, WORKER_NODE_FLAGS } from '../../worker/memory.js';
 import { AwsLauncher } from './aws-launcher.js';
 import { startDevServerOnFreePorts } from './dev-server.js';
 import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
@@ -183,10 +184,11 @@ export class EndToEnd {
   async startWorker(extraEnv: Record<string, string> = {}, memoryCgroup?: string): Promise<void> {
     this.workerOutput = [];
     const [command, args] = memoryCgroup
-      ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec "$2" "$3"', 'join-cgroup', memoryCgroup, process.execPath, workerMain]]
-      : [process.execPath, [workerMain]];
+      ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'join-cgroup', memoryCgroup, process.execPath, ...WORKER_NODE_FLAGS, workerMain]]
+      : [process.execPath, [...WORKER_NODE_FLAGS, workerMain]];
     const worker = spawn(command, args, {
       env: {
+        ...WORKER_LAUNCH_ENV,
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
         TEMPORAL_ADDRESS: this.temporal?.address ?? '',
