@@ -312,10 +312,12 @@ export function loadConfig(env: Env): ConfigResult {
   }
   const workflowStackTraces = bool('SPOT_GUARD_WORKFLOW_STACK_TRACES');
   const growthText = read('SPOT_GUARD_HEAP_GROWTH_PERCENT');
+  const growthWord = growthText.toLowerCase();
+  const growthPercent = Number(growthText);
   let heapGrowth: HeapGrowthSetting = 'auto';
-  if (growthText.toLowerCase() === 'off') heapGrowth = 'off';
-  else if (/^\d+$/.test(growthText) && Number(growthText) >= 10 && Number(growthText) <= 400) heapGrowth = Number(growthText);
-  else if (growthText.toLowerCase() !== 'auto') {
+  if (growthWord === 'off') heapGrowth = 'off';
+  else if (/^\d+$/.test(growthText) && growthPercent >= 10 && growthPercent <= 400) heapGrowth = growthPercent;
+  else if (growthWord !== 'auto') {
     errors.push(`SPOT_GUARD_HEAP_GROWTH_PERCENT="${growthText}" is not a heap growth: expected auto, off, or a whole number of percent from 10 to 400`);
   }
   const stickyQueueTimeoutSeconds = seconds('SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
