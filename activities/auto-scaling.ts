@@ -11,32 +11,12 @@ import {
   TerminateInstanceInAutoScalingGroupCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { log } from '@temporalio/activity';
-import { isTerminatingState } from '../workflows/definitions.js';
+import type { CapacityProblem, GroupProgress, GroupHealth, GroupSnapshot } from '../workflows/shared/activity-types.js';
+import { isTerminatingState } from '../workflows/shared/ids.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
 import { sharedRead } from './shared-read.js';
 import { requireGroupName, requireInstanceId } from './validation.js';
 
-export interface GroupInstance {
-  instanceId: string;
-  lifecycleState: string;
-  healthStatus: string;
-}
-
-export interface GroupSnapshot {
-  asgName: string;
-  desiredCapacity: number;
-  minSize: number;
-  maxSize: number;
-  instances: GroupInstance[];
-  capacityRebalance: boolean;
-}
-
-export interface CapacityProblem {
-  activityId: string;
-  statusCode: string;
-  message: string;
-  startTime: string;
-}
 
 export interface ScaleOutProgress {
   /** New instances (absent before the request) that are InService, oldest first. */
@@ -64,29 +44,6 @@ export function isCapacityProblem(activity: Pick<Activity, 'StatusCode' | 'Statu
   if (activity.StatusCode === 'Failed') return true;
   const text = `${activity.StatusMessage ?? ''} ${activity.Description ?? ''}`;
   return CAPACITY_PROBLEM_PATTERNS.some((pattern) => pattern.test(text));
-}
-
-
-/** One poll of a group on behalf of every workflow waiting for a new instance of it. */
-export interface GroupProgress {
-  desiredCapacity: number;
-  /** Every InService instance; the capacity workflow decides which are new and whose. */
-  inService: string[];
-  /** Every instance still launching (Pending and its lifecycle-hook states); absent in polls recorded before it was. */
-  launching?: string[];
-  /** Capacity problems of scaling activities that started at or after `since` (none read for an instances-only look). */
-  capacityProblems: CapacityProblem[];
-}
-
-export interface GroupHealth {
-  desiredCapacity: number;
-  inService: string[];
-  /** Instances on their way in or out (Pending, Terminating, Standby, ...), with their state. */
-  notInService: string[];
-  /** Scaling activities not finished yet. */
-  activitiesInProgress: string[];
-  /** Failed scaling activities that started at or after `since`. */
-  failuresSince: string[];
 }
 
 const FINISHED_ACTIVITY = new Set(['Successful', 'Failed', 'Cancelled']);
@@ -303,4 +260,4 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
   };
 }
 
-export type AutoScalingActivities = ReturnType<typeof createAutoScalingActivities>;
+export type { CapacityProblem, GroupHealth, GroupInstance, GroupProgress, GroupSnapshot } from '../workflows/shared/activity-types.js';

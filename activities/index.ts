@@ -1,6 +1,7 @@
 import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import type { Client } from '@temporalio/client';
-import type { FlowSettings } from '../workflows/definitions.js';
+import type { SpotGuardActivities } from '../workflows/shared/activity-types.js';
+import type { FlowSettings } from '../workflows/shared/settings.js';
 import { createAutoScalingActivities } from './auto-scaling.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
@@ -32,7 +33,7 @@ export interface ActivityDependencies {
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
-export function createActivities(deps: ActivityDependencies) {
+export function createActivities(deps: ActivityDependencies): SpotGuardActivities {
   return {
     ...createSettingsActivities(deps.settings),
     ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
@@ -43,4 +44,4 @@ export function createActivities(deps: ActivityDependencies) {
   };
 }
 
-export type SpotGuardActivities = ReturnType<typeof createActivities>;
+export type { SpotGuardActivities } from '../workflows/shared/activity-types.js';

@@ -10,7 +10,9 @@ import {
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { type DrainReport, type NodeLook, SAFE_TO_EVICT_ANNOTATION, type TaintSpec } from '../workflows/definitions.js';
+import { type DrainReport, type NodeLook } from '../workflows/shared/activity-types.js';
+import { SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
+import { type TaintSpec } from '../workflows/shared/settings.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
 import type { NodeWatch } from './node-watch.js';
 import { sharedRead } from './shared-read.js';

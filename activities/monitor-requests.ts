@@ -1,14 +1,10 @@
 // Starting the revert-to-spot monitor of a spot/on-demand pair and telling it about on-demand fallbacks. The monitor
 // has a fixed workflow id per pair, so starting it again or reporting the same fallback twice changes nothing.
 import type { Client } from '@temporalio/client';
-import {
-  type FallbackReport,
-  fallbackLaunchedSignal,
-  type MonitorInput,
-  monitorWorkflowId,
-  searchAttributes,
-} from '../workflows/definitions.js';
-import type { monitorWorkflow } from '../workflows/monitor.js';
+import { type FallbackReport, fallbackLaunchedSignal, type MonitorInput } from '../workflows/monitor/api.js';
+import { monitorWorkflowId } from '../workflows/shared/ids.js';
+import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import type { monitorWorkflow } from '../workflows/monitor/workflow.js';
 import { requireGroupName } from './validation.js';
 
 function monitorStartOptions(taskQueue: string, spotAsgName: string, onDemandAsgName: string) {

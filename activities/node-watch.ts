@@ -3,7 +3,7 @@
 // every second while replacements were awaited: at 1,000 nodes each list was megabytes to receive, decompress and
 // deserialize, the largest single cost in the worker; with the watch kube-apiserver's CPU in a wave fell by a third.
 import { type CoreV1Api, type KubeConfig, makeInformer, type V1Node } from '@kubernetes/client-node';
-import type { NodeLook } from '../workflows/definitions.js';
+import type { NodeLook } from '../workflows/shared/activity-types.js';
 import { instanceIdFromProviderId, isNodeReady } from './kubernetes.js';
 
 export interface NodeWatch {

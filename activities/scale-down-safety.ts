@@ -2,7 +2,8 @@
 // pods (controllers, PodDisruptionBudgets, room elsewhere), and have the moved pods landed?
 import type { CoreV1Api, PolicyV1Api, V1Node, V1Pod } from '@kubernetes/client-node';
 import { heartbeat, log, sleep } from '@temporalio/activity';
-import { type PodOwner, SAFE_TO_EVICT_ANNOTATION } from '../workflows/definitions.js';
+import type { PodOwner, ScaleDownSafety } from '../workflows/shared/activity-types.js';
+import { SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
 import { FailureType, kubernetesCall, nonRetryable } from './errors.js';
 import {
   formatResources,
@@ -17,14 +18,7 @@ import { requireNodeName } from './validation.js';
 
 export type KubernetesPolicyApi = Pick<PolicyV1Api, 'listPodDisruptionBudgetForAllNamespaces'>;
 
-export interface ScaleDownSafety {
-  safe: boolean;
-  reason: string;
-  /** Pods that would be evicted. */
-  pods: string[];
-  /** Their controllers, to see them running elsewhere afterwards. */
-  owners: PodOwner[];
-}
+export type { ScaleDownSafety } from '../workflows/shared/activity-types.js';
 
 const podKey = (pod: V1Pod): string => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
 const isTerminal = (pod: V1Pod): boolean => pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';

@@ -1,4 +1,4 @@
-import type { FlowSettings } from '../workflows/definitions.js';
+import type { FlowSettings } from '../workflows/shared/settings.js';
 
 // Workflows read the worker's settings through an activity, so each run records the values it acted on in its history
 // and a replay never depends on the environment of the replaying worker.

@@ -1,5 +1,5 @@
 // Guards for activity input: a malformed id can never succeed, so it fails at once, non-retryable, naming the value.
-import { ASG_NAME_PATTERN, INSTANCE_ID_PATTERN, NODE_NAME_PATTERN } from '../workflows/definitions.js';
+import { ASG_NAME_PATTERN, INSTANCE_ID_PATTERN, NODE_NAME_PATTERN } from '../workflows/shared/ids.js';
 import { FailureType, nonRetryable } from './errors.js';
 
 export function requireInstanceId(instanceId: string): void {

@@ -14,7 +14,8 @@ import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from 
 import { kubernetesStatus } from '../activities/errors.js';
 import { instanceIdFromProviderId } from '../activities/kubernetes.js';
 import { requestRebalance } from '../signaler/workflow-requests.js';
-import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
+import { type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { createMemoryCgroup } from '../test/helpers/memory-cgroup.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';

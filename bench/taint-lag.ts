@@ -6,7 +6,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import proto from '@temporalio/proto';
-import { type ReplacementAnswer, replacementAnswerSignal } from '../workflows/definitions.js';
+import { type ReplacementAnswer, replacementAnswerSignal } from '../workflows/capacity/api.js';
 import { type KeysOf, type Spread, spread } from './stats.js';
 
 export interface StageLags {

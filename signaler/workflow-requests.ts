@@ -1,14 +1,10 @@
 // The two calls the on-node signaler makes to Temporal, shared with tests and operator tooling so everything starts
 // and signals rebalance workflows the same way. Both are idempotent: the workflow id is derived from the instance id.
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
-import type { rebalanceWorkflow } from '../workflows/rebalance.js';
-import {
-  type InterruptionNotice,
-  interruptionNoticeSignal,
-  type RebalanceInput,
-  rebalanceWorkflowId,
-  searchAttributes,
-} from '../workflows/definitions.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
+import { type InterruptionNotice, interruptionNoticeSignal, type RebalanceInput } from '../workflows/rebalance/api.js';
+import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import { searchAttributes } from '../workflows/shared/search-attributes.js';
 
 export interface RebalanceRequestResult {
   workflowId: string;

@@ -1,12 +1,12 @@
-// The per-group capacity workflow: serialized Updates, absolute targets, deduplication that survives
-// continue-as-new, MaxSize, and the retirement of drained or reclaimed instances.
+// The per-group capacity workflow: requests by signal applied one batch at a time, absolute targets, deduplication
+// that survives continue-as-new, MaxSize, and the retirement of drained or reclaimed instances.
 import assert from 'node:assert/strict';
-import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
-import { createCapacityRequestActivities } from '../activities/capacity-requests.js';
-import type { capacityWorkflow } from '../workflows/capacity.js';
-import { capacityStatusQuery, capacityWorkflowId, increaseCapacityUpdate } from '../workflows/definitions.js';
+import { capacityStatusQuery, increaseCapacityRequestSignal, releaseDrainSlotSignal } from '../workflows/capacity/api.js';
+import type { capacityWorkflow } from '../workflows/capacity/workflow.js';
+import { capacityWorkflowId } from '../workflows/shared/ids.js';
 import { awsError } from './fakes/auto-scaling.js';
+import { CapacityRequester } from './helpers/capacity-requester.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { until } from './helpers/wait.js';
@@ -16,7 +16,7 @@ import { createTimeSkippingEnv } from './helpers/temporal.js';
 describe('capacity workflow (one per Auto Scaling group)', function () {
   let env: TestWorkflowEnvironment;
   let h: Harness;
-  let requests: ReturnType<typeof createCapacityRequestActivities>;
+  let ask: CapacityRequester;
 
   // A server per test: see createTimeSkippingEnv.
   beforeEach(async function () {
@@ -27,7 +27,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   });
   beforeEach(async function () {
     h = await new Harness(env).start();
-    requests = createCapacityRequestActivities(env.client, h.taskQueue);
+    ask = new CapacityRequester(h);
   });
   afterEach(async function () {
     await h.stop();
@@ -38,7 +38,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('serializes concurrent increases: 5 requests at once raise desired by exactly 5', async function () {
     h.aws.addGroup(h.spot, { desired: 2, max: 20 });
     const answers = await h.run(() =>
-      Promise.all([1, 2, 3, 4, 5].map((n) => requests.requestCapacityIncrease({ asgName: h.spot, requestId: `node-${n}` }))),
+      Promise.all([1, 2, 3, 4, 5].map((n) => ask.increase(`node-${n}`))),
     );
     assert.equal(h.aws.desired(h.spot), 7);
     assert.ok(answers.every((a) => a.status === 'granted'));
@@ -48,12 +48,14 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     assert.deepEqual([...targets].sort((a, b) => a - b), targets, 'targets only go up');
   });
 
-  it('a repeated request id returns the first answer and changes nothing', async function () {
+  it('a repeated request id is answered again with the first answer and changes nothing', async function () {
     h.aws.addGroup(h.spot, { desired: 2, max: 20 });
-    const [first, again] = await h.run(async () => [
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'node-a/spot' }),
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'node-a/spot' }),
-    ]);
+    const [first, again] = await h.run(async () => {
+      await ask.increase('node-a/spot');
+      await ask.increase('node-a/spot');
+      await until('the second answer', () => ask.answersTo('capacityAnswer', 'node-a/spot').length === 2);
+      return ask.answersTo('capacityAnswer', 'node-a/spot');
+    });
     assert.deepEqual(again, first);
     assert.equal(h.aws.desired(h.spot), 3);
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 1);
@@ -62,8 +64,8 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('grants increases in arrival order while MaxSize allows, and says so for the rest', async function () {
     h.aws.addGroup(h.spot, { desired: 4, max: 5 });
     const [a, b] = await h.run(async () => [
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'a' }),
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'b' }),
+      await ask.increase('a'),
+      await ask.increase('b'),
     ]);
     assert.equal(a?.status, 'granted');
     assert.deepEqual(b, { status: 'at-max-size', desired: 5, maxSize: 5 });
@@ -80,12 +82,14 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
         args: [{ asgName: h.spot, historyBound: 25 }],
       });
       const firstRun = (await handle().describe()).runId;
-      const first = await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'req-0' });
-      for (let n = 1; n <= 8; n++) await requests.requestCapacityIncrease({ asgName: h.spot, requestId: `req-${n}` });
+      const first = await ask.increase('req-0');
+      for (let n = 1; n <= 8; n++) await ask.increase(`req-${n}`);
       const laterRun = (await handle().describe()).runId;
       assert.notEqual(laterRun, firstRun, 'the workflow continued as new');
 
-      const repeated = await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'req-0' });
+      await ask.increase('req-0');
+      await until('req-0 answered again', () => ask.answersTo('capacityAnswer', 'req-0').length === 2);
+      const { requestId: _id, ...repeated } = ask.answersTo('capacityAnswer', 'req-0')[1] ?? { requestId: '' };
       assert.deepEqual(repeated, first, 'the first answer, remembered across runs');
       const status = await handle().query(capacityStatusQuery);
       assert.equal(status.appliedChanges, 9);
@@ -99,18 +103,18 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('retires a running instance with decrement, and settles the books for one AWS took', async function () {
     const [kept, drained, reclaimed] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string, string, string];
     await h.run(async () => {
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-1' });
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-2' });
+      await ask.increase('raise-1');
+      await ask.increase('raise-2');
       assert.equal(h.aws.desired(h.spot), 5);
 
-      const watch = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'watch-1', instanceId: kept, terminate: false });
+      const watch = await ask.retire({ requestId: 'watch-1', instanceId: kept, terminate: false });
       assert.deepEqual(watch, { status: 'still-running' });
 
-      const terminated = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true });
+      const terminated = await ask.retire({ requestId: 'retire-1', instanceId: drained, terminate: true });
       assert.deepEqual(terminated, { status: 'terminated', desiredAfter: 4 });
 
       h.aws.reclaim(reclaimed);
-      const settled = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-2', instanceId: reclaimed, terminate: false });
+      const settled = await ask.retire({ requestId: 'retire-2', instanceId: reclaimed, terminate: false });
       assert.deepEqual(settled, { status: 'reclaimed-by-aws', desiredAfter: 3 });
     });
     assert.equal(h.aws.desired(h.spot), 3);
@@ -120,15 +124,15 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('looks that arrive together share one read of the group, and two AWS reclaims in one read both come off desired', async function () {
     const [kept, gone1, gone2] = h.aws.addGroup(h.spot, { desired: 3, max: 10 }) as [string, string, string];
     const looks = await h.run(async () => {
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-1' });
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise-2' });
+      await ask.increase('raise-1');
+      await ask.increase('raise-2');
       assert.equal(h.aws.desired(h.spot), 5);
       h.aws.reclaim(gone1);
       h.aws.reclaim(gone2);
       const describesBefore = h.aws.callsOf('DescribeAutoScalingGroups').length;
       const answers = await Promise.all(
         [kept, gone1, gone2, kept].map((instanceId, n) =>
-          requests.requestInstanceRetirement({ asgName: h.spot, requestId: `look-${n}`, instanceId, terminate: false }),
+          ask.retire({ requestId: `look-${n}`, instanceId, terminate: false }),
         ),
       );
       return { answers, describes: h.aws.callsOf('DescribeAutoScalingGroups').length - describesBefore };
@@ -143,11 +147,11 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     // AWS terminates the instance but the answer is lost (a 503 after the fact): the activity retries.
     h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ServiceUnavailable', 'simulated lost answer', 503), true);
     await h.run(async () => {
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise' });
-      const first = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true });
+      await ask.increase('raise');
+      const first = await ask.retire({ requestId: 'retire-1', instanceId: drained, terminate: true });
       assert.deepEqual(first, { status: 'terminated', desiredAfter: 3 });
       // A watch of the same instance (as a rebalance workflow does) finds it gone: not an AWS reclaim to settle.
-      const again = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'watch-1', instanceId: drained, terminate: false });
+      const again = await ask.retire({ requestId: 'watch-1', instanceId: drained, terminate: false });
       assert.deepEqual(again, { status: 'terminated', desiredAfter: 3 });
     });
     assert.equal(h.aws.desired(h.spot), 3, 'lowered once, by the terminate call');
@@ -159,46 +163,40 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     const [drained] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string];
     h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated refusal', 400));
     await h.run(async () => {
-      await requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'raise' });
-      await assert.rejects(requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-1', instanceId: drained, terminate: true }));
-      const again = await requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'retire-2', instanceId: drained, terminate: true });
+      await ask.increase('raise');
+      await assert.rejects(ask.retire({ requestId: 'retire-1', instanceId: drained, terminate: true }));
+      const again = await ask.retire({ requestId: 'retire-2', instanceId: drained, terminate: true });
       assert.deepEqual(again, { status: 'terminated', desiredAfter: 3 });
     });
     assert.ok(!h.aws.instanceIds(h.spot).includes(drained));
     assert.equal(h.aws.desired(h.spot), 3);
   });
 
-  it('refuses a malformed request in its validator, with nothing changed', async function () {
+  it('refuses a malformed request in the sending activity, naming the bad value, with nothing sent', async function () {
     h.aws.addGroup(h.spot, { desired: 2, max: 5 });
     await h.run(async () => {
-      await assert.rejects(
-        env.client.workflow.executeUpdateWithStart(increaseCapacityUpdate, {
-          args: [{ requestId: '' }],
-          startWorkflowOperation: new WithStartWorkflowOperation<typeof capacityWorkflow>('capacityWorkflow', {
-            workflowId: capacityWorkflowId(h.spot),
-            taskQueue: h.taskQueue,
-            args: [{ asgName: h.spot }],
-            workflowIdConflictPolicy: 'USE_EXISTING',
-          }),
-        }),
-        (error: Error) => {
-          assert.ok(error instanceof WorkflowUpdateFailedError);
-          assert.match(String(error.cause?.message), /requestId "" must be a non-empty string/);
-          return true;
-        },
-      );
-      await assert.rejects(
-        requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'r', instanceId: 'not-an-instance', terminate: true }),
-        /instanceId "not-an-instance" is not an EC2 instance id/,
-      );
-      // By signal there is no validator to answer: the activity refuses it before sending anything.
-      await assert.rejects(
-        requests.requestInstanceRetirement({ asgName: h.spot, requestId: 'r2', instanceId: 'i-nothex', terminate: true, replyTo: 'some-workflow' }),
-        /"i-nothex" is not an EC2 instance id/,
-      );
+      await assert.rejects(ask.increase(''), /requestId "" must be a non-empty string/);
+      await assert.rejects(ask.increase('w', { waiter: ask.waiter({ waitSeconds: -1 }) }), /waiter.waitSeconds -1 must be more than 0/);
+      await assert.rejects(ask.retire({ requestId: 'r', instanceId: 'not-an-instance', terminate: true }), /instanceId "not-an-instance" is not an EC2 instance id/);
+      await assert.rejects(ask.retire({ requestId: 'r2', instanceId: 'i-nothex', terminate: true }), /instanceId "i-nothex" is not an EC2 instance id/);
     });
-    assert.equal(h.aws.calls.filter((c) => c.command !== 'DescribeAutoScalingGroups').length, 0);
+    assert.equal(h.aws.calls.length, 0, 'nothing reached AWS');
     assert.equal(h.aws.desired(h.spot), 2);
+  });
+
+  it('a malformed signal sent around the activity is ignored by the workflow and wedges nothing', async function () {
+    h.aws.addGroup(h.spot, { desired: 2, max: 5 });
+    await h.run(async () => {
+      const start = { workflowId: capacityWorkflowId(h.spot), taskQueue: h.taskQueue, args: [{ asgName: h.spot }] as [{ asgName: string }] };
+      // What `temporal workflow signal` sends without --input, and a request without its waiter.
+      await env.client.workflow.signalWithStart<typeof capacityWorkflow, [unknown]>('capacityWorkflow', { ...start, signal: releaseDrainSlotSignal.name, signalArgs: [null] });
+      await handle().signal(increaseCapacityRequestSignal.name, { requestId: 'no-waiter' });
+      await handle().signal(increaseCapacityRequestSignal.name, null);
+      // The workflow still takes a good request afterwards.
+      assert.equal((await ask.increase('good')).status, 'granted');
+      assert.deepEqual((await handle().query(capacityStatusQuery)).recent.map((r) => r.requestId), ['good']);
+    });
+    assert.equal(h.aws.desired(h.spot), 3);
   });
 
   it('a request signalled again while its batch is being applied is applied once (a retried request activity)', async function () {
@@ -211,10 +209,10 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     };
     const slowAws = h.aws.holdSetDesired();
     const status = await h.run(async () => {
-      await requests.requestCapacityIncrease(request);
+      await ask.requests.requestCapacityIncrease(request);
       await slowAws.reached;
       // The same request again while SetDesiredCapacity is on its way: it must not become a batch of its own.
-      await requests.requestCapacityIncrease(request);
+      await ask.requests.requestCapacityIncrease(request);
       slowAws.release();
       for (let i = 0; i < 200; i++) {
         const now = await handle().query(capacityStatusQuery);
@@ -242,7 +240,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
       return { delivered: input.answers.length, gone: [] };
     };
     await h.run(async () => {
-      await requests.requestCapacityIncrease({
+      await ask.requests.requestCapacityIncrease({
         asgName: h.spot,
         requestId: 'node-a/spot',
         waiter: { workflowId: 'node-a', waitSeconds: 60, pollIntervalSeconds: 10 },
@@ -263,14 +261,14 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
       return { alreadyTerminating: false };
     };
     await h.run(async () => {
-      await requests.requestCapacityIncrease({
+      await ask.requests.requestCapacityIncrease({
         asgName: h.spot,
         requestId: 'node-a/spot',
         waiter: { workflowId: 'node-a', waitSeconds: 600, pollIntervalSeconds: 10 },
       });
       await until('the first poll', async () => (await handle().query(capacityStatusQuery)).waiting.polls >= 1, 20_000);
       await Promise.all(
-        drained.map((instanceId, n) => requests.requestInstanceRetirement({ asgName: h.spot, requestId: `retire-${n}`, instanceId, terminate: true })),
+        drained.map((instanceId, n) => ask.retire({ requestId: `retire-${n}`, instanceId, terminate: true })),
       );
       await recordHistory(handle(), 'capacity-poll-among-retirements');
     });
@@ -285,14 +283,14 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     const answer = { requestId: 'r', status: 'granted' } as const;
     const activity = new MockActivityEnvironment();
     await assert.rejects(
-      activity.run(requests.sendAnswers, { answers: [{ workflowId: 'w', signalName: 'drainNow', answer }] }),
+      activity.run(ask.requests.sendAnswers, { answers: [{ workflowId: 'w', signalName: 'drainNow', answer }] }),
       /signal "drainNow" is not an answer signal \(expected one of capacityAnswer, replacementAnswer, retirementAnswer, drainSlotAnswer\)/,
     );
-    const sent = await activity.run(requests.sendAnswers, { answers: [{ workflowId: 'no-such-workflow', signalName: 'drainSlotAnswer', answer }] });
+    const sent = await activity.run(ask.requests.sendAnswers, { answers: [{ workflowId: 'no-such-workflow', signalName: 'drainSlotAnswer', answer }] });
     assert.deepEqual(sent, { delivered: 0, gone: ['no-such-workflow'] });
     // A retried attempt sends only what the heartbeat of the previous one does not list as done.
     const retried = new MockActivityEnvironment({ heartbeatDetails: [[0]] });
-    const again: { gone: string[] } = await retried.run(requests.sendAnswers, {
+    const again: { gone: string[] } = await retried.run(ask.requests.sendAnswers, {
       answers: [
         { workflowId: 'answered-before', signalName: 'drainSlotAnswer', answer },
         { workflowId: 'not-yet', signalName: 'drainSlotAnswer', answer },
@@ -304,7 +302,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('a group that does not exist fails the request for good, naming the group', async function () {
     await h.run(async () => {
       await assert.rejects(
-        requests.requestCapacityIncrease({ asgName: h.spot, requestId: 'x' }),
+        ask.increase('x'),
         (error: Error) => {
           assert.match(error.message, new RegExp(`Auto Scaling group "${h.spot}" does not exist`));
           return true;

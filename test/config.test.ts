@@ -29,7 +29,6 @@ describe('worker configuration', function () {
     assert.ok(defaults.ok);
     assert.deepEqual(defaults.config.flow.drainBudget, { percent: 10 });
     assert.equal(defaults.config.flow.coalesceWindowSeconds, 2);
-    assert.equal(defaults.config.flow.naiveCapacity, undefined, 'the benchmark-only naive strategy is off');
     const nodes = loadConfig({ ...base, SPOT_GUARD_DRAIN_BUDGET: '5' });
     assert.ok(nodes.ok);
     assert.deepEqual(nodes.config.flow.drainBudget, { nodes: 5 });

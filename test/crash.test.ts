@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import { requestRebalance } from '../signaler/workflow-requests.js';
-import { type RebalanceStatus, rebalanceStatusQuery, rebalanceWorkflowId } from '../workflows/definitions.js';
-import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { until } from './helpers/wait.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';

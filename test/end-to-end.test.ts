@@ -3,15 +3,10 @@
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
-import {
-  drainNowSignal,
-  monitorStatusQuery,
-  monitorWorkflowId,
-  type RebalanceStatus,
-  rebalanceStatusQuery,
-  rebalanceWorkflowId,
-} from '../workflows/definitions.js';
-import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { monitorStatusQuery } from '../workflows/monitor/api.js';
+import { drainNowSignal, type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { monitorWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { until } from './helpers/wait.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { ApplicationFailure } from '@temporalio/common';
 import { activityEnvironment } from './helpers/temporal.js';
 import { createKubernetesActivities, instanceIdFromProviderId } from '../activities/kubernetes.js';
-import type { DrainReport } from '../workflows/definitions.js';
+import type { DrainReport } from '../workflows/shared/activity-types.js';
 import { FakeKubernetesApi } from './fakes/kubernetes-api.js';
 
 const I1 = 'i-0123456789abcdef0';

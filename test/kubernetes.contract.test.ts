@@ -19,7 +19,7 @@ import {
 import { kubernetesStatus } from '../activities/errors.js';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createScaleDownSafetyActivities } from '../activities/scale-down-safety.js';
-import type { DrainReport } from '../workflows/definitions.js';
+import type { DrainReport } from '../workflows/shared/activity-types.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { reuseConnections } from '../worker/kubernetes-connections.js';
 import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';

@@ -4,15 +4,9 @@ import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createMonitorRequestActivities, ensureMonitor } from '../activities/monitor-requests.js';
-import {
-  checkNowSignal,
-  type MonitorStatus,
-  monitorStatusQuery,
-  monitorWorkflowId,
-  pauseMonitorSignal,
-  resumeMonitorSignal,
-} from '../workflows/definitions.js';
-import type { monitorWorkflow } from '../workflows/monitor.js';
+import { checkNowSignal, type MonitorStatus, monitorStatusQuery, pauseMonitorSignal, resumeMonitorSignal } from '../workflows/monitor/api.js';
+import { monitorWorkflowId } from '../workflows/shared/ids.js';
+import type { monitorWorkflow } from '../workflows/monitor/workflow.js';
 import { awsError } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';

@@ -5,16 +5,10 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
-import {
-  type CapacityStatus,
-  capacityStatusQuery,
-  capacityWorkflowId,
-  drainNowSignal,
-  rebalanceStatusQuery,
-  rebalanceWorkflowId,
-  type ReplacementAnswer,
-} from '../workflows/definitions.js';
-import type { rebalanceWorkflow } from '../workflows/rebalance.js';
+import { type CapacityStatus, capacityStatusQuery, type ReplacementAnswer } from '../workflows/capacity/api.js';
+import { drainNowSignal, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';

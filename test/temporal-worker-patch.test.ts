@@ -15,7 +15,7 @@ import {
   watchdogPatchApplied,
   workflowCallTimeout,
 } from '../worker/sdk-patches.js';
-import { capacityWorkflow } from '../workflows/capacity.js';
+import { capacityWorkflow } from '../workflows/capacity/workflow.js';
 import { rememberEnvironment } from './helpers/environment.js';
 import { createTimeSkippingEnv, workflowBundle } from './helpers/temporal.js';
 

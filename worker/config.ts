@@ -3,7 +3,8 @@
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ASG_NAME_PATTERN, type DrainBudget, type FlowSettings, TASK_QUEUE_DEFAULT, type TaintSpec } from '../workflows/definitions.js';
+import { ASG_NAME_PATTERN, TASK_QUEUE_DEFAULT } from '../workflows/shared/ids.js';
+import { type DrainBudget, type FlowSettings, type TaintSpec } from '../workflows/shared/settings.js';
 import type { HeapGrowthSetting } from './memory.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';

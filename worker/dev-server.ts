@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Connection } from '@temporalio/client';
-import { allSearchAttributeKeys } from '../workflows/definitions.js';
+import { allSearchAttributeKeys } from '../workflows/shared/search-attributes.js';
 import type { DevServerSettings } from './config.js';
 
 export interface DevServer {

@@ -2,7 +2,7 @@
 // instance, node, group, phase and outcome. Idempotent: attributes already there are left alone.
 import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { allSearchAttributeKeys } from '../workflows/definitions.js';
+import { allSearchAttributeKeys } from '../workflows/shared/search-attributes.js';
 
 const GRPC_UNIMPLEMENTED = 12;
 

@@ -1,4 +1,4 @@
 // The workflow bundle's entry point: every workflow type the worker registers.
-export { capacityWorkflow } from './capacity.js';
-export { monitorWorkflow } from './monitor.js';
-export { rebalanceWorkflow } from './rebalance.js';
+export { capacityWorkflow } from './capacity/workflow.js';
+export { monitorWorkflow } from './monitor/workflow.js';
+export { rebalanceWorkflow } from './rebalance/workflow.js';

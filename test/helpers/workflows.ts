@@ -1,6 +1,6 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { type RebalanceStatus, rebalanceStatusQuery } from '../../workflows/definitions.js';
-import type { rebalanceWorkflow } from '../../workflows/rebalance.js';
+import { type RebalanceStatus, rebalanceStatusQuery } from '../../workflows/rebalance/api.js';
+import type { rebalanceWorkflow } from '../../workflows/rebalance/workflow.js';
 
 /**
  * The activity types a workflow ran, in history order, local activities (recorded as markers) included: the runbook as

@@ -1,0 +1,26 @@
+// The capacity workflow's activities and their retry options.
+import { proxyActivities } from '@temporalio/workflow';
+import type { AutoScalingActivities, CapacityRequestActivities } from '../shared/activity-types.js';
+
+const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
+
+/** Changes and full looks: throttling and AWS-side errors back off and retry; after 10 minutes the request fails. */
+export const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '10 minutes',
+  retry,
+});
+
+/** A poll is worth little once the next is due: a failed poll is "no news" and the waiters wait on. */
+export const { describeGroupProgress } = proxyActivities<AutoScalingActivities>({
+  startToCloseTimeout: '20 seconds',
+  scheduleToCloseTimeout: '1 minute',
+  retry,
+});
+
+/** Answers that cannot be delivered within minutes are given up: the waiting workflows ask again or reach a backstop. */
+export const { sendAnswers } = proxyActivities<CapacityRequestActivities>({
+  startToCloseTimeout: '2 minutes',
+  scheduleToCloseTimeout: '5 minutes',
+  retry,
+});

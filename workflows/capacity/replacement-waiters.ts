@@ -1,0 +1,158 @@
+// The workflows waiting for a new instance of the group, and the rules of the one poll that serves them all: new
+// InService instances go to the oldest waiters first (never one instance to two waiters), a capacity error that
+// started after a waiter's request ends its wait, and so does its deadline. Pure: unit-tested without a server.
+import type { CapacityProblem, GroupProgress } from '../shared/activity-types.js';
+import {
+  type DrainSlotAnswer,
+  type DrainSlotRequest,
+  type GroupWaits,
+  type IncreaseCapacityRequest,
+  type ReplacementAnswer,
+  type ReplacementWaiter,
+  replacementAnswerSignal,
+  type WorkflowAnswer,
+} from './api.js';
+
+/** Capacity-error detection for one waiter: a problem of a scaling activity that started at or after its request. */
+export function capacityErrorFor(waiter: Pick<ReplacementWaiter, 'since'>, problems: CapacityProblem[]): CapacityProblem | undefined {
+  return problems.find((p) => Date.parse(p.startTime) >= Date.parse(waiter.since));
+}
+
+export class ReplacementWaiters {
+  readonly waits: GroupWaits;
+  /** When the next poll of the group is due (undefined: nobody waits). */
+  nextPollAt: number | undefined;
+  /** New instances launching for the waiters at the latest poll, when there were enough for all of them. */
+  launchingForWaiters: number | undefined;
+  /** The group's desired capacity at the latest poll (fresher than the last full look in a wave). */
+  desiredAtLastPoll: number | undefined;
+
+  constructor(carried: GroupWaits | undefined, now: number) {
+    this.waits = carried ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
+    this.nextPollAt = this.waits.waiters.length > 0 ? now : undefined;
+  }
+
+  get count(): number {
+    return this.waits.waiters.length;
+  }
+
+  /** A granted increase starts waiting; `instancesBefore` were in the group just before the increase. */
+  add(request: IncreaseCapacityRequest, since: string, instancesBefore: string[], now: number): void {
+    const { waiter } = request;
+    if (this.waits.waiters.some((w) => w.requestId === request.requestId)) return;
+    if (this.waits.waiters.length === 0) {
+      this.waits.baseline = instancesBefore;
+      this.waits.assigned = [];
+      // The first waiter of a wave gets a look at once (AWS often refuses capacity within seconds); later ones ride
+      // the running schedule, so a wave costs one poll per interval however many join it.
+      this.nextPollAt = now;
+    }
+    this.waits.waiters.push({
+      requestId: request.requestId,
+      workflowId: waiter.workflowId,
+      waitSeconds: waiter.waitSeconds,
+      pollIntervalSeconds: waiter.pollIntervalSeconds,
+      ...(waiter.drainSlot ? { drainSlot: waiter.drainSlot } : {}),
+      since,
+      deadline: new Date(now + waiter.waitSeconds * 1000).toISOString(),
+      pollsBefore: this.waits.polls,
+    });
+    const due = now + waiter.pollIntervalSeconds * 1000;
+    this.nextPollAt = this.nextPollAt === undefined ? due : Math.min(this.nextPollAt, due);
+  }
+
+  /** The waiter asked for its drain slot on its own (it drains at once): its instance's answer must not take another. */
+  dropDrainSlot(requestId: string): void {
+    for (const waiter of this.waits.waiters) if (waiter.drainSlot?.requestId === requestId) delete waiter.drainSlot;
+  }
+
+  pollDue(now: number): boolean {
+    return this.nextPollAt !== undefined && this.nextPollAt <= now;
+  }
+
+  /**
+   * The input of the next poll. Once a launch is under way for every waiter, no capacity failure of theirs is left to
+   * read in the scaling activities (a launch lost while Pending shows as one instance fewer, and the next poll reads
+   * them again): the instances alone tell when one is InService, at one call a look instead of two.
+   */
+  startPoll(asgName: string): { asgName: string; since: string; instancesOnly?: true } {
+    this.waits.polls++;
+    const since = this.waits.waiters.map((w) => w.since).sort()[0] ?? new Date(0).toISOString();
+    const instancesOnly = this.launchingForWaiters !== undefined && this.launchingForWaiters >= this.waits.waiters.length;
+    return instancesOnly ? { asgName, since, instancesOnly } : { asgName, since };
+  }
+
+  /**
+   * What a poll (undefined: the poll failed, no news) means for each waiter, and the next poll's time. `drainSlotFor`
+   * answers the drain slot a spot waiter asked for with its instance.
+   */
+  settle(progress: GroupProgress | undefined, now: number, drainSlotFor: (request: Omit<DrainSlotRequest, 'bypass'>) => DrainSlotAnswer | undefined): WorkflowAnswer[] {
+    if (progress) this.desiredAtLastPoll = progress.desiredCapacity;
+    const at = new Date(now).toISOString();
+    const answers = progress ? this.assignInstances(progress, at, drainSlotFor) : [];
+    const answered = new Set(answers.map((a) => a.requestId));
+    const unanswered = (): ReplacementWaiter[] => this.waits.waiters.filter((w) => !answered.has(w.requestId));
+    const add = (waiter: ReplacementWaiter, answer: ReplacementAnswer): void => {
+      answers.push(answer);
+      answered.add(waiter.requestId);
+    };
+    for (const waiter of progress ? unanswered() : []) {
+      const problem = capacityErrorFor(waiter, progress?.capacityProblems ?? []);
+      if (problem) add(waiter, this.answer(waiter, at, { status: 'capacity-problem', message: `${problem.statusCode}: ${problem.message}` }));
+    }
+    for (const waiter of unanswered().filter((w) => Date.parse(w.deadline) <= now)) {
+      add(waiter, this.answer(waiter, at, { status: 'timed-out', waitSeconds: waiter.waitSeconds }));
+    }
+    const workflowOf = new Map(this.waits.waiters.map((w) => [w.requestId, w.workflowId]));
+    this.waits.waiters = unanswered();
+    this.schedule(progress ? this.launchingFresh(progress) : 0, now);
+    return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
+  }
+
+  carried(): GroupWaits | undefined {
+    return this.waits.waiters.length > 0 ? this.waits : undefined;
+  }
+
+  /** New InService instances, none of them anyone's yet, to the oldest waiters first. */
+  private assignInstances(progress: GroupProgress, at: string, drainSlotFor: (request: Omit<DrainSlotRequest, 'bypass'>) => DrainSlotAnswer | undefined): ReplacementAnswer[] {
+    const taken = new Set([...this.waits.baseline, ...this.waits.assigned]);
+    const fresh = progress.inService.filter((id) => !taken.has(id));
+    const answers: ReplacementAnswer[] = [];
+    for (const waiter of this.waits.waiters) {
+      const instanceId = fresh.shift();
+      if (!instanceId) break;
+      this.waits.assigned.push(instanceId);
+      // The drain slot it will need now goes with the instance: no request and answer of their own per node.
+      const drainSlot = waiter.drainSlot ? drainSlotFor(waiter.drainSlot) : undefined;
+      answers.push(this.answer(waiter, at, { status: 'in-service', instanceId, ...(drainSlot ? { drainSlot } : {}) }));
+    }
+    return answers;
+  }
+
+  private launchingFresh(progress: GroupProgress): number {
+    const taken = new Set([...this.waits.baseline, ...this.waits.assigned]);
+    return progress.launching.filter((id) => !taken.has(id)).length;
+  }
+
+  /** The next poll: every interval, twice as often while instances launch for every waiter, and by the first deadline. */
+  private schedule(launching: number, now: number): void {
+    const waiters = this.waits.waiters;
+    this.launchingForWaiters = waiters.length > 0 && launching >= waiters.length ? launching : undefined;
+    if (waiters.length === 0) {
+      this.waits.baseline = [];
+      this.waits.assigned = [];
+      this.nextPollAt = undefined;
+      return;
+    }
+    // Instances-only looks come twice as often, for as many Auto Scaling calls: a new instance is noticed sooner.
+    const interval = (Math.min(...waiters.map((w) => w.pollIntervalSeconds)) * 1000) / (this.launchingForWaiters === undefined ? 1 : 2);
+    const firstDeadline = Math.min(...waiters.map((w) => Date.parse(w.deadline)));
+    this.nextPollAt = Math.min(now + interval, Math.max(firstDeadline, now + 1000));
+  }
+
+  private answer(waiter: ReplacementWaiter, at: string, outcome: DistributiveOmit<ReplacementAnswer, 'requestId' | 'at' | 'polls'>): ReplacementAnswer {
+    return { requestId: waiter.requestId, at, polls: this.waits.polls - waiter.pollsBefore, ...outcome } as ReplacementAnswer;
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

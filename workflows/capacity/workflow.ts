@@ -1,0 +1,157 @@
+// The capacity workflow: one long-lived entity per Auto Scaling group through which every desired-capacity change of
+// that group goes. Requests arrive as signals and are applied one batch at a time by this single loop, so two nodes
+// warned at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded
+// in history, so a retried activity re-applies the same number instead of adding again. It is also the group's only
+// poller while workflows wait for new instances, and it keeps the group's disruption budget.
+import { allHandlersFinished, condition, continueAsNew, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { rootMessage } from '../shared/failures.js';
+import { searchAttributes } from '../shared/search-attributes.js';
+import {
+  capacityStatusQuery,
+  type CapacityWorkflowInput,
+  drainSlotRequestSignal,
+  increaseCapacityRequestSignal,
+  type IncreaseCapacityRequest,
+  releaseDrainSlotSignal,
+  retireInstanceRequestSignal,
+  validateDrainSlotRequest,
+  validateIncreaseRequest,
+  validateReleaseRequest,
+  validateRetireRequest,
+} from './api.js';
+import { answerDrainRequests, moveDrainQueue } from './drain-slots.js';
+import { pollGroupForWaiters } from './group-poll.js';
+import { GroupState } from './group-state.js';
+import { applyIncreases } from './increases.js';
+import type { Pending } from './request-ledger.js';
+import { applyRetirements } from './retirements.js';
+
+/** Continue-as-new well before Temporal's limits even if the server has not suggested it yet. */
+const DEFAULT_HISTORY_BOUND = 10_000;
+
+export async function capacityWorkflow(input: CapacityWorkflowInput): Promise<never> {
+  const state = new GroupState(input);
+  if (workflowInfo().typedSearchAttributes.get(searchAttributes.asg) !== input.asgName) {
+    upsertSearchAttributes([{ key: searchAttributes.asg, value: input.asgName }]);
+  }
+  handleRequests(state);
+  const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
+  const shouldContinueAsNew = (): boolean => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
+  for (;;) {
+    await waitForWork(state, shouldContinueAsNew);
+    if (await doDueWork(state)) continue;
+    if (state.ledger.queue.length === 0 && shouldContinueAsNew() && (await readyToContinueAsNew(state))) {
+      return continueAsNew<typeof capacityWorkflow>({ asgName: input.asgName, historyBound: input.historyBound, carried: state.carried() });
+    }
+  }
+}
+
+/** Every request has one way in: a signal, validated here as by the activity that sent it; a bad one changes nothing. */
+function handleRequests(state: GroupState): void {
+  const { asgName, ledger, drains, waiters } = state;
+  const refuse = (what: string, error: unknown): void => log.error(`malformed ${what} ignored`, { asgName, error: rootMessage(error) });
+  const take = (pending: Pending, validate: () => void, what: string): void => {
+    try {
+      validate();
+      const refusal = ledger.refusalOf(pending);
+      if (refusal) throw new Error(refusal);
+    } catch (error) {
+      return refuse(what, error);
+    }
+    ledger.take(pending);
+  };
+  setHandler(capacityStatusQuery, () => state.status());
+  setHandler(increaseCapacityRequestSignal, (request) =>
+    take({ kind: 'increase', request, arrivedAt: Date.now() }, () => validateIncreaseRequest(request), 'increase request'),
+  );
+  setHandler(retireInstanceRequestSignal, (request) =>
+    take({ kind: 'retire', request, arrivedAt: Date.now() }, () => validateRetireRequest(request), 'retirement request'),
+  );
+  setHandler(drainSlotRequestSignal, (request) => {
+    try {
+      validateDrainSlotRequest(request);
+    } catch (error) {
+      return refuse('drain slot request', error);
+    }
+    // Asked for on its own (an interruption notice drains at once): not again when its instance is InService, where
+    // it would take a slot nobody gives back.
+    waiters.dropDrainSlot(request.requestId);
+    drains.incoming.push(request);
+  });
+  setHandler(releaseDrainSlotSignal, (request) => {
+    try {
+      validateReleaseRequest(request);
+    } catch (error) {
+      return refuse('drain slot release', error);
+    }
+    drains.release(request.requestId);
+  });
+}
+
+/** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
+function nextWakeAt(state: GroupState): number | undefined {
+  const times = [state.ledger.headReadyAt(), state.waiters.nextPollAt, ...state.drains.leaseEnds()].filter((t): t is number => t !== undefined);
+  return times.length > 0 ? Math.min(...times) : undefined;
+}
+
+function somethingToDo(state: GroupState): boolean {
+  return state.ledger.hasWorkDue(Date.now()) || state.drains.canPromote(state.groupSize()) || state.drains.incoming.length > 0;
+}
+
+async function waitForWork(state: GroupState, shouldContinueAsNew: () => boolean): Promise<void> {
+  const wakeAt = nextWakeAt(state);
+  if (wakeAt === undefined) {
+    await condition(() => state.ledger.queue.length > 0 || nextWakeAt(state) !== undefined || somethingToDo(state) || shouldContinueAsNew());
+  } else if (wakeAt > Date.now() && !somethingToDo(state)) {
+    // Also wakes when something new is due earlier than the timer (a request's window, a new waiter's poll).
+    const earlier = (): boolean => (nextWakeAt(state) ?? wakeAt) < wakeAt;
+    await condition(() => somethingToDo(state) || earlier() || (state.ledger.queue.length === 0 && shouldContinueAsNew()), wakeAt - Date.now());
+  }
+}
+
+/** One turn of the loop: answers, the disruption budget, then a due poll or the next batch. True if it did a batch or a poll. */
+async function doDueWork(state: GroupState): Promise<boolean> {
+  const { ledger, waiters } = state;
+  if (ledger.toAnswerAgain.length > 0) await state.outbox.send(ledger.answersFor(ledger.toAnswerAgain.splice(0)));
+  if (state.drains.incoming.length > 0) await answerDrainRequests(state);
+  if (state.drains.busy()) await moveDrainQueue(state);
+  // A due poll goes before retirements: in a wave they come one after another, each a look at the group and a
+  // termination, and every node still waiting for its new instance would wait behind all of them.
+  if (waiters.pollDue(Date.now()) && !ledger.increasesReady(Date.now()) && ledger.hasRetirement()) {
+    await pollGroupForWaiters(state);
+    return true;
+  }
+  const batch = ledger.takeBatch(Date.now());
+  if (batch.length > 0) {
+    await applyBatch(state, batch);
+    return true;
+  }
+  if (waiters.pollDue(Date.now())) {
+    await pollGroupForWaiters(state);
+    return true;
+  }
+  return false;
+}
+
+async function applyBatch(state: GroupState, batch: Pending[]): Promise<void> {
+  let failure: string | undefined;
+  try {
+    if (batch[0]?.kind === 'retire') await applyRetirements(state, batch);
+    else await applyIncreases(state, batch.map((p) => p.request as IncreaseCapacityRequest));
+  } catch (error) {
+    failure = `Auto Scaling group "${state.asgName}": ${rootMessage(error)}`;
+    log.error('capacity change failed', { asgName: state.asgName, error: failure });
+  }
+  state.ledger.finish(batch, failure);
+  await state.outbox.send(state.ledger.answersFor(batch));
+}
+
+/**
+ * Continue-as-new only once every answer under way is delivered (the next run would not know to send them); requests
+ * arriving meanwhile are served by this run, as they are not part of the carried state.
+ */
+async function readyToContinueAsNew(state: GroupState): Promise<boolean> {
+  const unanswered = (): boolean => state.ledger.queue.length > 0 || state.drains.incoming.length > 0 || state.ledger.toAnswerAgain.length > 0;
+  await condition(() => (allHandlersFinished() && state.outbox.idle) || unanswered());
+  return !unanswered();
+}

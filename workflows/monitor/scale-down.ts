@@ -1,0 +1,135 @@
+// Safety checks and scale-down, one on-demand node per cycle: is it safe to move its pods (each recreated elsewhere,
+// no PodDisruptionBudget violated, room on the other nodes with a buffer)? Then taint, cordon, drain, wait for the
+// pods to run elsewhere, and terminate that very instance with decrement through the on-demand group's capacity
+// workflow. The scale-down under way is kept in state: a failure or restart resumes the same node, never another one.
+import { ApplicationFailure, condition } from '@temporalio/workflow';
+import type { RetireInstanceResult } from '../capacity/api.js';
+import type { PodOwner } from '../shared/activity-types.js';
+import { looks } from './activities.js';
+import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
+import { isoNow, type MonitorRun } from './run.js';
+
+/** The on-demand group's capacity workflow answers within minutes; this bound only matters if it was terminated. */
+const TERMINATION_ANSWER_BACKSTOP_MS = 15 * 60_000;
+
+export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
+  if (candidate.step === 'draining') {
+    if (!(await safeToRemove(run, candidate))) return;
+    // From here on the node is changed: remember it, so a failure resumes this node and never starts on another.
+    run.state.inFlight = candidate;
+    candidate.attempts++;
+    run.publishPhase();
+    if (candidate.nodeName && !(await drainOnDemandNode(run, candidate, candidate.nodeName))) return;
+    candidate.step = 'awaiting-pods';
+  }
+  if (run.state.paused) return; // paused between steps: resumed from here
+  if (candidate.step === 'awaiting-pods') {
+    if (!(await movedPodsRunElsewhere(run, candidate))) return;
+    candidate.step = 'terminating';
+  }
+  if (run.state.paused) return;
+  await terminateThatInstance(run, candidate);
+}
+
+/** The safety checks; the verdict (and its reason) is kept for the status query. */
+async function safeToRemove(run: MonitorRun, candidate: ScaleDownInFlight): Promise<boolean> {
+  const { state, settings } = run;
+  const { instanceId } = candidate;
+  candidate.nodeName ??= (await looks.findNodeForInstance({ instanceId })).nodeName;
+  const { nodeName } = candidate;
+  const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
+  if (!nodeName && event && Date.now() - Date.parse(event.launchedAt) < settings.nodeReadyTimeoutSeconds * 1000) {
+    // Not joined yet: it may be about to take pods. Only an instance that never joined in time counts as empty.
+    state.lastSafety = { at: isoNow(), instanceId, safe: false, reason: `${instanceId} has no Kubernetes node yet` };
+    return false;
+  }
+  if (!nodeName) {
+    state.lastSafety = { at: isoNow(), instanceId, safe: true, reason: `${instanceId} has no Kubernetes node: nothing to move` };
+    return true;
+  }
+  const safety = await looks.assessScaleDownSafety({ nodeName, bufferPercent: settings.monitor.capacityBufferPercent });
+  state.lastSafety = { at: isoNow(), instanceId, nodeName, safe: safety.safe, reason: safety.reason };
+  if (!safety.safe) {
+    run.note(`not removing ${instanceId} (${nodeName}) yet: ${safety.reason}`);
+    return false;
+  }
+  candidate.owners = mergeOwners(candidate.owners, safety.owners);
+  return true;
+}
+
+/** Taint, cordon, drain (only pods a controller recreates); true when the node is empty. */
+async function drainOnDemandNode(run: MonitorRun, candidate: ScaleDownInFlight, nodeName: string): Promise<boolean> {
+  const { state, settings, steps } = run;
+  run.note(`removing on-demand ${candidate.instanceId} (${nodeName}): ${state.lastSafety?.reason ?? ''}`);
+  await steps.taintNode({ nodeName, taint: settings.monitor.scaleDownTaint });
+  await steps.cordonNode({ nodeName });
+  const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
+  const report = await steps.evictPods({ nodeName, deadline, onlyRecreatable: true });
+  if (report.complete) return true;
+  const reason = `drain incomplete, ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`;
+  if (candidate.attempts >= MAX_SCALE_DOWN_ATTEMPTS) {
+    await abandonScaleDown(run, candidate, reason, true);
+    return false;
+  }
+  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName, safe: false, reason };
+  run.note(`drain of ${nodeName} incomplete; resumed next cycle`);
+  return false;
+}
+
+/** The moved pods' controllers have all their pods running elsewhere (constraints the room check cannot see show here). */
+async function movedPodsRunElsewhere(run: MonitorRun, candidate: ScaleDownInFlight): Promise<boolean> {
+  const { settings, steps } = run;
+  if (!candidate.nodeName || candidate.owners.length === 0) return true;
+  const timeout = settings.monitor.podRescheduleTimeoutSeconds;
+  const deadline = new Date(Date.now() + timeout * 1000).toISOString();
+  const landed = await steps.awaitPodsRescheduled({ owners: candidate.owners, nodeName: candidate.nodeName, deadline, maxSeconds: timeout });
+  if (landed.settled) return true;
+  // Their pods cannot run elsewhere: the node is needed after all.
+  await abandonScaleDown(run, candidate, `moved pods did not start elsewhere within ${timeout} s: ${landed.waitingFor.join(', ')}`, true);
+  return false;
+}
+
+/** Terminate with decrement, that very instance; one that left the group another way changes nothing. */
+async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
+  const { state, steps, workflowId } = run;
+  const { instanceId } = candidate;
+  candidate.attempts++;
+  const requestId = `${workflowId}/scale-down/${instanceId}/${candidate.attempts}`;
+  await steps.requestInstanceRetirement({ asgName: run.onDemandAsgName, requestId, instanceId, terminate: true, ifAbsent: 'leave', replyTo: workflowId });
+  const retired = await terminationAnswer(run, requestId);
+  const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
+  if (event) {
+    event.state = retired.status === 'not-in-group' ? 'gone' : 'removed';
+    event.closedAt = isoNow();
+  }
+  state.inFlight = undefined;
+  if (retired.status === 'not-in-group') {
+    run.note(`on-demand ${instanceId} left the group before Spot Guard terminated it; nothing changed`);
+    return;
+  }
+  state.scaleDowns++;
+  run.note(`on-demand ${instanceId} removed (${retired.status}); ${state.scaleDowns} removed so far`);
+}
+
+async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetireInstanceResult> {
+  await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_MS);
+  const answer = run.retirementAnswers[requestId];
+  if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${run.onDemandAsgName}" did not answer ${requestId}`);
+  if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
+  return answer;
+}
+
+/** Gives a scale-down up: the node is made schedulable again and, when it failed, the event counts the attempt. */
+export async function abandonScaleDown(run: MonitorRun, candidate: ScaleDownInFlight, reason: string, failed: boolean): Promise<void> {
+  const { state, settings, steps } = run;
+  if (candidate.nodeName) await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: settings.monitor.scaleDownTaint.key });
+  const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
+  if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
+  state.inFlight = undefined;
+  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
+  run.note(`scale-down of ${candidate.instanceId} given up, node schedulable again: ${reason}`);
+}
+
+function mergeOwners(a: PodOwner[], b: PodOwner[]): PodOwner[] {
+  return [...new Map([...a, ...b].map((o) => [o.uid, o])).values()];
+}

@@ -1,0 +1,109 @@
+// The rebalance workflow's interface: its input, the status an operator queries, its result, and the two signals an
+// operator (or the on-node signaler) sends it.
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { DrainReport } from '../shared/activity-types.js';
+import { isInstanceId, isNodeName } from '../shared/ids.js';
+
+export interface RebalanceInput {
+  instanceId: string;
+  nodeName: string;
+  /** When IMDS said so (ISO 8601), as reported by the signaler; informative. */
+  noticeTime?: string;
+}
+
+export interface InterruptionNotice {
+  /** The action from IMDS spot/instance-action: terminate, stop or hibernate. */
+  action: string;
+  /** When AWS will act (ISO 8601). */
+  time: string;
+}
+
+export interface DrainNowRequest {
+  reason: string;
+}
+
+export type RebalancePhase =
+  | 'verifying'
+  | 'adding-capacity'
+  | 'tainting'
+  | 'holding'
+  | 'awaiting-drain-slot'
+  | 'draining'
+  | 'retiring-instance'
+  | 'awaiting-reclaim'
+  | 'done'
+  | 'failed';
+
+export type CapacityPhase =
+  | 'not-started'
+  | 'scaling-spot'
+  | 'waiting-for-spot'
+  | 'scaling-on-demand'
+  | 'waiting-for-on-demand'
+  | 'waiting-for-node-ready'
+  | 'done';
+
+/** What the replacement-capacity branch achieved. */
+export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested';
+
+export interface ScaleAttempt {
+  asgName: string;
+  requestedAt?: string;
+  desiredBefore?: number;
+  desiredTarget?: number;
+  instanceId?: string;
+  inServiceAt?: string;
+  /** Polls of the group made while this attempt waited (by its capacity workflow, for all waiters at once). */
+  polls?: number;
+  /** Why this attempt did not produce an instance. */
+  failure?: string;
+}
+
+export type InstanceFate = 'terminated' | 'reclaimed-by-aws' | 'kept' | 'not-in-group';
+
+export interface RebalanceStatus {
+  instanceId: string;
+  nodeName: string;
+  phase: RebalancePhase;
+  capacityPhase: CapacityPhase;
+  startedAt: string;
+  phaseChangedAt: string;
+  spot: ScaleAttempt;
+  onDemand?: ScaleAttempt;
+  replacement?: ReplacementOutcome;
+  replacementInstanceId?: string;
+  replacementNodeName?: string;
+  interruption?: InterruptionNotice & { receivedAt: string };
+  drainRequest?: DrainNowRequest & { receivedAt: string };
+  taintedAt?: string;
+  /** The disruption budget's answer: queued (with the position when asked), granted, or bypassed by a notice. */
+  drainSlot?: { state: 'queued' | 'granted' | 'bypassed'; position?: number; at: string };
+  drain?: DrainReport & { finishedAt: string };
+  instanceFate?: InstanceFate;
+  notes: string[];
+}
+
+export interface RebalanceResult {
+  instanceId: string;
+  nodeName: string;
+  replacement: ReplacementOutcome;
+  replacementInstanceId?: string;
+  tainted: boolean;
+  drained: boolean;
+  instanceFate: InstanceFate;
+  notes: string[];
+}
+
+export const interruptionNoticeSignal = defineSignal<[InterruptionNotice]>('interruptionNotice');
+export const drainNowSignal = defineSignal<[DrainNowRequest]>('drainNow');
+export const rebalanceStatusQuery = defineQuery<RebalanceStatus>('status');
+
+/** The problems of a rebalance input, each naming the bad value and what is expected; empty when it is valid. */
+export function problemsOfRebalanceInput(input: RebalanceInput | undefined): string[] {
+  const problems: string[] = [];
+  if (!isInstanceId(input?.instanceId)) {
+    problems.push(`instanceId "${input?.instanceId}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+  }
+  if (!isNodeName(input?.nodeName)) problems.push(`nodeName "${input?.nodeName}" is not a Kubernetes node name (a lowercase DNS subdomain)`);
+  return problems;
+}

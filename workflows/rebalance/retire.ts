@@ -1,0 +1,78 @@
+// Keep the books: the spot group was raised by one for this instance, so once the instance is gone it must end at its
+// original size. A drained instance is terminated with decrement (that very instance); one that is kept is watched
+// until AWS takes it, when the capacity workflow lowers desired by the one instance added for it.
+import { ApplicationFailure, condition, sleep } from '@temporalio/workflow';
+import type { RetireInstanceRequest, RetireInstanceResult } from '../capacity/api.js';
+import { rootMessage } from '../shared/failures.js';
+import { requestInstanceRetirement } from './activities.js';
+import type { InstanceFate } from './api.js';
+import { ANSWER_BACKSTOP_MS } from './replacement.js';
+import type { RebalanceRun } from './run.js';
+
+const MAX_RETIRE_ATTEMPTS = 20;
+
+/** What became of the warned instance, once the drain is over (or the hold ended with `known`). */
+export async function keepTheBooks(run: RebalanceRun, known: InstanceFate | undefined, drained: boolean): Promise<InstanceFate> {
+  if (known) return known;
+  if (run.status.replacement === 'not-requested') return 'kept'; // nothing was added for it: no books to keep
+  // Whether the group was raised decides whether it must come down with the instance.
+  await condition(() => run.spotAnswered());
+  const decrement = run.status.spot.desiredTarget !== undefined;
+  if (drained && run.settings.terminateDrainedInstance) {
+    run.enterPhase('retiring-instance');
+    return terminateWithDecrement(run, decrement);
+  }
+  run.enterPhase('awaiting-reclaim');
+  if (!drained) run.note('drain incomplete: the instance is kept until AWS takes it');
+  const watched = await watchKeptInstance(run, () => false, decrement);
+  return watched === 'drain-requested' ? 'kept' : watched;
+}
+
+/** Terminate with decrement through the capacity workflow, trying again (with a new request id) on failure. */
+async function terminateWithDecrement(run: RebalanceRun, decrement: boolean): Promise<InstanceFate> {
+  const { workflowId, instanceId } = run;
+  for (let attempt = 1; attempt <= MAX_RETIRE_ATTEMPTS; attempt++) {
+    try {
+      const requestId = attempt === 1 ? `${workflowId}/retire` : `${workflowId}/retire/${attempt}`;
+      const retired = await askForRetirement(run, { requestId, instanceId, terminate: true, decrement });
+      return retired.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+    } catch (error) {
+      run.note(`could not retire ${instanceId} (attempt ${attempt}): ${rootMessage(error)}`);
+      await sleep(Math.min(attempt * 30_000, 300_000));
+    }
+  }
+  run.note(`gave up retiring ${instanceId} after ${MAX_RETIRE_ATTEMPTS} attempts: terminate it by hand`);
+  return 'kept';
+}
+
+/**
+ * Watches a kept instance (tainted, not terminated by us) until AWS takes it, `stop` holds, or the reclaim wait ends.
+ * When AWS takes it, the capacity workflow lowers desired back by the one instance added for it.
+ */
+export async function watchKeptInstance(run: RebalanceRun, stop: () => boolean, decrement: boolean): Promise<InstanceFate | 'drain-requested'> {
+  const { settings, workflowId, instanceId } = run;
+  const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
+  for (let look = 1; ; look++) {
+    try {
+      const answer = await askForRetirement(run, { requestId: `${workflowId}/watch/${look}`, instanceId, terminate: false, decrement });
+      if (answer.status !== 'still-running') return answer.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+    } catch (error) {
+      run.note(`could not look whether ${instanceId} is still running: ${rootMessage(error)}`);
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) return 'kept';
+    if (await condition(stop, Math.min(settings.reclaimPollSeconds * 1000, left))) return 'drain-requested';
+  }
+}
+
+/** Asks the spot group's capacity workflow to retire (or look at) this instance; the answer comes by signal. */
+async function askForRetirement(run: RebalanceRun, request: Omit<RetireInstanceRequest, 'replyTo'>): Promise<RetireInstanceResult> {
+  const asgName = run.settings.spotAsgName;
+  await requestInstanceRetirement({ asgName, ...request, replyTo: run.workflowId });
+  const { requestId } = request;
+  await condition(() => run.retirementAnswers[requestId] !== undefined, ANSWER_BACKSTOP_MS);
+  const answer = run.retirementAnswers[requestId];
+  if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${asgName}" did not answer ${requestId} within ${ANSWER_BACKSTOP_MS / 1000} s`);
+  if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
+  return answer;
+}

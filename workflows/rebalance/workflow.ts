@@ -1,0 +1,53 @@
+// The rebalance workflow: one per warned instance. Verify, then replacement capacity first (spot +1, or the on-demand
+// fallback), then taint and drain the at-risk node, then keep the books so the spot group ends at its original size.
+// Its history reads like the runbook an operator would follow by hand.
+import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
+import { searchAttributes } from '../shared/search-attributes.js';
+import { loadSettings } from './activities.js';
+import { type InstanceFate, problemsOfRebalanceInput, type RebalanceInput, type RebalanceResult } from './api.js';
+import { addReplacementCapacity } from './replacement.js';
+import { keepTheBooks, watchKeptInstance } from './retire.js';
+import { RebalanceRun } from './run.js';
+import { drain, taint } from './taint-and-drain.js';
+import { verify } from './verify.js';
+
+export async function rebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
+  const problems = problemsOfRebalanceInput(input);
+  if (problems.length > 0) throw ApplicationFailure.nonRetryable(problems.join('; '), 'InvalidInput');
+  const run = new RebalanceRun(input);
+  upsertSearchAttributes([
+    { key: searchAttributes.instanceId, value: run.instanceId },
+    { key: searchAttributes.node, value: run.nodeName },
+    { key: searchAttributes.phase, value: run.status.phase },
+  ]);
+  run.settings = await loadSettings();
+  run.status.spot.asgName = run.settings.spotAsgName;
+  upsertSearchAttributes([{ key: searchAttributes.asg, value: run.settings.spotAsgName }]);
+
+  await verify(run);
+  // Replacement capacity in the background: an interruption notice must not wait for it.
+  run.enterPhase('adding-capacity');
+  const capacity = addReplacementCapacity(run).finally(() => {
+    run.capacitySettled = true;
+  });
+  await condition(() => run.capacitySettled || run.drainRequested());
+
+  await taint(run);
+  const { drained, fate } = await drainOrHold(run);
+  // A drained instance is terminated at once, before AWS's two-minute deadline, while the capacity steps may go on.
+  const instanceFate = await keepTheBooks(run, fate, drained);
+  await capacity;
+  run.status.instanceFate = instanceFate;
+  run.enterPhase('done');
+  return run.result(drained, instanceFate);
+}
+
+/** Without any replacement the node keeps its pods until AWS interrupts it or an operator says so. */
+async function drainOrHold(run: RebalanceRun): Promise<{ drained: boolean; fate?: InstanceFate }> {
+  if (run.status.replacement !== 'capacity-unavailable' || run.drainRequested()) return { drained: await drain(run) };
+  run.enterPhase('holding');
+  run.note('no replacement capacity: node tainted, pods stay until an interruption notice or a drainNow signal');
+  const watched = await watchKeptInstance(run, () => run.drainRequested(), run.status.spot.desiredTarget !== undefined);
+  if (watched === 'drain-requested') return { drained: await drain(run) };
+  return { drained: false, fate: watched };
+}

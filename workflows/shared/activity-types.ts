@@ -1,0 +1,133 @@
+// The activities' contract, owned by the workflows that call them: what each activity takes and answers. The
+// factories in activities/ implement it (checked by the compiler there), so workflow code imports nothing from
+// activities/ and the dependency between the two folders runs one way only.
+import type { DrainSlotRequest, IncreaseCapacityRequest, ReleaseDrainSlotRequest, RetireInstanceRequest, WorkflowAnswer } from '../capacity/api.js';
+import type { FallbackReport } from '../monitor/api.js';
+import type { FlowSettings, TaintSpec } from './settings.js';
+
+// --- what the activities answer ------------------------------------------------------------------------------------
+
+export interface GroupInstance {
+  instanceId: string;
+  lifecycleState: string;
+  healthStatus: string;
+}
+
+export interface GroupSnapshot {
+  asgName: string;
+  desiredCapacity: number;
+  minSize: number;
+  maxSize: number;
+  instances: GroupInstance[];
+  capacityRebalance: boolean;
+}
+
+export interface CapacityProblem {
+  activityId: string;
+  statusCode: string;
+  message: string;
+  startTime: string;
+}
+
+/** One poll of a group on behalf of every workflow waiting for a new instance of it. */
+export interface GroupProgress {
+  desiredCapacity: number;
+  /** Every InService instance; the capacity workflow decides which are new and whose. */
+  inService: string[];
+  /** Every instance still launching (Pending and its lifecycle-hook states). */
+  launching: string[];
+  /** Capacity problems of scaling activities that started at or after `since` (none read for an instances-only look). */
+  capacityProblems: CapacityProblem[];
+}
+
+export interface GroupHealth {
+  desiredCapacity: number;
+  inService: string[];
+  /** Instances on their way in or out (Pending, Terminating, Standby, ...), with their state. */
+  notInService: string[];
+  /** Scaling activities not finished yet. */
+  activitiesInProgress: string[];
+  /** Failed scaling activities that started at or after `since`. */
+  failuresSince: string[];
+}
+
+/** An instance's Kubernetes node as last seen: its name (none yet) and whether it is Ready. */
+export interface NodeLook {
+  nodeName?: string;
+  ready: boolean;
+}
+
+export interface DrainReport {
+  evicted: string[];
+  skipped: string[];
+  remaining: string[];
+  complete: boolean;
+}
+
+export interface PodOwner {
+  namespace: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export interface ScaleDownSafety {
+  safe: boolean;
+  reason: string;
+  /** Pods that would be evicted. */
+  pods: string[];
+  /** Their controllers, to see them running elsewhere afterwards. */
+  owners: PodOwner[];
+}
+
+// --- the activities, by concern --------------------------------------------------------------------------------------
+
+export interface SettingsActivities {
+  loadSettings(): Promise<FlowSettings>;
+}
+
+export interface AutoScalingActivities {
+  describeGroup(input: { asgName: string }): Promise<GroupSnapshot>;
+  describeGroupProgress(input: { asgName: string; since: string; instancesOnly?: boolean }): Promise<GroupProgress>;
+  describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth>;
+  setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string }>;
+  terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ alreadyTerminating: boolean }>;
+  verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }>;
+}
+
+export interface KubernetesActivities {
+  verifyNode(input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }>;
+  findNodeForInstance(input: { instanceId: string }): Promise<NodeLook>;
+  awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<NodeLook>;
+  findUnreadyNodes(input: { instanceIds: string[]; ignoreTaintKeys: string[] }): Promise<{ unready: string[]; ignored: string[] }>;
+  taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }>;
+  releaseNode(input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }>;
+  cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }>;
+  evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport>;
+}
+
+export interface ScaleDownSafetyActivities {
+  assessScaleDownSafety(input: { nodeName: string; bufferPercent: number }): Promise<ScaleDownSafety>;
+  awaitPodsRescheduled(input: { owners: PodOwner[]; nodeName: string; deadline: string; maxSeconds: number }): Promise<{ settled: boolean; waitingFor: string[] }>;
+}
+
+/** Requests to a group's capacity workflow (each answered by signal) and the delivery of its answers. */
+export interface CapacityRequestActivities {
+  requestCapacityIncrease(input: IncreaseCapacityRequest & { asgName: string }): Promise<void>;
+  requestInstanceRetirement(input: RetireInstanceRequest & { asgName: string }): Promise<void>;
+  requestDrainSlot(input: DrainSlotRequest & { asgName: string }): Promise<void>;
+  releaseDrainSlot(input: ReleaseDrainSlotRequest & { asgName: string }): Promise<void>;
+  sendAnswers(input: { answers: WorkflowAnswer[] }): Promise<{ delivered: number; gone: string[] }>;
+}
+
+export interface MonitorRequestActivities {
+  reportFallbackToMonitor(input: { spotAsgName: string; onDemandAsgName: string; report: FallbackReport }): Promise<void>;
+}
+
+/** Every activity of Spot Guard: what the worker registers and the workflows proxy. */
+export type SpotGuardActivities = SettingsActivities &
+  AutoScalingActivities &
+  KubernetesActivities &
+  ScaleDownSafetyActivities &
+  CapacityRequestActivities &
+  MonitorRequestActivities;
