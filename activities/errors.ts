@@ -137,6 +137,6 @@ function describeKubernetesBody(error: unknown): string {
     }
     return body.slice(0, 500);
   }
-  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  if (body && typeof body === 'object' && 'message' in body) return String(body.message);
   return (error as Error)?.message ?? String(error);
 }

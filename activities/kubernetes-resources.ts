@@ -60,10 +60,10 @@ export function selectorMatches(selector: V1LabelSelector | undefined, labels: R
     const values = expression.values ?? [];
     switch (expression.operator) {
       case 'In':
-        if (!has || !values.includes(value as string)) return false;
+        if (!has || !values.includes(value)) return false;
         break;
       case 'NotIn':
-        if (has && values.includes(value as string)) return false;
+        if (has && values.includes(value)) return false;
         break;
       case 'Exists':
         if (!has) return false;

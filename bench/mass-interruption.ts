@@ -279,7 +279,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   const reached = spotWrites.find(([, , value]) => value >= expectedDesired);
   const finalStatuses = warned.map((id) => statuses.get(id));
   const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
-  const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...(taintedTimes as number[])) : undefined;
+  const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...taintedTimes) : undefined;
   // When each replacement's node turned Ready (second resolution), read once from the API at the end.
   const readyAt = new Map<string, number>();
   for (const node of (await e2e.core.listNode({})).items) {

@@ -48,8 +48,8 @@ describe('Auto Scaling activities against moto (contract)', function () {
     assert.equal(spot.instances.length, 3);
     assert.ok(spot.instances.every((i) => /^i-[0-9a-f]{17}$/.test(i.instanceId) && i.lifecycleState === 'InService'));
     const [first] = spot.instances;
-    assert.deepEqual(await run(activities.verifyInstanceInGroup, { instanceId: first?.instanceId as string, asgName: 'spot' }), { lifecycleState: 'InService' });
-    await assert.rejects(run(activities.verifyInstanceInGroup, { instanceId: first?.instanceId as string, asgName: 'on-demand' }), /belongs to Auto Scaling group "spot", not to the spot group "on-demand"/);
+    assert.deepEqual(await run(activities.verifyInstanceInGroup, { instanceId: first?.instanceId, asgName: 'spot' }), { lifecycleState: 'InService' });
+    await assert.rejects(run(activities.verifyInstanceInGroup, { instanceId: first?.instanceId, asgName: 'on-demand' }), /belongs to Auto Scaling group "spot", not to the spot group "on-demand"/);
   });
 
   it('setDesiredCapacity is an absolute target: applying it twice launches one instance', async function () {
@@ -62,7 +62,7 @@ describe('Auto Scaling activities against moto (contract)', function () {
 
   it('terminate with decrement lowers desired by one and removes exactly that instance', async function () {
     const before = await group('spot');
-    const victim = before.instances[1] as string;
+    const victim = before.instances[1];
     const result = await run(activities.terminateInstanceInGroup, { asgName: 'spot', instanceId: victim, decrementDesiredCapacity: true });
     assert.deepEqual(result, { alreadyTerminating: false });
     const after = await group('spot');

@@ -29,10 +29,10 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
 
   async function scenario(): Promise<{ atRisk: string; nodeName: string; handle: WorkflowHandle<typeof rebalanceWorkflow> }> {
     const [atRisk] = await e2e.groups(2);
-    const nodeName = EndToEnd.nodeName(atRisk as string);
+    const nodeName = EndToEnd.nodeName(atRisk);
     await until('the at-risk node', async () => (await e2e.core.readNode({ name: nodeName })).metadata?.name === nodeName);
-    await e2e.pod(nodeName, `web-${(atRisk as string).slice(-6)}`);
-    return { atRisk: atRisk as string, nodeName, handle: e2e.client.workflow.getHandle(rebalanceWorkflowId(atRisk as string)) };
+    await e2e.pod(nodeName, `web-${atRisk.slice(-6)}`);
+    return { atRisk, nodeName, handle: e2e.client.workflow.getHandle(rebalanceWorkflowId(atRisk)) };
   }
 
   async function waitForStatus(handle: WorkflowHandle<typeof rebalanceWorkflow>, predicate: (s: RebalanceStatus) => boolean): Promise<RebalanceStatus> {

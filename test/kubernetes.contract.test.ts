@@ -212,7 +212,7 @@ describe('Kubernetes activities against a real API server (contract)', function 
     const report = await run(activities.evictPods, { nodeName: name, deadline: new Date(Date.now() + 60_000).toISOString() });
     assert.equal(report.complete, true, JSON.stringify(report));
     assert.equal(report.evicted.length, 1);
-    assert.match(report.evicted[0] as string, /^default\/web-/);
+    assert.match(report.evicted[0], /^default\/web-/);
     assert.deepEqual(report.skipped.map((s) => s.replace(/-\d+ /, ' ')).sort(), ['default/cni (DaemonSet pod)', 'default/static (mirror pod)']);
     const left = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` });
     assert.deepEqual(left.items.map((p) => p.metadata?.name?.replace(/-\d+$/, '')).sort(), ['cni', 'static']);

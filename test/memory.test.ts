@@ -33,7 +33,7 @@ async function growthFactorsTraced(percent: number): Promise<Map<string, string[
   const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { maxBuffer: 64 * 2 ** 20 });
   const factorsByIsolate = new Map<string, string[]>();
   for (const match of stdout.matchAll(/^\[\d+:(0x[0-9a-f]+)[^\]]*\].*\[HeapController\] factor ([\d.]+)/gm)) {
-    factorsByIsolate.set(match[1]!, [...(factorsByIsolate.get(match[1]!) ?? []), match[2]!]);
+    factorsByIsolate.set(match[1], [...(factorsByIsolate.get(match[1]) ?? []), match[2]]);
   }
   return factorsByIsolate;
 }

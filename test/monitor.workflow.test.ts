@@ -59,7 +59,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       spotAsgName: h.spot,
       onDemandAsgName: h.onDemand,
       // The test server's clock runs ahead of this process's once earlier tests skipped time: use its clock.
-      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
+      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
     });
   }
 
@@ -96,7 +96,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
         spotAsgName: h.spot,
         onDemandAsgName: h.onDemand,
-        report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0] as string, warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
+        report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
       });
       await env.sleep(100 * SECOND);
       assert.equal(terminations().length, 0, 'it may still be taking the warned node\'s pods');
@@ -164,7 +164,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       h.aws.groups.get(h.spot)!.desired = 3;
       await env.sleep(30 * SECOND);
       const healed = await status();
-      assert.ok(healed.healthySince && healed.healthySince > (healthy.healthySince as string), 'a new streak');
+      assert.ok(healed.healthySince && healed.healthySince > healthy.healthySince, 'a new streak');
       await env.sleep(75 * SECOND);
       assert.equal(terminations().length, 0, 'the first streak does not count: 2 minutes since the heal not reached yet');
       await env.sleep(60 * SECOND);

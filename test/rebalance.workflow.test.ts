@@ -35,7 +35,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     h = await new Harness(env).start();
     spotInstances = h.aws.addGroup(h.spot, { desired: 3, max: 10 });
     h.aws.addGroup(h.onDemand, { desired: 0, max: 5 });
-    atRisk = spotInstances[0] as string;
+    atRisk = spotInstances[0];
     h.k8s.addNode({ name: 'node-a', instanceId: atRisk });
     h.k8s.addPod({ name: 'web-1', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
     h.k8s.addPod({ name: 'web-2', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
@@ -312,7 +312,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
   });
 
   it('two nodes of the same group warned at the same moment raise desired capacity by exactly 2', async function () {
-    const second = spotInstances[1] as string;
+    const second = spotInstances[1];
     h.k8s.addNode({ name: 'node-b', instanceId: second });
     const results = await h.run(async () => {
       await Promise.all([
@@ -389,7 +389,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
 
   it('an interruption notice while queued by the disruption budget drains at once', async function () {
     h.settings = { ...h.settings, drainBudget: { nodes: 1 } };
-    const second = spotInstances[1] as string;
+    const second = spotInstances[1];
     h.k8s.addNode({ name: 'node-b', instanceId: second });
     h.k8s.addPod({ name: 'app-b', nodeName: 'node-b', ownerKind: 'ReplicaSet' });
     h.k8s.pdbBlocks.set('default/web-1', Number.MAX_SAFE_INTEGER); // node-a's drain holds its slot
@@ -423,7 +423,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
   });
 
   it('a node whose providerID names another instance is rejected with nothing changed', async function () {
-    const other = spotInstances[1] as string;
+    const other = spotInstances[1];
     h.k8s.addNode({ name: 'node-a', instanceId: other });
     await h.run(async () => {
       await start();
@@ -442,11 +442,11 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
 
   it('an instance outside the spot group is rejected with nothing changed', async function () {
     const [onDemandInstance] = h.aws.addGroup('other-asg', { desired: 1, max: 1 });
-    h.k8s.addNode({ name: 'node-c', instanceId: onDemandInstance as string });
+    h.k8s.addNode({ name: 'node-c', instanceId: onDemandInstance });
     await h.run(async () => {
-      await requestRebalance(env.client, h.taskQueue, { instanceId: onDemandInstance as string, nodeName: 'node-c' });
+      await requestRebalance(env.client, h.taskQueue, { instanceId: onDemandInstance, nodeName: 'node-c' });
       await assert.rejects(handle(onDemandInstance).result(), /./);
-      const failure = await handle(onDemandInstance).result().catch((error: WorkflowFailedError) => error.cause?.message);
+      const failure = await handle(onDemandInstance).result().then(() => undefined, (error: WorkflowFailedError) => error.cause?.message);
       assert.match(String(failure), new RegExp(`belongs to Auto Scaling group "other-asg", not to the spot group "${h.spot}"`));
     });
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);

@@ -64,6 +64,7 @@ describe('the @temporalio/worker patches (no watchdog thread per workflow call w
     assert.deepEqual(twice, { text: once.text, changed: false });
     // The patched expression, evaluated: no timeout (no watchdog thread) at the maximum, the same timeout otherwise.
     const timeoutFor = (isolateExecutionTimeoutMs: number): unknown =>
+      // eslint-disable-next-line @typescript-eslint/no-implied-eval, @typescript-eslint/no-unsafe-call -- runs the patched SDK source text on purpose
       new Function('isolateExecutionTimeoutMs', `return { ${once.text.match(/timeout: [^\n]*/)?.[0]} }.timeout;`)(isolateExecutionTimeoutMs);
     assert.equal(timeoutFor(NO_WORKFLOW_CALL_TIMEOUT_MS), undefined);
     assert.equal(timeoutFor(5000), 5000);
@@ -79,6 +80,7 @@ describe('the @temporalio/worker patches (no watchdog thread per workflow call w
     const hooked = (value: string | undefined): boolean => {
       let hook = false;
       const handlers = { installed: false, overridePrepareStackTrace: () => undefined, setPromiseHook: () => (hook = true) };
+      // eslint-disable-next-line @typescript-eslint/no-implied-eval, @typescript-eslint/no-unsafe-call -- runs the patched SDK source text on purpose
       const install = new Function('process', `return function ${once.text}`)({ env: { [STACK_TRACES_VARIABLE]: value } }) as () => void;
       install.call(handlers);
       return hook;

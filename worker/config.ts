@@ -116,7 +116,7 @@ export function parseDurationSeconds(text: string): number | undefined {
 export function parseTaint(text: string): TaintSpec | undefined {
   const match = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*):(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(text.trim());
   if (!match) return undefined;
-  return { key: match[1] as string, value: match[2] as string, effect: match[3] as TaintSpec['effect'] };
+  return { key: match[1], value: match[2], effect: match[3] as TaintSpec['effect'] };
 }
 
 /** Parses a disruption budget: "10%" (of the group's desired capacity) or "5" (nodes). */

@@ -56,7 +56,7 @@ export async function startDevServer(settings: DevServerSettings, namespace: str
     } catch (error) {
       if (Date.now() > deadline) {
         child.kill('SIGTERM');
-        throw new Error(`the embedded Temporal dev server did not answer on ${address} within 60 s: ${(error as Error).message}`);
+        throw new Error(`the embedded Temporal dev server did not answer on ${address} within 60 s: ${(error as Error).message}`, { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }

@@ -49,7 +49,7 @@ export function launchSettingsMissing(
   env: Record<string, string | undefined> = process.env,
 ): string[] {
   const flags = [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)];
-  const flagName = (flag: string): string => flag.split('=')[0]!.replaceAll('_', '-');
+  const flagName = (flag: string): string => flag.split('=')[0].replaceAll('_', '-');
   return [
     ...WORKER_NODE_FLAGS.filter((wanted) => !flags.some((flag) => flagName(flag) === flagName(wanted))),
     ...Object.entries(WORKER_LAUNCH_ENV).filter(([name]) => env[name] === undefined).map(([name, value]) => `${name}=${value}`),

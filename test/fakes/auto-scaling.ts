@@ -5,10 +5,15 @@ import {
   type Activity,
   AutoScalingClient,
   DescribeAutoScalingGroupsCommand,
+  type DescribeAutoScalingGroupsCommandInput,
   DescribeAutoScalingInstancesCommand,
+  type DescribeAutoScalingInstancesCommandInput,
   DescribeScalingActivitiesCommand,
+  type DescribeScalingActivitiesCommandInput,
   SetDesiredCapacityCommand,
+  type SetDesiredCapacityCommandInput,
   TerminateInstanceInAutoScalingGroupCommand,
+  type TerminateInstanceInAutoScalingGroupCommandInput,
 } from '@aws-sdk/client-auto-scaling';
 import { mockClient } from 'aws-sdk-client-mock';
 
@@ -66,19 +71,19 @@ export class FakeAutoScaling {
 
   constructor() {
     const mock = mockClient(this.client);
-    mock.on(DescribeAutoScalingGroupsCommand).callsFake((input) => this.run('DescribeAutoScalingGroups', input, () => this.describeGroups(input.AutoScalingGroupNames ?? [])));
-    mock.on(SetDesiredCapacityCommand).callsFake((input) => {
+    mock.on(DescribeAutoScalingGroupsCommand).callsFake((input: DescribeAutoScalingGroupsCommandInput) => this.run('DescribeAutoScalingGroups', input, () => this.describeGroups(input.AutoScalingGroupNames ?? [])));
+    mock.on(SetDesiredCapacityCommand).callsFake((input: SetDesiredCapacityCommandInput) => {
       const apply = () => this.run('SetDesiredCapacity', input, () => this.setDesired(input.AutoScalingGroupName, input.DesiredCapacity));
       const held = this.held;
       if (!held) return apply();
       held.reached();
       return held.gate.then(apply);
     });
-    mock.on(TerminateInstanceInAutoScalingGroupCommand).callsFake((input) =>
+    mock.on(TerminateInstanceInAutoScalingGroupCommand).callsFake((input: TerminateInstanceInAutoScalingGroupCommandInput) =>
       this.run('TerminateInstanceInAutoScalingGroup', input, () => this.terminate(input.InstanceId, input.ShouldDecrementDesiredCapacity)),
     );
-    mock.on(DescribeAutoScalingInstancesCommand).callsFake((input) => this.run('DescribeAutoScalingInstances', input, () => this.describeInstances(input.InstanceIds ?? [])));
-    mock.on(DescribeScalingActivitiesCommand).callsFake((input) =>
+    mock.on(DescribeAutoScalingInstancesCommand).callsFake((input: DescribeAutoScalingInstancesCommandInput) => this.run('DescribeAutoScalingInstances', input, () => this.describeInstances(input.InstanceIds ?? [])));
+    mock.on(DescribeScalingActivitiesCommand).callsFake((input: DescribeScalingActivitiesCommandInput) =>
       this.run('DescribeScalingActivities', input, () => ({ Activities: [...(this.group(input.AutoScalingGroupName).activities)].reverse() })),
     );
   }

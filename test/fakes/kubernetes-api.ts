@@ -172,7 +172,7 @@ export class FakeKubernetesApi {
       return this.send(res, 200, { apiVersion: 'v1', kind: 'NodeList', metadata: {}, items: [...this.nodes.values()] });
     }
     if ((match = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname))) {
-      const node = this.nodes.get(decodeURIComponent(match[1] as string));
+      const node = this.nodes.get(decodeURIComponent(match[1]));
       if (!node) return this.send(res, 404, status(404, `nodes "${match[1]}" not found`, 'NotFound'));
       if (req.method === 'GET') return this.send(res, 200, node);
       if (req.method === 'PATCH') return this.patchNode(res, node, req.headers['content-type'], body);

@@ -16,7 +16,7 @@ export async function recordHistory(handle: WorkflowHandle, name: string): Promi
   const history = await handle.fetchHistory();
   // The workflow id is kept with the history: workflows that compare signals with ids derived from their own id
   // (the capacity workflow's answers) must replay under the id they ran with.
-  const recorded = { workflowId: handle.workflowId, ...JSON.parse(historyToJSON(history)) };
+  const recorded = { workflowId: handle.workflowId, ...(JSON.parse(historyToJSON(history)) as Record<string, unknown>) };
   writeFileSync(join(historiesDir, `${name}.json`), `${JSON.stringify(recorded, null, 1)}\n`);
 }
 

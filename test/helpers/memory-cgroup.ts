@@ -56,7 +56,7 @@ export function createMemoryCgroup(limitMiB: number, paths: CgroupPaths = HOST):
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, own.version === 1 ? 'memory.limit_in_bytes' : 'memory.max'), bytes);
   } catch (error) {
-    throw new Error(`--worker-memory-limit: cannot create the memory cgroup ${dir} (${(error as Error).message}): run as a user who may, or without the option`);
+    throw new Error(`--worker-memory-limit: cannot create the memory cgroup ${dir} (${(error as Error).message}): run as a user who may, or without the option`, { cause: error });
   }
   const number = (file: string, pattern?: RegExp): number | undefined => {
     const text = read(join(dir, file));
