@@ -105,11 +105,11 @@ async function sendAnswers(client: Client, input: { answers: WorkflowAnswer[] })
   const [earlier] = (Context.current().info.heartbeatDetails as [number[]] | undefined) ?? [[]];
   const done = new Set<number>(earlier);
   const gone: string[] = [];
-  let failure: unknown;
+  let failure: Error | undefined;
   const todo = input.answers.map((_, i) => i).filter((i) => !done.has(i));
   const sender = async (): Promise<void> => {
     for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
-      const { workflowId, signalName, answer } = input.answers[i] as WorkflowAnswer;
+      const { workflowId, signalName, answer } = input.answers[i];
       try {
         await client.workflow.getHandle(workflowId).signal(signalName, answer);
         done.add(i);
@@ -117,7 +117,7 @@ async function sendAnswers(client: Client, input: { answers: WorkflowAnswer[] })
         if (error instanceof WorkflowNotFoundError) {
           gone.push(workflowId);
           done.add(i);
-        } else failure ??= error;
+        } else failure ??= error instanceof Error ? error : new Error(String(error));
       }
       Context.current().heartbeat([[...done]]);
     }

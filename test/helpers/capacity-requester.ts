@@ -49,7 +49,7 @@ export class CapacityRequester {
   /** The first answer on `signalName` to `requestId`, once it was delivered. */
   async answer(signalName: string, requestId: string, timeoutMs = 30_000): Promise<Answer> {
     await until(`the ${signalName} to ${requestId}`, () => this.answersTo(signalName, requestId).length > 0, timeoutMs);
-    return this.answersTo(signalName, requestId)[0] as Answer;
+    return this.answersTo(signalName, requestId)[0];
   }
 
   answersTo(signalName: string, requestId: string): Answer[] {

@@ -237,7 +237,7 @@ export function validateIncreaseRequest(request: IncreaseCapacityRequest): void 
     try {
       validateDrainSlotRequest(waiter.drainSlot);
     } catch (error) {
-      throw new Error(`waiter.drainSlot: ${(error as Error).message}`);
+      throw new Error(`waiter.drainSlot: ${(error as Error).message}`, { cause: error });
     }
   }
 }
@@ -271,7 +271,7 @@ export function validateDrainSlotRequest(request: Omit<DrainSlotRequest, 'bypass
   if (typeof request.leaseSeconds !== 'number' || !(request.leaseSeconds > 0)) {
     throw new Error(`leaseSeconds ${String(request.leaseSeconds)} must be a positive number of seconds`);
   }
-  if (request.bypass !== undefined && typeof request.bypass !== 'boolean') throw new Error(`bypass "${String(request.bypass)}" must be true or false`);
+  if (request.bypass !== undefined && typeof request.bypass !== 'boolean') throw new Error(`bypass ${JSON.stringify(request.bypass)} must be true or false`);
 }
 
 export function validateReleaseRequest(request: ReleaseDrainSlotRequest): void {

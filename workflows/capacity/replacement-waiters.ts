@@ -151,7 +151,7 @@ export class ReplacementWaiters {
   }
 
   private answer(waiter: ReplacementWaiter, at: string, outcome: DistributiveOmit<ReplacementAnswer, 'requestId' | 'at' | 'polls'>): ReplacementAnswer {
-    return { requestId: waiter.requestId, at, polls: this.waits.polls - waiter.pollsBefore, ...outcome } as ReplacementAnswer;
+    return { requestId: waiter.requestId, at, polls: this.waits.polls - waiter.pollsBefore, ...outcome };
   }
 }
 

@@ -22,6 +22,7 @@ export const INSTANCE_ID_PATTERN = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
 // Kubernetes node names are DNS subdomains (RFC 1123), at most 253 characters.
 export const NODE_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 // Auto Scaling group names: 1-255 characters of the Unicode BMP except control characters; we also refuse blanks.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what a group name may not contain
 export const ASG_NAME_PATTERN = /^[^\s\x00-\x1f\x7f]{1,255}$/;
 
 export const isInstanceId = (value: unknown): value is string => typeof value === 'string' && INSTANCE_ID_PATTERN.test(value);
