@@ -1,0 +1,90 @@
+// The capacity workflow's replacement waiters without a server: the rules of the one 10 s group poll that serves every
+// waiter, held against random sequences of increases, polls and the passing of time.
+import assert from 'node:assert/strict';
+import type { GroupProgress } from '../../workflows/shared/activity-types.js';
+import { ReplacementWaiters, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
+import type { ReplacementAnswer } from '../../workflows/capacity/api.js';
+import { forSeeds, type Random } from '../helpers/random.js';
+
+const T0 = Date.parse('2026-11-29T00:00:00Z');
+const iso = (ms: number): string => new Date(ms).toISOString();
+const noSlot = (): undefined => undefined;
+
+function increase(requestId: string, waitSeconds = 120) {
+  return { requestId, waiter: { workflowId: `wf-${requestId}`, waitSeconds, pollIntervalSeconds: 10 } };
+}
+
+describe('replacement waiters (the 10 s group poll, no server)', function () {
+  it('new InService instances go to the oldest waiters first; the group as it was before the increase is nobody\'s', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    waiters.add(increase('a'), iso(T0), ['i-old'], T0);
+    waiters.add(increase('b'), iso(T0), ['i-old'], T0 + 1000);
+    assert.equal(waiters.nextPollAt, T0, 'the first waiter of a wave gets a look at once');
+    waiters.startPoll('g');
+    const answers = waiters.settle({ desiredCapacity: 3, inService: ['i-old', 'i-new1'], launching: ['i-new2'], capacityProblems: [] }, T0 + 2000, noSlot);
+    assert.deepEqual(answers.map((a) => [a.workflowId, a.answer.status, (a.answer as { instanceId?: string }).instanceId]), [['wf-a', 'in-service', 'i-new1']]);
+    assert.equal(waiters.count, 1);
+    assert.equal(waiters.launchingForWaiters, 1, 'an instance launching for every waiter left');
+    assert.deepEqual(waiters.startPoll('g'), { asgName: 'g', since: iso(T0), instancesOnly: true }, 'then the poll reads the instances alone');
+    assert.equal(waiters.nextPollAt, T0 + 2000 + 5000, 'twice per interval while launching');
+  });
+
+  it('capacity-error detection counts only problems that started at or after the waiter\'s request', function () {
+    const problem = (startTime: string) => ({ activityId: 'x', statusCode: 'Failed', message: 'InsufficientInstanceCapacity', startTime });
+    assert.equal(capacityErrorFor({ since: iso(T0) }, [problem(iso(T0 - 1))]), undefined);
+    assert.ok(capacityErrorFor({ since: iso(T0) }, [problem(iso(T0))]));
+  });
+
+  it('random sequences: each waiter answered exactly once, no instance given twice, in-service only from the poll, nobody left behind at its deadline', function () {
+    forSeeds(300, (random) => runSequence(random));
+  });
+});
+
+function runSequence(random: Random): void {
+  let now = T0;
+  const baseline = ['i-b1', 'i-b2'];
+  const waiters = new ReplacementWaiters(undefined, now);
+  const added = new Map<string, { before: string[]; deadline: number }>();
+  const answered = new Map<string, ReplacementAnswer>();
+  const given = new Set<string>();
+  let inService = [...baseline];
+  let waveBefore: string[] = [];
+  let next = 0;
+  for (let step = 0; step < 60; step++) {
+    now += random.int(8000);
+    const op = random.int(3);
+    if (op === 0) {
+      const id = `r${next++}`;
+      const waitSeconds = 5 + random.int(60);
+      // As the capacity workflow does: the group's instances just before the increase. A wave's waiters share the
+      // baseline of its first: any instance new since then is replacement capacity, whoever's increase launched it.
+      if (waiters.count === 0) waveBefore = [...inService];
+      waiters.add(increase(id, waitSeconds), iso(now), [...inService], now);
+      added.set(id, { before: waveBefore, deadline: now + waitSeconds * 1000 });
+    } else if (op === 1 && random.chance(0.8)) {
+      inService = [...inService, `i-n${next++}`];
+    } else if (waiters.pollDue(now)) {
+      const progress: GroupProgress | undefined = random.chance(0.1)
+        ? undefined
+        : { desiredCapacity: inService.length, inService, launching: random.chance(0.5) ? ['i-launching'] : [], capacityProblems: random.chance(0.15) ? [{ activityId: 'a', statusCode: 'Failed', message: 'no capacity', startTime: iso(now - random.int(20_000)) }] : [] };
+      waiters.startPoll('g');
+      for (const { workflowId, answer: delivered } of waiters.settle(progress, now, noSlot)) {
+        const answer = delivered as ReplacementAnswer;
+        assert.equal(workflowId, `wf-${answer.requestId}`, 'each answer goes to the waiter that asked');
+        assert.ok(added.has(answer.requestId), `${answer.requestId} was waiting`);
+        assert.ok(!answered.has(answer.requestId), `${answer.requestId} answered once`);
+        answered.set(answer.requestId, answer);
+        if (answer.status === 'in-service') {
+          assert.ok(!given.has(answer.instanceId), `${answer.instanceId} given to one waiter only`);
+          assert.ok(!added.get(answer.requestId)?.before.includes(answer.instanceId), 'never an instance of the group before its wave began');
+          assert.ok(progress?.inService.includes(answer.instanceId), 'an instance InService at that poll');
+          given.add(answer.instanceId);
+        }
+        if (answer.status === 'timed-out') assert.ok(now >= (added.get(answer.requestId)?.deadline ?? Infinity), 'timed out only at its deadline');
+      }
+      for (const w of waiters.waits.waiters) assert.ok(Date.parse(w.deadline) > now, `${w.requestId} still waits only before its deadline`);
+    }
+    assert.equal(waiters.count + answered.size, added.size, 'every waiter is waiting or answered');
+    assert.equal(waiters.nextPollAt !== undefined, waiters.count > 0, 'a poll is scheduled exactly while someone waits');
+  }
+}
