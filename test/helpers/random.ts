@@ -21,7 +21,7 @@ export function seededRandom(seed: number): Random {
     seed,
     next,
     int: (below) => Math.floor(next() * below),
-    pick: (items) => items[Math.floor(next() * items.length)] as (typeof items)[number],
+    pick: (items) => items[Math.floor(next() * items.length)],
     chance: (probability) => next() < probability,
   };
 }
