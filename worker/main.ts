@@ -15,7 +15,6 @@ import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitB
 import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
-import { setWorkflowStackTraces, stackTracePatchApplied, watchdogPatchApplied, workflowCallTimeout } from './sdk-patches.js';
 
 /** Capacity and monitor workflows: two per spot/on-demand pair. */
 const GROUP_WORKFLOWS_CACHED = 20;
@@ -111,20 +110,12 @@ async function main(): Promise<number> {
       settings: config.flow,
       dryRun: config.dryRun,
     });
-    if (config.workflowDeadlockTimeoutSeconds === undefined && !watchdogPatchApplied()) {
-      say('warning: @temporalio/worker is not patched (npm ran without install scripts?): every call into workflow code starts a thread; run node scripts/patch-temporal-worker.mjs');
-    }
-    if (!config.workflowStackTraces && !stackTracePatchApplied()) {
-      say('warning: @temporalio/worker is not patched (npm ran without install scripts?): workflow stack traces stay on, an Error per promise; run node scripts/patch-temporal-worker.mjs');
-    }
-    setWorkflowStackTraces(config.workflowStackTraces);
     const workerConnection = await NativeConnection.connect(options);
     const common = {
       connection: workerConnection,
       namespace: config.temporal.namespace,
       ...workflowCode,
       activities,
-      isolateExecutionTimeout: workflowCallTimeout(config.workflowDeadlockTimeoutSeconds),
       // In a wave tasks queue longer than the SDK's 10 s; moving them off this worker's queue only adds replays.
       stickyQueueScheduleToStartTimeout: `${config.stickyQueueTimeoutSeconds} seconds`,
       // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
