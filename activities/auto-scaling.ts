@@ -18,14 +18,6 @@ import { sharedRead } from './shared-read.js';
 import { requireGroupName, requireInstanceId } from './validation.js';
 
 
-export interface ScaleOutProgress {
-  /** New instances (absent before the request) that are InService, oldest first. */
-  newInService: string[];
-  /** New instances still on their way (Pending, Pending:Wait, ...). */
-  newPending: string[];
-  capacityProblem?: CapacityProblem;
-}
-
 // Failure texts AWS writes into scaling activities when it cannot launch. Cluster Autoscaler treats any Failed
 // activity as "no capacity"; we do too, and also catch these texts on activities that are still being retried.
 const CAPACITY_PROBLEM_PATTERNS = [
@@ -54,44 +46,47 @@ export interface AutoScalingActivityOptions {
   membershipCacheMs?: number;
 }
 
+/** One DescribeAutoScalingGroups of a named group; a group that does not exist can never succeed (non-retryable). */
+export async function describeAutoScalingGroup(client: AutoScalingClient, asgName: string): Promise<AutoScalingGroup> {
+  requireGroupName(asgName);
+  const output = await awsCall(`describe Auto Scaling group ${asgName}`, () =>
+    client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [asgName] })),
+  );
+  const group = output.AutoScalingGroups?.find((g) => g.AutoScalingGroupName === asgName);
+  if (!group) {
+    throw nonRetryable(
+      FailureType.groupNotFound,
+      `Auto Scaling group "${asgName}" does not exist in this account and region; check SPOT_ASG_NAME / ON_DEMAND_ASG_NAME and AWS_REGION`,
+    );
+  }
+  return group;
+}
+
+/** Capacity problems of the group's latest scaling activities that started at or after `since` (ISO 8601). */
+export async function capacityProblemsSince(client: AutoScalingClient, asgName: string, since: string): Promise<CapacityProblem[]> {
+  const from = Date.parse(since);
+  const output = await awsCall(`describe the scaling activities of "${asgName}"`, () =>
+    client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: asgName, MaxRecords: 20 })),
+  );
+  return (output.Activities ?? [])
+    .filter((a) => a.StartTime !== undefined && a.StartTime.getTime() >= from && isCapacityProblem(a))
+    .map((a) => ({
+      activityId: a.ActivityId ?? '',
+      statusCode: a.StatusCode ?? '',
+      message: a.StatusMessage ?? a.Description ?? '',
+      startTime: a.StartTime?.toISOString() ?? '',
+    }));
+}
+
 export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}) {
   const dryRun = options.dryRun ?? false;
   const membershipCacheMs = options.membershipCacheMs ?? 2_000;
+  const readGroup = (asgName: string): Promise<AutoScalingGroup> => describeAutoScalingGroup(client, asgName);
   /** The group's members and their lifecycle states, read at most once per cache period however many ask. */
   const groupMembers = sharedRead(membershipCacheMs, async (asgName) => {
     const group = await readGroup(asgName);
     return new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown']));
   });
-
-  async function readGroup(asgName: string): Promise<AutoScalingGroup> {
-    requireGroupName(asgName);
-    const output = await awsCall(`describe Auto Scaling group ${asgName}`, () =>
-      client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [asgName] })),
-    );
-    const group = output.AutoScalingGroups?.find((g) => g.AutoScalingGroupName === asgName);
-    if (!group) {
-      throw nonRetryable(
-        FailureType.groupNotFound,
-        `Auto Scaling group "${asgName}" does not exist in this account and region; check SPOT_ASG_NAME / ON_DEMAND_ASG_NAME and AWS_REGION`,
-      );
-    }
-    return group;
-  }
-
-  async function capacityProblemsSince(asgName: string, since: string): Promise<CapacityProblem[]> {
-    const from = Date.parse(since);
-    const output = await awsCall(`describe the scaling activities of "${asgName}"`, () =>
-      client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: asgName, MaxRecords: 20 })),
-    );
-    return (output.Activities ?? [])
-      .filter((a) => a.StartTime !== undefined && a.StartTime.getTime() >= from && isCapacityProblem(a))
-      .map((a) => ({
-        activityId: a.ActivityId ?? '',
-        statusCode: a.StatusCode ?? '',
-        message: a.StatusMessage ?? a.Description ?? '',
-        startTime: a.StartTime?.toISOString() ?? '',
-      }));
-  }
 
   return {
     /**
@@ -109,7 +104,7 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
         desiredCapacity: group.DesiredCapacity ?? 0,
         inService: idsIn((state) => state === 'InService'),
         launching: idsIn((state) => state.startsWith('Pending')),
-        capacityProblems: input.instancesOnly ? [] : await capacityProblemsSince(input.asgName, input.since),
+        capacityProblems: input.instancesOnly ? [] : await capacityProblemsSince(client, input.asgName, input.since),
       };
     },
 
@@ -236,26 +231,6 @@ export function createAutoScalingActivities(client: AutoScalingClient, options: 
         );
       }
       return { lifecycleState: found.LifecycleState ?? 'Unknown' };
-    },
-
-    /**
-     * One poll of a scale-out in progress: which new instances are InService, and whether a scaling activity that
-     * started after the request reports a capacity problem.
-     */
-    async describeScaleOut(input: { asgName: string; instancesBefore: string[]; since: string }): Promise<ScaleOutProgress> {
-      const group = await readGroup(input.asgName);
-      const before = new Set(input.instancesBefore);
-      const fresh = (group.Instances ?? []).filter((i) => i.InstanceId && !before.has(i.InstanceId));
-      const newInService = fresh.filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId as string);
-      const newPending = fresh
-        .filter((i) => i.LifecycleState !== 'InService' && !isTerminatingState(i.LifecycleState))
-        .map((i) => i.InstanceId as string);
-      const progress: ScaleOutProgress = { newInService, newPending };
-      if (newInService.length > 0) return progress;
-
-      const [problem] = await capacityProblemsSince(input.asgName, input.since);
-      if (problem) progress.capacityProblem = problem;
-      return progress;
     },
   };
 }

@@ -6,7 +6,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 export type CpuSeconds = Record<string, number>;
 
 const roles: [string, RegExp][] = [
-  ['worker', /dist\/worker\/main\.js/],
+  // Spot Guard's worker, or the benchmark's for the naive strategy.
+  ['worker', /dist\/(worker\/main|bench\/naive\/worker)\.js/],
   ['temporal dev server', /temporal.*server\s+start-dev/],
   ['kube-apiserver', /kube-apiserver/],
   ['etcd', /(^|\/)etcd(\s|$)/],

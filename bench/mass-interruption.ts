@@ -1,8 +1,8 @@
 // Mass-interruption benchmark on the real peers: the Temporal dev server, moto behind our launcher (which counts the
 // Auto Scaling requests it receives), kube-apiserver with kwok nodes and pods, and the real worker process. N spot
 // nodes get rebalance recommendations within a short spread; the same scenario runs twice in one process, once with
-// Spot Guard's design and once with the original flow's naive strategy (SPOT_GUARD_BENCH_NAIVE_CAPACITY), and the two
-// are reported side by side and as ratios.
+// Spot Guard's design on its production worker and once with the original flow's naive strategy (bench/naive/: its own
+// workflow, on a worker of the benchmark's), and the two are reported side by side and as ratios.
 //
 //   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
 //                    [--node-lease S] [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
@@ -19,17 +19,34 @@ import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../test/helpers/end-to-end.js';
 import { createMemoryCgroup } from '../test/helpers/memory-cgroup.js';
 import { type CpuSeconds, cpuSnapshot, cpuSpent } from './cpu.js';
+import { startNaiveRebalance } from './naive/start.js';
 import { countsSince, type KeysOf, round, type Spread, spread } from './stats.js';
 import { type StageLags, stagesOf, summarize } from './taint-lag.js';
 
 // SPOT_GUARD_BENCH_RESULTS: another directory for the report (the suite's smoke run writes to a temporary one).
 const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL('../../bench/results', import.meta.url));
 
+type Strategy = 'spot-guard' | 'naive';
+
+/** What differs between the two strategies: the worker started, the workflow type, how a warned node starts it. */
+const strategies: Record<Strategy, { workerEntry?: string; workflowType: string; warn: typeof requestRebalance }> = {
+  // Spot Guard's production worker (dist/worker/main.js) and its rebalance workflow, started as the signaler does.
+  'spot-guard': { workflowType: 'rebalanceWorkflow', warn: requestRebalance },
+  naive: {
+    workerEntry: fileURLToPath(new URL('./naive/worker.js', import.meta.url)),
+    workflowType: 'naiveRebalanceWorkflow',
+    warn: async (client, taskQueue, input) => {
+      await startNaiveRebalance(client, taskQueue, input);
+      return { workflowId: rebalanceWorkflowId(input.instanceId) };
+    },
+  },
+};
+
 interface Options {
   nodes: number;
   inServiceDelaySeconds: number;
   spreadSeconds: number;
-  only?: 'spot-guard' | 'naive';
+  only?: Strategy;
   /** kwok's node lease duration: 40 s renews 1,000 leases every 10 s, as kubelets do. */
   nodeLeaseSeconds: number;
   /** Extra environment for the worker under test, so a configuration can be measured against the defaults. */
@@ -39,7 +56,7 @@ interface Options {
 }
 
 export interface StrategyResult {
-  strategy: 'spot-guard' | 'naive';
+  strategy: Strategy;
   nodes: number;
   expectedDesired: number;
   finalDesired: number;
@@ -127,7 +144,7 @@ async function inBatches<T>(items: T[], size: number, work: (item: T, index: num
 }
 
 
-async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', options: Options): Promise<StrategyResult> {
+async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options): Promise<StrategyResult> {
   const { nodes } = options;
   const log = (text: string) => console.log(`[bench ${strategy} N=${nodes}] ${text}`);
   await e2e.aws.reset();
@@ -178,9 +195,8 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
     SPOT_GUARD_RECLAIM_POLL_INTERVAL: '3600',
     SPOT_GUARD_RECLAIM_WAIT: '3600',
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
-    ...(strategy === 'naive' ? { SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'true' } : {}),
     ...options.workerEnv,
-  }, cgroup?.dir);
+  }, cgroup?.dir, strategies[strategy].workerEntry);
   const before = await e2e.aws.counts();
   log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
 
@@ -191,7 +207,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   await Promise.all(
     warned.map(async (instanceId, n) => {
       await new Promise((resolve) => setTimeout(resolve, (n / Math.max(1, nodes - 1)) * options.spreadSeconds * 1000));
-      await requestRebalance(e2e.client, TASK_QUEUE, { instanceId, nodeName: EndToEnd.nodeName(instanceId) });
+      await strategies[strategy].warn(e2e.client, TASK_QUEUE, { instanceId, nodeName: EndToEnd.nodeName(instanceId) });
     }),
   );
   const lastNotice = Date.now();
@@ -202,7 +218,7 @@ async function runStrategy(e2e: EndToEnd, strategy: 'spot-guard' | 'naive', opti
   // under test with hundreds of queries per round.
   const unsettledPhases = ['verifying', 'adding-capacity', 'tainting'];
   // A workflow whose first task has not run yet has no phase at all: unsettled too.
-  const unsettledQuery = `WorkflowType = 'rebalanceWorkflow' AND ExecutionStatus = 'Running' AND (SpotGuardPhase IS NULL OR ${unsettledPhases.map((p) => `SpotGuardPhase = '${p}'`).join(' OR ')})`;
+  const unsettledQuery = `WorkflowType = '${strategies[strategy].workflowType}' AND ExecutionStatus = 'Running' AND (SpotGuardPhase IS NULL OR ${unsettledPhases.map((p) => `SpotGuardPhase = '${p}'`).join(' OR ')})`;
   // Long enough for a spot wait, an on-demand wait and their launches; a strategy still unsettled then is reported so.
   const deadline = Date.now() + (options.inServiceDelaySeconds + 420) * 1000;
   let unsettled = nodes;

@@ -17,5 +17,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   (cd "$SPOT_GUARD_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$lock_hash" >"$stamp"
 fi
-# Also on a machine installed before the patch existed (npm runs it after every install; it changes nothing twice).
-node "$SPOT_GUARD_ROOT/scripts/patch-temporal-worker.mjs"

@@ -13,6 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { mockClient } from 'aws-sdk-client-mock';
 import { activityEnvironment } from './helpers/temporal.js';
 import { createAutoScalingActivities, isCapacityProblem } from '../activities/auto-scaling.js';
+import { createNaiveActivities } from '../bench/naive/activities.js';
 import { awsError } from './fakes/auto-scaling.js';
 import { throttleDelayMs } from '../activities/errors.js';
 
@@ -47,6 +48,8 @@ describe('Auto Scaling activities', function () {
   const client = new AutoScalingClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
   const aws = mockClient(client);
   const activities = createAutoScalingActivities(client);
+  // The benchmark's naive strategy polls with its own activity, over the same reads.
+  const naive = createNaiveActivities(client);
   const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
     activityEnvironment().run(fn, ...args);
 
@@ -133,14 +136,14 @@ describe('Auto Scaling activities', function () {
     assert.equal(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand).length, 0);
   });
 
-  it('describeScaleOut reports a new InService instance, ignoring those there before', async function () {
+  it('the benchmark\'s describeScaleOut reports a new InService instance, ignoring those there before', async function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }, { id: I2, state: 'InService' }]));
-    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: new Date().toISOString() });
+    const progress = await run(naive.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: new Date().toISOString() });
     assert.deepEqual(progress, { newInService: [I2], newPending: [] });
     assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 0, 'no need to look at activities');
   });
 
-  it('describeScaleOut finds a Failed scaling activity started after the request', async function () {
+  it('the benchmark\'s describeScaleOut finds a Failed scaling activity started after the request', async function () {
     const since = new Date('2026-11-21T10:00:00Z');
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }], 2));
     aws.on(DescribeScalingActivitiesCommand).resolves({
@@ -149,19 +152,19 @@ describe('Auto Scaling activities', function () {
         { ActivityId: 'old', AutoScalingGroupName: GROUP, Cause: '', StartTime: new Date('2026-11-21T09:00:00Z'), StatusCode: 'Failed', StatusMessage: 'older failure' },
       ],
     });
-    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: since.toISOString() });
+    const progress = await run(naive.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: since.toISOString() });
     assert.equal(progress.capacityProblem?.activityId, 'new');
     assert.equal(progress.capacityProblem?.statusCode, 'Failed');
     assert.match(progress.capacityProblem?.message ?? '', /UnfulfillableCapacity/);
     assert.deepEqual(aws.commandCalls(DescribeScalingActivitiesCommand)[0]?.args[0].input, { AutoScalingGroupName: GROUP, MaxRecords: 20 });
   });
 
-  it('describeScaleOut ignores failures older than the request', async function () {
+  it('the benchmark\'s describeScaleOut ignores failures older than the request', async function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }], 2));
     aws.on(DescribeScalingActivitiesCommand).resolves({
       Activities: [{ ActivityId: 'old', AutoScalingGroupName: GROUP, Cause: '', StartTime: new Date('2026-11-21T09:00:00Z'), StatusCode: 'Failed' }],
     });
-    const progress = await run(activities.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: '2026-11-21T10:00:00Z' });
+    const progress = await run(naive.describeScaleOut, { asgName: GROUP, instancesBefore: [I1], since: '2026-11-21T10:00:00Z' });
     assert.equal(progress.capacityProblem, undefined);
   });
 

@@ -58,6 +58,16 @@ describe('worker process', function () {
     }
   });
 
+  it('a removed setting still set (SPOT_GUARD_WORKFLOW_STACK_TRACES): exits with status 2 naming it, before starting anything', async function () {
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
+      env: { ...process.env, TEMPORAL_ADDRESS: '', SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', AWS_REGION: 'us-east-1', SPOT_GUARD_WORKFLOW_STACK_TRACES: 'off' },
+    });
+    const { output, exit } = collect(child);
+    assert.equal(await exit, 2, output());
+    assert.match(output(), /configuration error: SPOT_GUARD_WORKFLOW_STACK_TRACES="off" .*removed/);
+    assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+  });
+
   it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {
     const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
@@ -100,12 +110,10 @@ describe('worker process', function () {
         const monitor = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).describe();
         assert.equal(monitor.status.name, 'RUNNING', 'the worker starts the revert-to-spot monitor of its pair');
         assert.equal(monitor.taskQueue, 'spot-guard-groups', 'the per-group workflows run on their own task queue');
-        // SPOT_GUARD_WORKFLOW_STACK_TRACES is off by default: the patched SDK's workflow threads keep no stack per promise.
-        const stackTrace = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).query('__stack_trace').then(
-          (answer) => `answered ${String(answer)}`,
-          (error: unknown) => String((error as Error).cause ?? error),
-        );
-        assert.match(stackTrace, /Workflow stack traces are not enabled on this worker/);
+        // The SDK's stack traces are on, as by default (the Temporal UI's Stack Trace tab): the waiting monitor's stack.
+        const stackTrace = await new Client({ connection }).workflow.getHandle(monitorWorkflowId('spot', 'od')).query<string>('__stack_trace');
+        assert.equal(typeof stackTrace, 'string');
+        assert.match(stackTrace, /monitor/, `the stack names the monitor workflow's source: ${stackTrace}`);
       } finally {
         await connection.close();
       }

@@ -39,10 +39,6 @@ export interface WorkerConfig {
   maxCachedWorkflows: number;
   /** Rebalance workflow tasks the worker runs at once (their local activities wait on the Kubernetes API). */
   workflowTaskSlots: number;
-  /** How long one call into workflow code may run before its task fails as deadlocked; undefined: no limit. */
-  workflowDeadlockTimeoutSeconds?: number;
-  /** Whether workflow threads keep a stack trace per promise (the Temporal UI's Stack Trace tab). */
-  workflowStackTraces: boolean;
   /** How far past its live data a V8 heap grows before it is collected (see worker/memory.ts). */
   heapGrowth: HeapGrowthSetting;
   /** ip:port of the Prometheus endpoint (/metrics); undefined: no endpoint. */
@@ -77,7 +73,6 @@ export const DEFAULTS = {
   SPOT_GUARD_RECLAIM_WAIT: '6h',
   SPOT_GUARD_COALESCE_WINDOW: '2',
   SPOT_GUARD_DRAIN_BUDGET: '10%',
-  SPOT_GUARD_BENCH_NAIVE_CAPACITY: 'false',
   SPOT_GUARD_MONITOR_INTERVAL: '30',
   SPOT_GUARD_STABILITY_WINDOW: '2m',
   SPOT_GUARD_EVENT_CLEANUP_AFTER: '10m',
@@ -88,8 +83,6 @@ export const DEFAULTS = {
   SPOT_GUARD_DRY_RUN: 'false',
   SPOT_GUARD_MAX_CACHED_WORKFLOWS: '1000',
   SPOT_GUARD_WORKFLOW_TASK_SLOTS: '100',
-  SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT: 'off',
-  SPOT_GUARD_WORKFLOW_STACK_TRACES: 'off',
   SPOT_GUARD_HEAP_GROWTH_PERCENT: 'auto',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
@@ -144,8 +137,26 @@ export function isBindAddress(text: string): boolean {
   return isIP(match[2] ?? '') === 6;
 }
 
+/**
+ * Settings that no longer exist, with what took their place. A value still set would otherwise be ignored without a
+ * word, and the operator would believe it in effect: the worker refuses to start instead, naming it.
+ */
+export const REMOVED_SETTINGS: Readonly<Record<string, string>> = {
+  SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT:
+    "the worker keeps the Temporal SDK's default deadlock detection (a workflow task that runs 5 s without yielding fails and is retried)",
+  SPOT_GUARD_WORKFLOW_STACK_TRACES: "workflow stack traces are always on, the Temporal SDK's default (the Temporal UI's Stack Trace tab)",
+  SPOT_GUARD_BENCH_NAIVE_CAPACITY: "the benchmark runs its own naive workflow on a worker of its own (bench/naive/); the production worker has no naive strategy",
+};
+
+/** One error per removed setting still set (to anything but blanks, which the other settings read as unset too). */
+export function removedSettingErrors(env: Env): string[] {
+  return Object.entries(REMOVED_SETTINGS)
+    .filter(([name]) => env[name]?.trim())
+    .map(([name, replacement]) => `${name}="${env[name]}" was removed: ${replacement}; unset it`);
+}
+
 export function loadConfig(env: Env): ConfigResult {
-  const errors: string[] = [];
+  const errors: string[] = removedSettingErrors(env);
   const read = (name: keyof typeof DEFAULTS): string => env[name]?.trim() || DEFAULTS[name];
 
   function bool(name: keyof typeof DEFAULTS): boolean {
@@ -224,7 +235,6 @@ export function loadConfig(env: Env): ConfigResult {
   if (!drainBudget) {
     errors.push(`SPOT_GUARD_DRAIN_BUDGET="${budgetText}" is not a disruption budget: expected a percentage of the group (e.g. 10%, more than 0 and at most 100) or a number of nodes (e.g. 5, at least 1)`);
   }
-  const naiveCapacity = bool('SPOT_GUARD_BENCH_NAIVE_CAPACITY');
 
   const flow: FlowSettings = {
     spotAsgName,
@@ -241,7 +251,6 @@ export function loadConfig(env: Env): ConfigResult {
     reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
     coalesceWindowSeconds: seconds('SPOT_GUARD_COALESCE_WINDOW', 0, 60),
     drainBudget: drainBudget ?? { percent: 10 },
-    ...(naiveCapacity ? { naiveCapacity } : {}),
     monitor: {
       checkIntervalSeconds: seconds('SPOT_GUARD_MONITOR_INTERVAL', 5, 3600),
       stabilityWindowSeconds: seconds('SPOT_GUARD_STABILITY_WINDOW', 0, 24 * 3600),
@@ -303,15 +312,6 @@ export function loadConfig(env: Env): ConfigResult {
   if (!/^\d+$/.test(slotsText) || workflowTaskSlots < 2 || workflowTaskSlots > 1000) {
     errors.push(`SPOT_GUARD_WORKFLOW_TASK_SLOTS="${slotsText}" is not a number of workflow tasks at once: expected a whole number from 2 to 1000`);
   }
-  const deadlockText = read('SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT');
-  let workflowDeadlockTimeoutSeconds: number | undefined;
-  if (deadlockText.toLowerCase() !== 'off') {
-    workflowDeadlockTimeoutSeconds = parseDurationSeconds(deadlockText);
-    if (workflowDeadlockTimeoutSeconds === undefined || workflowDeadlockTimeoutSeconds < 1 || workflowDeadlockTimeoutSeconds > 60) {
-      errors.push(`SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT="${deadlockText}" is not a deadlock timeout: expected off, or from 1 to 60 seconds (e.g. 5s)`);
-    }
-  }
-  const workflowStackTraces = bool('SPOT_GUARD_WORKFLOW_STACK_TRACES');
   const growthText = read('SPOT_GUARD_HEAP_GROWTH_PERCENT');
   const growthWord = growthText.toLowerCase();
   const growthPercent = Number(growthText);
@@ -350,10 +350,8 @@ export function loadConfig(env: Env): ConfigResult {
       logLevel: logLevel as LogLevel,
       maxCachedWorkflows,
       workflowTaskSlots,
-      workflowStackTraces,
       heapGrowth,
       stickyQueueTimeoutSeconds,
-      ...(workflowDeadlockTimeoutSeconds !== undefined ? { workflowDeadlockTimeoutSeconds } : {}),
       ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     },
   };

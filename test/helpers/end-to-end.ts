@@ -180,12 +180,13 @@ export class EndToEnd {
   /**
    * Starts the real worker, configured as a user would: environment variables only. In `memoryCgroup` (a directory)
    * it starts already in that cgroup, as in a pod with a memory limit, so Node sizes its heaps from the limit.
+   * `entry`: another worker script started the same way (the benchmark's, bench/naive/worker.js).
    */
-  async startWorker(extraEnv: Record<string, string> = {}, memoryCgroup?: string): Promise<void> {
+  async startWorker(extraEnv: Record<string, string> = {}, memoryCgroup?: string, entry = workerMain): Promise<void> {
     this.workerOutput = [];
     const [command, args] = memoryCgroup
-      ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'join-cgroup', memoryCgroup, process.execPath, ...WORKER_NODE_FLAGS, workerMain]]
-      : [process.execPath, [...WORKER_NODE_FLAGS, workerMain]];
+      ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'join-cgroup', memoryCgroup, process.execPath, ...WORKER_NODE_FLAGS, entry]]
+      : [process.execPath, [...WORKER_NODE_FLAGS, entry]];
     const worker = spawn(command, args, {
       env: {
         ...WORKER_LAUNCH_ENV,

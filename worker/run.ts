@@ -1,0 +1,215 @@
+// The worker's whole life, shared by its entry points (worker/main.ts, and the benchmark's bench/naive/worker.ts, which
+// adds its own workflow and activities): validate the configuration, connect to Temporal (or start the embedded dev
+// server), run the workflows and activities until SIGTERM/SIGINT, then finish the tasks in hand and return.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createActivities, ensureMonitor } from '../activities/index.js';
+import { watchNodes } from '../activities/node-watch.js';
+import { loadConfig, type WorkerConfig } from './config.js';
+import { type DevServer, startDevServer } from './dev-server.js';
+import { reuseConnections } from './kubernetes-connections.js';
+import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitBytes, memoryNote } from './memory.js';
+import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
+import { ensureSearchAttributes } from './search-attributes.js';
+import { connectionOptions } from './temporal-connection.js';
+
+type ActivityFunction = (...args: never[]) => Promise<unknown>;
+
+export interface RunWorkerOptions {
+  /** A prebuilt workflow bundle; default: the one `npm run build` makes (dist/workflow-bundle.js). */
+  workflowBundlePath?: string;
+  /** The workflows' entry module, bundled at start when there is no prebuilt bundle; default: workflows/index.js. */
+  workflowsPath?: string;
+  /** Activities registered beside Spot Guard's own, none of them under one of its names. */
+  extraActivities?: Record<string, ActivityFunction>;
+}
+
+/** Capacity and monitor workflows: two per spot/on-demand pair. */
+const GROUP_WORKFLOWS_CACHED = 20;
+
+const say = (message: string): void => console.log(`[spot-guard] ${message}`);
+
+/** Runs the worker until SIGTERM/SIGINT. Returns the process's exit status: 0 stopped, 2 refused to start. */
+export async function runWorker(options: RunWorkerOptions = {}): Promise<number> {
+  const loaded = loadConfig(process.env);
+  if (!loaded.ok) {
+    for (const error of loaded.errors) console.error(`[spot-guard] configuration error: ${error}`);
+    console.error('[spot-guard] refusing to start: fix the values above (see the configuration table in README.md)');
+    return 2;
+  }
+  const { config } = loaded;
+  // Before the SDK creates its workflow threads, which take the process's V8 flags as they start.
+  const memoryLimit = memoryLimitBytes();
+  const growthPercent = heapGrowthPercent(config.heapGrowth, memoryLimit);
+  if (growthPercent !== undefined) applyHeapGrowth(growthPercent);
+
+  const autoScaling = new AutoScalingClient({});
+  try {
+    await autoScaling.config.region();
+  } catch {
+    console.error('[spot-guard] configuration error: no AWS region: set AWS_REGION (or a region in your AWS profile)');
+    return 2;
+  }
+  if (!installRuntime(config)) return 2;
+  say(memoryNote(memoryLimit, growthPercent, launchSettingsMissing()));
+  const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
+  if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
+
+  let devServer: DevServer | undefined;
+  try {
+    if (!config.temporal.address) devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
+    return await serve(config, autoScaling, options, devServer);
+  } finally {
+    stopMemoryReport?.();
+    await devServer?.stop();
+  }
+}
+
+/** Runs the worker and ends the process with its status: what an entry point does. */
+export function runWorkerProcess(options: RunWorkerOptions = {}): void {
+  runWorker(options).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(`[spot-guard] fatal: ${(error as Error).stack ?? String(error)}`);
+      process.exit(1);
+    },
+  );
+}
+
+/** The SDK's native core logs through the same logger and level as the rest of the worker. False: refuse to start. */
+function installRuntime(config: WorkerConfig): boolean {
+  try {
+    Runtime.install({
+      logger: new DefaultLogger(config.logLevel),
+      telemetryOptions: {
+        logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} },
+        ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
+      },
+    });
+    return true;
+  } catch (error) {
+    if (!config.metricsAddress) throw error;
+    // The SDK binds the metrics port while it starts: a port taken or an address not on this host fails here.
+    console.error(`[spot-guard] cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="${config.metricsAddress}" (${(error as Error).message}): choose a free port on this host, or off`);
+    return false;
+  }
+}
+
+/** Connected to Temporal at `devServer`'s address or the configured one: polls until SIGTERM/SIGINT. */
+async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
+  const address = devServer?.address ?? config.temporal.address;
+  if (!address) throw new Error('no Temporal address: set TEMPORAL_ADDRESS, or leave it unset for the embedded dev server');
+  const connectOptions = await connectionOptions(config.temporal, address);
+  const connection = await Connection.connect(connectOptions);
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  if (!(await registerSearchAttributes(connection, config.temporal.namespace))) return 2;
+
+  const kubeConfig = kubernetesConfig();
+  const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
+  const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => say(`warning: ${message}`) });
+  const activities = withExtraActivities(
+    createActivities({
+      autoScaling,
+      kubernetes,
+      nodeWatch,
+      kubernetesPolicy: kubeConfig.makeApiClient(PolicyV1Api),
+      temporal: client,
+      taskQueue: config.temporal.taskQueue,
+      groupTaskQueue: config.temporal.groupTaskQueue,
+      settings: config.flow,
+      dryRun: config.dryRun,
+    }),
+    options.extraActivities,
+  );
+  const workers = await createWorkers(config, await NativeConnection.connect(connectOptions), workflowCode(options), activities);
+  if (config.spotGuardEnabled) {
+    const monitorId = await ensureMonitor(client, config.temporal.groupTaskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
+    say(`revert-to-spot monitor running as ${monitorId}`);
+  }
+  say(
+    `worker polling task queues "${config.temporal.taskQueue}" and "${config.temporal.groupTaskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
+      ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
+  );
+  if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
+  // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
+  await Promise.all(workers.map((worker) => worker.run()));
+  await nodeWatch.stop();
+  await connection.close();
+  say('worker stopped');
+  return 0;
+}
+
+/** Without them every workflow task that sets one fails: false (refuse to start) rather than run stuck workflows. */
+async function registerSearchAttributes(connection: Connection, namespace: string): Promise<boolean> {
+  try {
+    const added = await ensureSearchAttributes(connection, namespace);
+    if (added.length > 0) say(`registered search attributes: ${added.join(', ')}`);
+    return true;
+  } catch (error) {
+    console.error(
+      `[spot-guard] cannot register search attributes on namespace "${namespace}" (${(error as Error).message}): ` +
+        'add SpotGuardInstanceId, SpotGuardNode, SpotGuardAsg, SpotGuardPhase and SpotGuardOutcome as Keyword, then start again',
+    );
+    return false;
+  }
+}
+
+function kubernetesConfig(): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  reuseConnections(kubeConfig);
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster || cluster.server === 'http://localhost:8080') {
+    say('warning: no kubeconfig and no in-cluster service account found: Kubernetes activities will retry until one is configured (set KUBECONFIG)');
+  }
+  return kubeConfig;
+}
+
+/** An extra activity under one of Spot Guard's names would silently replace it in every workflow: refused. */
+function withExtraActivities<A extends object>(own: A, extra: Record<string, ActivityFunction> = {}): A & Record<string, ActivityFunction> {
+  const clashes = Object.keys(extra).filter((name) => name in own);
+  if (clashes.length > 0) throw new Error(`extra activities would replace Spot Guard's own: ${clashes.join(', ')}`);
+  return { ...own, ...extra };
+}
+
+/** The bundle made by `npm run build` when there is one; bundling here instead would run webpack inside the worker. */
+function workflowCode(options: RunWorkerOptions): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const bundle = options.workflowBundlePath ?? fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+  if (existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: options.workflowsPath ?? fileURLToPath(new URL('../workflows/index.js', import.meta.url)) };
+}
+
+async function createWorkers(
+  config: WorkerConfig,
+  connection: NativeConnection,
+  code: ReturnType<typeof workflowCode>,
+  activities: object,
+): Promise<Worker[]> {
+  const common = {
+    connection,
+    namespace: config.temporal.namespace,
+    ...code,
+    activities,
+    // In a wave tasks queue longer than the SDK's 10 s; moving them off this worker's queue only adds replays.
+    stickyQueueScheduleToStartTimeout: `${config.stickyQueueTimeoutSeconds} seconds`,
+    // On SIGTERM (a rollout), running activities get this long to finish before they are cancelled and retried.
+    shutdownGraceTime: '30 seconds',
+  };
+  return [
+    await Worker.create({
+      ...common,
+      taskQueue: config.temporal.taskQueue,
+      // A wave keeps hundreds of workflows open at once; an evicted one replays its short history on its next task.
+      maxCachedWorkflows: config.maxCachedWorkflows,
+      // A task holds its slot while its local activities (taint, cordon) wait on the Kubernetes API: in a wave the
+      // SDK's 40 slots were all held by tasks waiting on I/O while new answers queued behind them.
+      maxConcurrentWorkflowTaskExecutions: config.workflowTaskSlots,
+    }),
+    // The per-group workflows (a few, long histories) on slots and a cache of their own.
+    await Worker.create({ ...common, taskQueue: config.temporal.groupTaskQueue, maxCachedWorkflows: GROUP_WORKFLOWS_CACHED }),
+  ];
+}
