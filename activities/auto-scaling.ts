@@ -11,7 +11,13 @@ import {
   TerminateInstanceInAutoScalingGroupCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { log } from '@temporalio/activity';
-import type { CapacityProblem, GroupProgress, GroupHealth, GroupSnapshot } from '../workflows/shared/activity-types.js';
+import type {
+  AutoScalingActivities,
+  CapacityProblem,
+  GroupHealth,
+  GroupProgress,
+  GroupSnapshot,
+} from '../workflows/shared/activity-types.js';
 import { isTerminatingState } from '../workflows/shared/ids.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
 import { sharedRead } from './shared-read.js';
@@ -78,160 +84,186 @@ export async function capacityProblemsSince(client: AutoScalingClient, asgName: 
     }));
 }
 
-export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}) {
-  const dryRun = options.dryRun ?? false;
-  const membershipCacheMs = options.membershipCacheMs ?? 2_000;
-  const readGroup = (asgName: string): Promise<AutoScalingGroup> => describeAutoScalingGroup(client, asgName);
+/** What every Auto Scaling activity works with: the client, the options, and the group reads they share. */
+interface AutoScalingContext {
+  client: AutoScalingClient;
+  dryRun: boolean;
+  readGroup: (asgName: string) => Promise<AutoScalingGroup>;
   /** The group's members and their lifecycle states, read at most once per cache period however many ask. */
-  const groupMembers = sharedRead(membershipCacheMs, async (asgName) => {
+  groupMembers: (asgName: string) => Promise<Map<string, string>>;
+}
+
+function autoScalingContext(client: AutoScalingClient, options: AutoScalingActivityOptions): AutoScalingContext {
+  const readGroup = (asgName: string): Promise<AutoScalingGroup> => describeAutoScalingGroup(client, asgName);
+  const groupMembers = sharedRead(options.membershipCacheMs ?? 2_000, async (asgName) => {
     const group = await readGroup(asgName);
     return new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown']));
   });
+  return { client, dryRun: options.dryRun ?? false, readGroup, groupMembers };
+}
 
+/**
+ * Exactly one DescribeAutoScalingGroups and one DescribeScalingActivities (none with `instancesOnly`), whatever
+ * the number of waiters: the capacity workflow calls this once per poll for all of them.
+ */
+async function describeGroupProgress(
+  ctx: AutoScalingContext,
+  input: { asgName: string; since: string; instancesOnly?: boolean },
+): Promise<GroupProgress> {
+  if (Number.isNaN(Date.parse(input.since))) {
+    throw nonRetryable(FailureType.invalidInput, `since "${input.since}" is not an ISO 8601 time`);
+  }
+  const group = await ctx.readGroup(input.asgName);
+  const idsIn = (states: (state: string) => boolean): string[] =>
+    (group.Instances ?? []).filter((i) => i.InstanceId && states(i.LifecycleState ?? '')).map((i) => i.InstanceId as string);
   return {
-    /**
-     * Exactly one DescribeAutoScalingGroups and one DescribeScalingActivities (none with `instancesOnly`), whatever
-     * the number of waiters: the capacity workflow calls this once per poll for all of them.
-     */
-    async describeGroupProgress(input: { asgName: string; since: string; instancesOnly?: boolean }): Promise<GroupProgress> {
-      if (Number.isNaN(Date.parse(input.since))) {
-        throw nonRetryable(FailureType.invalidInput, `since "${input.since}" is not an ISO 8601 time`);
-      }
-      const group = await readGroup(input.asgName);
-      const idsIn = (states: (state: string) => boolean): string[] =>
-        (group.Instances ?? []).filter((i) => i.InstanceId && states(i.LifecycleState ?? '')).map((i) => i.InstanceId as string);
-      return {
-        desiredCapacity: group.DesiredCapacity ?? 0,
-        inService: idsIn((state) => state === 'InService'),
-        launching: idsIn((state) => state.startsWith('Pending')),
-        capacityProblems: input.instancesOnly ? [] : await capacityProblemsSince(client, input.asgName, input.since),
-      };
-    },
+    desiredCapacity: group.DesiredCapacity ?? 0,
+    inService: idsIn((state) => state === 'InService'),
+    launching: idsIn((state) => state.startsWith('Pending')),
+    capacityProblems: input.instancesOnly ? [] : await capacityProblemsSince(ctx.client, input.asgName, input.since),
+  };
+}
 
-    /** One look at a group: sizes and its instances with their lifecycle state. */
-    async describeGroup(input: { asgName: string }): Promise<GroupSnapshot> {
-      const group = await readGroup(input.asgName);
-      return {
-        asgName: input.asgName,
-        desiredCapacity: group.DesiredCapacity ?? 0,
-        minSize: group.MinSize ?? 0,
-        maxSize: group.MaxSize ?? 0,
-        capacityRebalance: group.CapacityRebalance ?? false,
-        instances: (group.Instances ?? []).map((i) => ({
-          instanceId: i.InstanceId ?? '',
-          lifecycleState: i.LifecycleState ?? 'Unknown',
-          healthStatus: i.HealthStatus ?? 'Unknown',
-        })),
-      };
-    },
+/** One look at a group: sizes and its instances with their lifecycle state. */
+async function describeGroup(ctx: AutoScalingContext, input: { asgName: string }): Promise<GroupSnapshot> {
+  const group = await ctx.readGroup(input.asgName);
+  return {
+    asgName: input.asgName,
+    desiredCapacity: group.DesiredCapacity ?? 0,
+    minSize: group.MinSize ?? 0,
+    maxSize: group.MaxSize ?? 0,
+    capacityRebalance: group.CapacityRebalance ?? false,
+    instances: (group.Instances ?? []).map((i) => ({
+      instanceId: i.InstanceId ?? '',
+      lifecycleState: i.LifecycleState ?? 'Unknown',
+      healthStatus: i.HealthStatus ?? 'Unknown',
+    })),
+  };
+}
 
-    /** Sets the desired capacity to an absolute value; applying the same value twice is harmless. */
-    async setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string }> {
-      requireGroupName(input.asgName);
-      if (!Number.isInteger(input.desiredCapacity) || input.desiredCapacity < 0) {
-        throw nonRetryable(
-          FailureType.invalidInput,
-          `desired capacity ${input.desiredCapacity} for "${input.asgName}" is not a whole number >= 0`,
-        );
-      }
-      // Taken before the call: every scaling activity this request causes starts at or after this instant.
-      const requestedAt = new Date().toISOString();
-      if (dryRun) {
-        log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
-        return { requestedAt };
-      }
-      await awsCall(`set the desired capacity of "${input.asgName}" to ${input.desiredCapacity}`, () =>
-        client.send(
-          new SetDesiredCapacityCommand({
-            AutoScalingGroupName: input.asgName,
-            DesiredCapacity: input.desiredCapacity,
-            HonorCooldown: false,
-          }),
-        ),
-      );
-      log.info('desired capacity set', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
-      return { requestedAt };
-    },
+/** Sets the desired capacity to an absolute value; applying the same value twice is harmless. */
+async function setDesiredCapacity(
+  ctx: AutoScalingContext,
+  input: { asgName: string; desiredCapacity: number },
+): Promise<{ requestedAt: string }> {
+  requireGroupName(input.asgName);
+  if (!Number.isInteger(input.desiredCapacity) || input.desiredCapacity < 0) {
+    throw nonRetryable(
+      FailureType.invalidInput,
+      `desired capacity ${input.desiredCapacity} for "${input.asgName}" is not a whole number >= 0`,
+    );
+  }
+  // Taken before the call: every scaling activity this request causes starts at or after this instant.
+  const requestedAt = new Date().toISOString();
+  if (ctx.dryRun) {
+    log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
+    return { requestedAt };
+  }
+  await awsCall(`set the desired capacity of "${input.asgName}" to ${input.desiredCapacity}`, () =>
+    ctx.client.send(
+      new SetDesiredCapacityCommand({
+        AutoScalingGroupName: input.asgName,
+        DesiredCapacity: input.desiredCapacity,
+        HonorCooldown: false,
+      }),
+    ),
+  );
+  log.info('desired capacity set', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
+  return { requestedAt };
+}
 
-    /**
-     * Terminates exactly this instance, lowering desired capacity with it by default so the group does not replace it.
-     * A retry after AWS accepted the first call finds the instance Terminating or gone and does nothing more.
-     */
-    async terminateInstanceInGroup(input: {
-      asgName: string;
-      instanceId: string;
-      decrementDesiredCapacity: boolean;
-    }): Promise<{ alreadyTerminating: boolean }> {
-      requireInstanceId(input.instanceId);
-      const group = await readGroup(input.asgName);
-      const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
-      if (!member || isTerminatingState(member.LifecycleState)) return { alreadyTerminating: true };
-      if (dryRun) {
-        log.info('dry run: would terminate instance', input);
-        return { alreadyTerminating: false };
-      }
-      await awsCall(`terminate ${input.instanceId} in "${input.asgName}"`, () =>
-        client.send(
-          new TerminateInstanceInAutoScalingGroupCommand({
-            InstanceId: input.instanceId,
-            ShouldDecrementDesiredCapacity: input.decrementDesiredCapacity,
-          }),
-        ),
-      );
-      log.info('instance terminated', input);
-      return { alreadyTerminating: false };
-    },
+/**
+ * Terminates exactly this instance, lowering desired capacity with it by default so the group does not replace it.
+ * A retry after AWS accepted the first call finds the instance Terminating or gone and does nothing more.
+ */
+async function terminateInstanceInGroup(
+  ctx: AutoScalingContext,
+  input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean },
+): Promise<{ alreadyTerminating: boolean }> {
+  requireInstanceId(input.instanceId);
+  const group = await ctx.readGroup(input.asgName);
+  const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
+  if (!member || isTerminatingState(member.LifecycleState)) return { alreadyTerminating: true };
+  if (ctx.dryRun) {
+    log.info('dry run: would terminate instance', input);
+    return { alreadyTerminating: false };
+  }
+  await awsCall(`terminate ${input.instanceId} in "${input.asgName}"`, () =>
+    ctx.client.send(
+      new TerminateInstanceInAutoScalingGroupCommand({
+        InstanceId: input.instanceId,
+        ShouldDecrementDesiredCapacity: input.decrementDesiredCapacity,
+      }),
+    ),
+  );
+  log.info('instance terminated', input);
+  return { alreadyTerminating: false };
+}
 
-    /** What the revert-to-spot monitor needs to judge a group healthy: sizes, states and recent scaling activities. */
-    async describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth> {
-      const group = await readGroup(input.asgName);
-      const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
-        client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 20 })),
-      );
-      const since = input.since ? Date.parse(input.since) : Number.NEGATIVE_INFINITY;
-      const activities = output.Activities ?? [];
-      return {
-        desiredCapacity: group.DesiredCapacity ?? 0,
-        inService: (group.Instances ?? []).filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId ?? ''),
-        notInService: (group.Instances ?? [])
-          .filter((i) => i.LifecycleState !== 'InService')
-          .map((i) => `${i.InstanceId} (${i.LifecycleState})`),
-        activitiesInProgress: activities
-          .filter((a) => !FINISHED_ACTIVITY.has(a.StatusCode ?? ''))
-          .map((a) => `${a.Description ?? a.ActivityId} (${a.StatusCode})`),
-        // By the end time: an activity that started before the last look and failed after it still counts.
-        failuresSince: activities
-          .filter((a) => a.StatusCode === 'Failed' && ((a.EndTime ?? a.StartTime)?.getTime() ?? 0) >= since)
-          .map((a) => a.StatusMessage ?? a.Description ?? a.ActivityId ?? 'failed'),
-      };
-    },
+/** What the revert-to-spot monitor needs to judge a group healthy: sizes, states and recent scaling activities. */
+async function describeGroupHealth(ctx: AutoScalingContext, input: { asgName: string; since?: string }): Promise<GroupHealth> {
+  const group = await ctx.readGroup(input.asgName);
+  const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
+    ctx.client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 20 })),
+  );
+  const since = input.since ? Date.parse(input.since) : Number.NEGATIVE_INFINITY;
+  const activities = output.Activities ?? [];
+  return {
+    desiredCapacity: group.DesiredCapacity ?? 0,
+    inService: (group.Instances ?? []).filter((i) => i.LifecycleState === 'InService').map((i) => i.InstanceId ?? ''),
+    notInService: (group.Instances ?? [])
+      .filter((i) => i.LifecycleState !== 'InService')
+      .map((i) => `${i.InstanceId} (${i.LifecycleState})`),
+    activitiesInProgress: activities
+      .filter((a) => !FINISHED_ACTIVITY.has(a.StatusCode ?? ''))
+      .map((a) => `${a.Description ?? a.ActivityId} (${a.StatusCode})`),
+    // By the end time: an activity that started before the last look and failed after it still counts.
+    failuresSince: activities
+      .filter((a) => a.StatusCode === 'Failed' && ((a.EndTime ?? a.StartTime)?.getTime() ?? 0) >= since)
+      .map((a) => a.StatusMessage ?? a.Description ?? a.ActivityId ?? 'failed'),
+  };
+}
 
-    /** Confirms the instance belongs to the named group; anything else can never succeed. */
-    async verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }> {
-      requireInstanceId(input.instanceId);
-      requireGroupName(input.asgName);
-      // Found among the group's members (one shared read): verified. Anything else asks AWS about this instance, so the
-      // refusal can name the group it really belongs to.
-      const state = await groupMembers(input.asgName).then((members) => members.get(input.instanceId)).catch(() => undefined);
-      if (state !== undefined) return { lifecycleState: state };
-      const output = await awsCall(`describe Auto Scaling instance ${input.instanceId}`, () =>
-        client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [input.instanceId] })),
-      );
-      const found = output.AutoScalingInstances?.find((i) => i.InstanceId === input.instanceId);
-      if (!found) {
-        throw nonRetryable(
-          FailureType.instanceNotInGroup,
-          `instance ${input.instanceId} is not in any Auto Scaling group; Spot Guard only acts on instances of "${input.asgName}"`,
-        );
-      }
-      if (found.AutoScalingGroupName !== input.asgName) {
-        throw nonRetryable(
-          FailureType.instanceNotInGroup,
-          `instance ${input.instanceId} belongs to Auto Scaling group "${found.AutoScalingGroupName}", not to the spot group "${input.asgName}"`,
-        );
-      }
-      return { lifecycleState: found.LifecycleState ?? 'Unknown' };
-    },
+/** Confirms the instance belongs to the named group; anything else can never succeed. */
+async function verifyInstanceInGroup(
+  ctx: AutoScalingContext,
+  input: { instanceId: string; asgName: string },
+): Promise<{ lifecycleState: string }> {
+  requireInstanceId(input.instanceId);
+  requireGroupName(input.asgName);
+  // Found among the group's members (one shared read): verified. Anything else asks AWS about this instance, so the
+  // refusal can name the group it really belongs to.
+  const state = await ctx.groupMembers(input.asgName).then((members) => members.get(input.instanceId)).catch(() => undefined);
+  if (state !== undefined) return { lifecycleState: state };
+  const output = await awsCall(`describe Auto Scaling instance ${input.instanceId}`, () =>
+    ctx.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [input.instanceId] })),
+  );
+  const found = output.AutoScalingInstances?.find((i) => i.InstanceId === input.instanceId);
+  if (!found) {
+    throw nonRetryable(
+      FailureType.instanceNotInGroup,
+      `instance ${input.instanceId} is not in any Auto Scaling group; Spot Guard only acts on instances of "${input.asgName}"`,
+    );
+  }
+  if (found.AutoScalingGroupName !== input.asgName) {
+    throw nonRetryable(
+      FailureType.instanceNotInGroup,
+      `instance ${input.instanceId} belongs to Auto Scaling group "${found.AutoScalingGroupName}", not to the spot group "${input.asgName}"`,
+    );
+  }
+  return { lifecycleState: found.LifecycleState ?? 'Unknown' };
+}
+
+/** The Auto Scaling activities over this client; each is documented on its function above. */
+export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}): AutoScalingActivities {
+  const ctx = autoScalingContext(client, options);
+  return {
+    describeGroupProgress: (input) => describeGroupProgress(ctx, input),
+    describeGroup: (input) => describeGroup(ctx, input),
+    setDesiredCapacity: (input) => setDesiredCapacity(ctx, input),
+    terminateInstanceInGroup: (input) => terminateInstanceInGroup(ctx, input),
+    describeGroupHealth: (input) => describeGroupHealth(ctx, input),
+    verifyInstanceInGroup: (input) => verifyInstanceInGroup(ctx, input),
   };
 }
 

@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { type DrainReport, type NodeLook } from '../workflows/shared/activity-types.js';
+import { type DrainReport, type KubernetesActivities, type NodeLook } from '../workflows/shared/activity-types.js';
 import { SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
 import { type TaintSpec } from '../workflows/shared/settings.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
@@ -88,258 +88,313 @@ function parseDeadline(text: string, what: string): number {
   return deadline;
 }
 
-export function createKubernetesActivities(core: KubernetesCoreApi, options: KubernetesActivityOptions = {}) {
-  const dryRun = options.dryRun ?? false;
-  const evictionRetryMs = (options.evictionRetrySeconds ?? 5) * 1000;
-  const firstHeartbeatAfterMs = (options.firstHeartbeatAfterSeconds ?? 10) * 1000;
-  // Node.spec.taints has no patch merge key: a strategic-merge patch replaces the whole list. Send the full, merged
-  // list together with the resourceVersion it was computed from, so a concurrent change makes the API answer 409.
-  const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+// Node.spec.taints has no patch merge key: a strategic-merge patch replaces the whole list. Send the full, merged
+// list together with the resourceVersion it was computed from, so a concurrent change makes the API answer 409.
+const STRATEGIC_MERGE = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+
+// resourceVersion "0": served from the API server's watch cache instead of a quorum read of etcd, and a pod list by
+// spec.nodeName uses the cache's node index instead of reading every pod in the cluster. These lists are looked at
+// again and again until a condition holds (a new node Ready, a node empty), so a view milliseconds old is enough.
+// Measured in a wave of 500 nodes: kube-apiserver was the busiest process on the machine before this.
+const FROM_WATCH_CACHE = { resourceVersion: '0' };
+
+/** What every Kubernetes activity works with: the client, the options, and the node index they share. */
+interface KubernetesContext {
+  core: KubernetesCoreApi;
+  dryRun: boolean;
+  evictionRetryMs: number;
+  firstHeartbeatAfterMs: number;
+  nodeListCacheMs: number;
+  /** Node name and readiness by instance id: the node watch's while it is in sync, else a list shared for a moment. */
+  nodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+}
+
+function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityOptions): KubernetesContext {
   const nodeListCacheMs = options.nodeListCacheMs ?? 1_000;
-  // resourceVersion "0": served from the API server's watch cache instead of a quorum read of etcd, and a pod list by
-  // spec.nodeName uses the cache's node index instead of reading every pod in the cluster. These lists are looked at
-  // again and again until a condition holds (a new node Ready, a node empty), so a view milliseconds old is enough.
-  // Measured in a wave of 500 nodes: kube-apiserver was the busiest process on the machine before this.
-  const fromWatchCache = { resourceVersion: '0' };
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
   const listedNodeIndex = sharedRead(nodeListCacheMs, async (): Promise<ReadonlyMap<string, NodeLook>> => {
-    const list = await kubernetesCall('list nodes', () => core.listNode(fromWatchCache));
+    const list = await kubernetesCall('list nodes', () => core.listNode(FROM_WATCH_CACHE));
     return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
   });
-  const nodeIndex = async (): Promise<ReadonlyMap<string, NodeLook>> => options.nodeWatch?.current() ?? listedNodeIndex('all');
-
-  async function readNode(nodeName: string): Promise<V1Node> {
-    requireNodeName(nodeName);
-    try {
-      return await core.readNode({ name: nodeName });
-    } catch (error) {
-      if (kubernetesStatus(error) === 404) {
-        throw nonRetryable(FailureType.nodeNotFound, `Kubernetes node "${nodeName}" does not exist`);
-      }
-      return kubernetesCall(`read node ${nodeName}`, () => Promise.reject(error));
-    }
-  }
-
-  /** Read for a change after verification: a node deleted meanwhile (reclaimed, scaled in) is no error, just gone. */
-  async function readNodeIfPresent(nodeName: string): Promise<V1Node | undefined> {
-    try {
-      return await readNode(nodeName);
-    } catch (error) {
-      if (error instanceof ApplicationFailure && error.type === FailureType.nodeNotFound) return undefined;
-      throw error;
-    }
-  }
-
-  async function listPodsOnNode(nodeName: string): Promise<V1Pod[]> {
-    const list = await kubernetesCall(`list the pods on node ${nodeName}`, () =>
-      core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}`, ...fromWatchCache }),
-    );
-    return list.items;
-  }
-
-  /** Evicts one pod; answers how the API server took it. */
-  async function evict(pod: V1Pod): Promise<'evicted' | 'blocked' | 'gone'> {
-    const name = pod.metadata?.name ?? '';
-    const namespace = pod.metadata?.namespace ?? 'default';
-    if (dryRun) {
-      log.info('dry run: would evict pod', { pod: podKey(pod) });
-      return 'evicted';
-    }
-    try {
-      await core.createNamespacedPodEviction({
-        name,
-        namespace,
-        body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
-      });
-      return 'evicted';
-    } catch (error) {
-      const status = kubernetesStatus(error);
-      if (status === 404) return 'gone';
-      // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
-      // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
-      if (status === 429 || status === 500) return 'blocked';
-      return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
-    }
-  }
-
   return {
-    /** The node exists and its providerID names this very instance: a request about a node came from its instance. */
-    async verifyNode(input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }> {
-      requireInstanceId(input.instanceId);
-      const node = await readNode(input.nodeName);
-      const providerID = node.spec?.providerID ?? '';
-      const named = instanceIdFromProviderId(providerID);
-      if (named !== input.instanceId) {
-        throw nonRetryable(
-          FailureType.instanceMismatch,
-          `node "${input.nodeName}" has providerID "${providerID}", which ${named ? `names instance ${named}` : 'names no EC2 instance'}, not ${input.instanceId}; refusing to act on it`,
-        );
-      }
-      return { providerID };
-    },
-
-    /** The node of an instance (matched by providerID) and whether it is Ready. */
-    async findNodeForInstance(input: { instanceId: string }): Promise<NodeLook> {
-      requireInstanceId(input.instanceId);
-      return (await nodeIndex()).get(input.instanceId) ?? NO_NODE;
-    },
-
-    /**
-     * Waits until the instance's node is Ready or the deadline passes, looking at the shared node index once a second
-     * and answering what it saw last. One activity for the whole wait: a wave's hundreds of replacements are watched
-     * without a workflow task (and its history events) per look. The deadline is absolute, so a retry after a crash
-     * waits only for what is left of it. A failed list is no news: the next look tries again.
-     */
-    async awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<NodeLook> {
-      requireInstanceId(input.instanceId);
-      const deadline = parseDeadline(input.deadline, 'node-ready');
-      let seen = NO_NODE;
-      for (;;) {
-        seen = (await nodeIndex().catch(() => undefined))?.get(input.instanceId) ?? seen;
-        const left = deadline - Date.now();
-        if (seen.ready || left <= 0) return seen;
-        // A local activity (the workflow's first, short look) has no heartbeat to record.
-        if (!activityInfo().isLocal) heartbeat(seen);
-        await sleep(Math.min(nodeListCacheMs, left));
-      }
-    },
-
-    /**
-     * The instances whose Kubernetes node is missing or not Ready. Nodes carrying one of `ignoreTaintKeys` (nodes
-     * Spot Guard itself is draining) are left out of the judgement.
-     */
-    async findUnreadyNodes(input: { instanceIds: string[]; ignoreTaintKeys: string[] }): Promise<{ unready: string[]; ignored: string[] }> {
-      input.instanceIds.forEach(requireInstanceId);
-      const list = await kubernetesCall('list nodes', () => core.listNode(fromWatchCache));
-      const byInstance = new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID), n]));
-      const unready: string[] = [];
-      const ignored: string[] = [];
-      for (const instanceId of input.instanceIds) {
-        const node = byInstance.get(instanceId);
-        if (!node) unready.push(`${instanceId} has no Kubernetes node`);
-        else if (node.spec?.taints?.some((t) => input.ignoreTaintKeys.includes(t.key))) ignored.push(node.metadata?.name ?? instanceId);
-        else if (!isNodeReady(node)) unready.push(`node ${node.metadata?.name} (${instanceId}) is not Ready`);
-      }
-      return { unready, ignored };
-    },
-
-    /** Adds the taint (merged by key and effect with the node's others); a node that has it already is left as it is. */
-    async taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }> {
-      for (let attempt = 1; ; attempt++) {
-        const node = await readNodeIfPresent(input.nodeName);
-        if (!node) return { alreadyTainted: false, nodeGone: true };
-        const taints = withTaint(node.spec?.taints, input.taint);
-        if (!taints) return { alreadyTainted: true };
-        if (dryRun) {
-          log.info('dry run: would taint node', { node: input.nodeName, taint: input.taint });
-          return { alreadyTainted: false };
-        }
-        try {
-          await core.patchNode(
-            {
-              name: input.nodeName,
-              body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints } },
-            },
-            strategicMerge,
-          );
-          log.info('node tainted', { node: input.nodeName, taint: `${input.taint.key}=${input.taint.value}:${input.taint.effect}` });
-          return { alreadyTainted: false };
-        } catch (error) {
-          if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue; // changed under us: re-read
-          return kubernetesCall(`taint node ${input.nodeName}`, () => Promise.reject(error));
-        }
-      }
-    },
-
-    /** Undoes a scale-down that will not happen: removes the taint with this key and makes the node schedulable. */
-    async releaseNode(input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }> {
-      for (let attempt = 1; ; attempt++) {
-        const node = await readNodeIfPresent(input.nodeName);
-        if (!node) return { nodeGone: true };
-        const taints = (node.spec?.taints ?? []).filter((t) => t.key !== input.taintKey);
-        if (taints.length === (node.spec?.taints ?? []).length && !node.spec?.unschedulable) return {};
-        if (dryRun) {
-          log.info('dry run: would release node', input);
-          return {};
-        }
-        try {
-          await core.patchNode(
-            { name: input.nodeName, body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints, unschedulable: false } } },
-            strategicMerge,
-          );
-          log.info('node released: untainted and schedulable again', input);
-          return {};
-        } catch (error) {
-          if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue;
-          return kubernetesCall(`release node ${input.nodeName}`, () => Promise.reject(error));
-        }
-      }
-    },
-
-    /** Marks the node unschedulable (kubectl cordon). */
-    async cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }> {
-      const node = await readNodeIfPresent(input.nodeName);
-      if (!node) return { alreadyCordoned: false, nodeGone: true };
-      if (node.spec?.unschedulable) return { alreadyCordoned: true };
-      if (dryRun) {
-        log.info('dry run: would cordon node', { node: input.nodeName });
-        return { alreadyCordoned: false };
-      }
-      await kubernetesCall(`cordon node ${input.nodeName}`, () =>
-        core.patchNode({ name: input.nodeName, body: { spec: { unschedulable: true } } }, strategicMerge),
-      );
-      log.info('node cordoned', { node: input.nodeName });
-      return { alreadyCordoned: false };
-    },
-
-    /**
-     * Drains the node through the Eviction API until no evictable pod is left on it or the deadline passes. Pods a
-     * PodDisruptionBudget protects are retried every round. The deadline is absolute (decided by the workflow), so a
-     * retried attempt does not extend the drain; heartbeats carry the progress for that attempt and the Temporal UI.
-     */
-    async evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport> {
-      requireNodeName(input.nodeName);
-      const deadline = parseDeadline(input.deadline, 'drain');
-      const previous = (activityInfo().heartbeatDetails as { evicted?: string[] } | undefined)?.evicted ?? [];
-      const evicted = new Set<string>(previous);
-      const attemptStarted = Date.now();
-      const recordProgress = (progress: { evicted: string[]; remaining: string[]; blocked: string[] }): void => {
-        if (Date.now() - attemptStarted >= firstHeartbeatAfterMs) heartbeat(progress);
-      };
-      for (;;) {
-        const pods = await listPodsOnNode(input.nodeName);
-        const skipped: string[] = [];
-        const remaining: string[] = [];
-        const blocked: string[] = [];
-        for (const pod of pods) {
-          const reason = drainSkipReason(pod);
-          if (reason) {
-            skipped.push(`${podKey(pod)} (${reason})`);
-            continue;
-          }
-          remaining.push(podKey(pod));
-          if (pod.metadata?.deletionTimestamp) continue; // evicted, terminating: wait for it to be gone
-          // The monitor only moves pods something will recreate (or that are explicitly allowed to go).
-          if (input.onlyRecreatable && !isRecreatable(pod)) continue;
-          const outcome = await evict(pod);
-          if (outcome === 'evicted') evicted.add(podKey(pod));
-          if (outcome === 'blocked') blocked.push(podKey(pod));
-          recordProgress({ evicted: [...evicted], remaining, blocked }); // per pod: a large node never misses a heartbeat
-        }
-        const report: DrainReport = { evicted: [...evicted], skipped, remaining, complete: remaining.length === 0 || dryRun };
-        recordProgress({ evicted: report.evicted, remaining, blocked });
-        if (report.complete) {
-          log.info('node drained', { node: input.nodeName, evicted: report.evicted.length, skipped: skipped.length });
-          return report;
-        }
-        if (Date.now() >= deadline) {
-          log.warn('drain timed out with pods left on the node', { node: input.nodeName, remaining, blocked });
-          return report;
-        }
-        await sleep(Math.min(evictionRetryMs, Math.max(0, deadline - Date.now())));
-      }
-    },
+    core,
+    dryRun: options.dryRun ?? false,
+    evictionRetryMs: (options.evictionRetrySeconds ?? 5) * 1000,
+    firstHeartbeatAfterMs: (options.firstHeartbeatAfterSeconds ?? 10) * 1000,
+    nodeListCacheMs,
+    nodeIndex: async () => options.nodeWatch?.current() ?? listedNodeIndex('all'),
   };
 }
 
-export type KubernetesActivities = ReturnType<typeof createKubernetesActivities>;
+async function readNode(ctx: KubernetesContext, nodeName: string): Promise<V1Node> {
+  requireNodeName(nodeName);
+  try {
+    return await ctx.core.readNode({ name: nodeName });
+  } catch (error) {
+    if (kubernetesStatus(error) === 404) {
+      throw nonRetryable(FailureType.nodeNotFound, `Kubernetes node "${nodeName}" does not exist`);
+    }
+    return kubernetesCall(`read node ${nodeName}`, () => Promise.reject(error));
+  }
+}
+
+/** Read for a change after verification: a node deleted meanwhile (reclaimed, scaled in) is no error, just gone. */
+async function readNodeIfPresent(ctx: KubernetesContext, nodeName: string): Promise<V1Node | undefined> {
+  try {
+    return await readNode(ctx, nodeName);
+  } catch (error) {
+    if (error instanceof ApplicationFailure && error.type === FailureType.nodeNotFound) return undefined;
+    throw error;
+  }
+}
+
+async function listPodsOnNode(ctx: KubernetesContext, nodeName: string): Promise<V1Pod[]> {
+  const list = await kubernetesCall(`list the pods on node ${nodeName}`, () =>
+    ctx.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}`, ...FROM_WATCH_CACHE }),
+  );
+  return list.items;
+}
+
+/** Evicts one pod; answers how the API server took it. */
+async function evict(ctx: KubernetesContext, pod: V1Pod): Promise<'evicted' | 'blocked' | 'gone'> {
+  const name = pod.metadata?.name ?? '';
+  const namespace = pod.metadata?.namespace ?? 'default';
+  if (ctx.dryRun) {
+    log.info('dry run: would evict pod', { pod: podKey(pod) });
+    return 'evicted';
+  }
+  try {
+    await ctx.core.createNamespacedPodEviction({
+      name,
+      namespace,
+      body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+    });
+    return 'evicted';
+  } catch (error) {
+    const status = kubernetesStatus(error);
+    if (status === 404) return 'gone';
+    // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
+    // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
+    if (status === 429 || status === 500) return 'blocked';
+    return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
+  }
+}
+
+/** The node exists and its providerID names this very instance: a request about a node came from its instance. */
+async function verifyNode(ctx: KubernetesContext, input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }> {
+  requireInstanceId(input.instanceId);
+  const node = await readNode(ctx, input.nodeName);
+  const providerID = node.spec?.providerID ?? '';
+  const named = instanceIdFromProviderId(providerID);
+  if (named !== input.instanceId) {
+    throw nonRetryable(
+      FailureType.instanceMismatch,
+      `node "${input.nodeName}" has providerID "${providerID}", which ${named ? `names instance ${named}` : 'names no EC2 instance'}, not ${input.instanceId}; refusing to act on it`,
+    );
+  }
+  return { providerID };
+}
+
+/** The node of an instance (matched by providerID) and whether it is Ready. */
+async function findNodeForInstance(ctx: KubernetesContext, input: { instanceId: string }): Promise<NodeLook> {
+  requireInstanceId(input.instanceId);
+  return (await ctx.nodeIndex()).get(input.instanceId) ?? NO_NODE;
+}
+
+/**
+ * Waits until the instance's node is Ready or the deadline passes, looking at the shared node index once a second
+ * and answering what it saw last. One activity for the whole wait: a wave's hundreds of replacements are watched
+ * without a workflow task (and its history events) per look. The deadline is absolute, so a retry after a crash
+ * waits only for what is left of it. A failed list is no news: the next look tries again.
+ */
+async function awaitNodeReady(ctx: KubernetesContext, input: { instanceId: string; deadline: string }): Promise<NodeLook> {
+  requireInstanceId(input.instanceId);
+  const deadline = parseDeadline(input.deadline, 'node-ready');
+  let seen = NO_NODE;
+  for (;;) {
+    seen = (await ctx.nodeIndex().catch(() => undefined))?.get(input.instanceId) ?? seen;
+    const left = deadline - Date.now();
+    if (seen.ready || left <= 0) return seen;
+    // A local activity (the workflow's first, short look) has no heartbeat to record.
+    if (!activityInfo().isLocal) heartbeat(seen);
+    await sleep(Math.min(ctx.nodeListCacheMs, left));
+  }
+}
+
+/**
+ * The instances whose Kubernetes node is missing or not Ready. Nodes carrying one of `ignoreTaintKeys` (nodes
+ * Spot Guard itself is draining) are left out of the judgement.
+ */
+async function findUnreadyNodes(
+  ctx: KubernetesContext,
+  input: { instanceIds: string[]; ignoreTaintKeys: string[] },
+): Promise<{ unready: string[]; ignored: string[] }> {
+  input.instanceIds.forEach(requireInstanceId);
+  const list = await kubernetesCall('list nodes', () => ctx.core.listNode(FROM_WATCH_CACHE));
+  const byInstance = new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID), n]));
+  const unready: string[] = [];
+  const ignored: string[] = [];
+  for (const instanceId of input.instanceIds) {
+    const node = byInstance.get(instanceId);
+    if (!node) unready.push(`${instanceId} has no Kubernetes node`);
+    else if (node.spec?.taints?.some((t) => input.ignoreTaintKeys.includes(t.key))) ignored.push(node.metadata?.name ?? instanceId);
+    else if (!isNodeReady(node)) unready.push(`node ${node.metadata?.name} (${instanceId}) is not Ready`);
+  }
+  return { unready, ignored };
+}
+
+/** Adds the taint (merged by key and effect with the node's others); a node that has it already is left as it is. */
+async function taintNode(
+  ctx: KubernetesContext,
+  input: { nodeName: string; taint: TaintSpec },
+): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }> {
+  for (let attempt = 1; ; attempt++) {
+    const node = await readNodeIfPresent(ctx, input.nodeName);
+    if (!node) return { alreadyTainted: false, nodeGone: true };
+    const taints = withTaint(node.spec?.taints, input.taint);
+    if (!taints) return { alreadyTainted: true };
+    if (ctx.dryRun) {
+      log.info('dry run: would taint node', { node: input.nodeName, taint: input.taint });
+      return { alreadyTainted: false };
+    }
+    try {
+      await ctx.core.patchNode(
+        {
+          name: input.nodeName,
+          body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints } },
+        },
+        STRATEGIC_MERGE,
+      );
+      log.info('node tainted', { node: input.nodeName, taint: `${input.taint.key}=${input.taint.value}:${input.taint.effect}` });
+      return { alreadyTainted: false };
+    } catch (error) {
+      if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue; // changed under us: re-read
+      return kubernetesCall(`taint node ${input.nodeName}`, () => Promise.reject(error));
+    }
+  }
+}
+
+/** Undoes a scale-down that will not happen: removes the taint with this key and makes the node schedulable. */
+async function releaseNode(ctx: KubernetesContext, input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }> {
+  for (let attempt = 1; ; attempt++) {
+    const node = await readNodeIfPresent(ctx, input.nodeName);
+    if (!node) return { nodeGone: true };
+    const taints = (node.spec?.taints ?? []).filter((t) => t.key !== input.taintKey);
+    if (taints.length === (node.spec?.taints ?? []).length && !node.spec?.unschedulable) return {};
+    if (ctx.dryRun) {
+      log.info('dry run: would release node', input);
+      return {};
+    }
+    try {
+      await ctx.core.patchNode(
+        { name: input.nodeName, body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints, unschedulable: false } } },
+        STRATEGIC_MERGE,
+      );
+      log.info('node released: untainted and schedulable again', input);
+      return {};
+    } catch (error) {
+      if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue;
+      return kubernetesCall(`release node ${input.nodeName}`, () => Promise.reject(error));
+    }
+  }
+}
+
+/** Marks the node unschedulable (kubectl cordon). */
+async function cordonNode(ctx: KubernetesContext, input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }> {
+  const node = await readNodeIfPresent(ctx, input.nodeName);
+  if (!node) return { alreadyCordoned: false, nodeGone: true };
+  if (node.spec?.unschedulable) return { alreadyCordoned: true };
+  if (ctx.dryRun) {
+    log.info('dry run: would cordon node', { node: input.nodeName });
+    return { alreadyCordoned: false };
+  }
+  await kubernetesCall(`cordon node ${input.nodeName}`, () =>
+    ctx.core.patchNode({ name: input.nodeName, body: { spec: { unschedulable: true } } }, STRATEGIC_MERGE),
+  );
+  log.info('node cordoned', { node: input.nodeName });
+  return { alreadyCordoned: false };
+}
+
+type DrainProgress = { evicted: string[]; remaining: string[]; blocked: string[] };
+
+/**
+ * One pass of a drain over the pods on the node: skips the pods a drain leaves alone, evicts the others (adding each
+ * evicted pod to `evicted`), and answers what it skipped, what is still on the node and what a budget blocked.
+ */
+async function drainRound(
+  ctx: KubernetesContext,
+  input: { nodeName: string; onlyRecreatable?: boolean },
+  evicted: Set<string>,
+  recordProgress: (progress: DrainProgress) => void,
+): Promise<{ skipped: string[]; remaining: string[]; blocked: string[] }> {
+  const pods = await listPodsOnNode(ctx, input.nodeName);
+  const skipped: string[] = [];
+  const remaining: string[] = [];
+  const blocked: string[] = [];
+  for (const pod of pods) {
+    const reason = drainSkipReason(pod);
+    if (reason) {
+      skipped.push(`${podKey(pod)} (${reason})`);
+      continue;
+    }
+    remaining.push(podKey(pod));
+    if (pod.metadata?.deletionTimestamp) continue; // evicted, terminating: wait for it to be gone
+    // The monitor only moves pods something will recreate (or that are explicitly allowed to go).
+    if (input.onlyRecreatable && !isRecreatable(pod)) continue;
+    const outcome = await evict(ctx, pod);
+    if (outcome === 'evicted') evicted.add(podKey(pod));
+    if (outcome === 'blocked') blocked.push(podKey(pod));
+    recordProgress({ evicted: [...evicted], remaining, blocked }); // per pod: a large node never misses a heartbeat
+  }
+  return { skipped, remaining, blocked };
+}
+
+/**
+ * Drains the node through the Eviction API until no evictable pod is left on it or the deadline passes. Pods a
+ * PodDisruptionBudget protects are retried every round. The deadline is absolute (decided by the workflow), so a
+ * retried attempt does not extend the drain; heartbeats carry the progress for that attempt and the Temporal UI.
+ */
+async function evictPods(
+  ctx: KubernetesContext,
+  input: { nodeName: string; deadline: string; onlyRecreatable?: boolean },
+): Promise<DrainReport> {
+  requireNodeName(input.nodeName);
+  const deadline = parseDeadline(input.deadline, 'drain');
+  const previous = (activityInfo().heartbeatDetails as { evicted?: string[] } | undefined)?.evicted ?? [];
+  const evicted = new Set<string>(previous);
+  const attemptStarted = Date.now();
+  const recordProgress = (progress: DrainProgress): void => {
+    if (Date.now() - attemptStarted >= ctx.firstHeartbeatAfterMs) heartbeat(progress);
+  };
+  for (;;) {
+    const { skipped, remaining, blocked } = await drainRound(ctx, input, evicted, recordProgress);
+    const report: DrainReport = { evicted: [...evicted], skipped, remaining, complete: remaining.length === 0 || ctx.dryRun };
+    recordProgress({ evicted: report.evicted, remaining, blocked });
+    if (report.complete) {
+      log.info('node drained', { node: input.nodeName, evicted: report.evicted.length, skipped: skipped.length });
+      return report;
+    }
+    if (Date.now() >= deadline) {
+      log.warn('drain timed out with pods left on the node', { node: input.nodeName, remaining, blocked });
+      return report;
+    }
+    await sleep(Math.min(ctx.evictionRetryMs, Math.max(0, deadline - Date.now())));
+  }
+}
+
+/** The Kubernetes activities over this client; each is documented on its function above. */
+export function createKubernetesActivities(core: KubernetesCoreApi, options: KubernetesActivityOptions = {}): KubernetesActivities {
+  const ctx = kubernetesContext(core, options);
+  return {
+    verifyNode: (input) => verifyNode(ctx, input),
+    findNodeForInstance: (input) => findNodeForInstance(ctx, input),
+    awaitNodeReady: (input) => awaitNodeReady(ctx, input),
+    findUnreadyNodes: (input) => findUnreadyNodes(ctx, input),
+    taintNode: (input) => taintNode(ctx, input),
+    releaseNode: (input) => releaseNode(ctx, input),
+    cordonNode: (input) => cordonNode(ctx, input),
+    evictPods: (input) => evictPods(ctx, input),
+  };
+}
+
+export type { KubernetesActivities } from '../workflows/shared/activity-types.js';

@@ -143,10 +143,48 @@ async function inBatches<T>(items: T[], size: number, work: (item: T, index: num
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((item, n) => work(item, i + n)));
 }
 
+type Counts = Awaited<ReturnType<EndToEnd['aws']['counts']>>;
+type Timeline = Awaited<ReturnType<EndToEnd['aws']['timeline']>>;
 
-async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options): Promise<StrategyResult> {
+/** What every phase of one strategy's run works with. */
+interface Run {
+  e2e: EndToEnd;
+  strategy: Strategy;
+  options: Options;
+  log: (text: string) => void;
+}
+
+/** When the notices went out, and the peers' counters just before the first. */
+interface Notices {
+  firstNotice: number;
+  lastNotice: number;
+  cpuAtFirstNotice: CpuSeconds;
+  requestsAtFirstNotice: Record<string, number>;
+  writesAtFirstNotice: Record<string, number>;
+}
+
+/** The peers' counters when the run settled, as spent since the first notice. */
+interface AtEnd {
+  end: number;
+  cpuSecondsByPeer: CpuSeconds;
+  writesByOperation: Record<string, number>;
+  workflowUpdates: number;
+  kubernetesRequests: Record<string, number>;
+  after: Counts;
+}
+
+/** What the workflows and the groups show at the end, before the worker stops. */
+interface Observed {
+  statuses: Map<string, RebalanceStatus>;
+  peakMemory: number | undefined;
+  spotView: Awaited<ReturnType<EndToEnd['aws']['instances']>>;
+  timeline: Timeline;
+  stages: Parameters<typeof summarize>[0];
+}
+
+/** A fresh cluster and the two groups (N spot instances, no on-demand ones); answers the spot instances to warn. */
+async function setUpGroups({ e2e, options }: Run): Promise<string[]> {
   const { nodes } = options;
-  const log = (text: string) => console.log(`[bench ${strategy} N=${nodes}] ${text}`);
   await e2e.aws.reset();
   // A fresh cluster: delete the nodes and pods the previous strategy left.
   await e2e.core.deleteCollectionNode({});
@@ -159,10 +197,14 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
   }
   await e2e.aws.delay(SPOT, options.inServiceDelaySeconds);
   await e2e.aws.delay(ON_DEMAND, options.inServiceDelaySeconds);
-  const warned = (await e2e.aws.instances(SPOT)).instances.map((i) => i.id);
+  return (await e2e.aws.instances(SPOT)).instances.map((i) => i.id);
+}
 
-  // The kubelet stand-in: a Ready kwok node for every InService instance, one application pod on each warned node.
-  // Kubelets register on their own, in parallel: so does the stand-in, a batch at a time.
+/**
+ * The kubelet stand-in: a Ready kwok node for every InService instance, one application pod on each warned node.
+ * Kubelets register on their own, in parallel: so does the stand-in, a batch at a time. Answers how to stop it.
+ */
+async function startKubelet({ e2e, strategy }: Run, warned: string[]): Promise<{ stop: () => Promise<void> }> {
   const known = new Set<string>();
   const sync = async (): Promise<void> => {
     const fresh: string[] = [];
@@ -185,7 +227,16 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   })();
+  return {
+    stop: async () => {
+      syncing = false;
+      await kubelet;
+    },
+  };
+}
 
+/** The strategy's worker, in a memory cgroup with --worker-memory-limit; answers the cgroup. */
+async function startWorkerUnderTest({ e2e, strategy, options }: Run): Promise<ReturnType<typeof createMemoryCgroup> | undefined> {
   const cgroup = options.workerMemoryLimitMiB > 0 ? createMemoryCgroup(options.workerMemoryLimitMiB) : undefined;
   workerCgroup = cgroup;
   await e2e.startWorker({
@@ -197,22 +248,29 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
     ...options.workerEnv,
   }, cgroup?.dir, strategies[strategy].workerEntry);
-  const before = await e2e.aws.counts();
-  log(`${nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
+  return cgroup;
+}
 
+/** A rebalance notice for every warned node, spread evenly over --spread seconds, as the signaler would send them. */
+async function sendNotices({ e2e, strategy, options, log }: Run, warned: string[]): Promise<Notices> {
   const cpuAtFirstNotice = cpuSnapshot();
   const requestsAtFirstNotice = await e2e.k8s.requestCounts();
   const writesAtFirstNotice = await e2e.temporalWrites();
   const firstNotice = Date.now();
   await Promise.all(
     warned.map(async (instanceId, n) => {
-      await new Promise((resolve) => setTimeout(resolve, (n / Math.max(1, nodes - 1)) * options.spreadSeconds * 1000));
+      await new Promise((resolve) => setTimeout(resolve, (n / Math.max(1, options.nodes - 1)) * options.spreadSeconds * 1000));
       await strategies[strategy].warn(e2e.client, TASK_QUEUE, { instanceId, nodeName: EndToEnd.nodeName(instanceId) });
     }),
   );
   const lastNotice = Date.now();
   log(`all notices sent in ${((lastNotice - firstNotice) / 1000).toFixed(1)} s`);
+  return { firstNotice, lastNotice, cpuAtFirstNotice, requestsAtFirstNotice, writesAtFirstNotice };
+}
 
+/** Waits until every workflow is settled or the deadline passes; answers how many were still unsettled. */
+async function waitUntilSettled({ e2e, strategy, options, log }: Run): Promise<number> {
+  const { nodes } = options;
   // Done when every workflow has its replacement decided and its node tainted: past the phases below. Watched through
   // the SpotGuardPhase search attribute (visibility), not by querying each workflow, which would load the worker
   // under test with hundreds of queries per round.
@@ -228,14 +286,24 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
     log(`${nodes - unsettled}/${nodes} settled`);
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
+  return unsettled;
+}
+
+/** The peers' counters now, as spent since the first notice. */
+async function measureAtEnd({ e2e }: Run, notices: Notices): Promise<AtEnd> {
   const end = Date.now();
-  const cpuSecondsByPeer = cpuSpent(cpuAtFirstNotice, cpuSnapshot());
+  const cpuSecondsByPeer = cpuSpent(notices.cpuAtFirstNotice, cpuSnapshot());
   const requestsAtEnd = await e2e.k8s.requestCounts();
   const writesAtEnd = await e2e.temporalWrites();
-  const writesByOperation = countsSince(writesAtFirstNotice, writesAtEnd);
+  const writesByOperation = countsSince(notices.writesAtFirstNotice, writesAtEnd);
   const workflowUpdates = writesByOperation.UpdateWorkflowExecution ?? 0;
-  const kubernetesRequests = countsSince(requestsAtFirstNotice, requestsAtEnd);
+  const kubernetesRequests = countsSince(notices.requestsAtFirstNotice, requestsAtEnd);
   const after = await e2e.aws.counts();
+  return { end, cpuSecondsByPeer, writesByOperation, workflowUpdates, kubernetesRequests, after };
+}
+
+/** Each workflow's status and stages, the worker's peak memory, the spot group and the launcher's timeline. */
+async function observeWorkflows({ e2e }: Run, warned: string[]): Promise<Observed> {
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {
     // A query can time out on a server still busy with the wave: ask again before counting the workflow unknown.
@@ -251,13 +319,20 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
   await inBatches(warned, 25, async (id) => {
     stages.push(await stagesOf(e2e.client, rebalanceWorkflowId(id), timeline.inServiceAt, statuses.get(id)?.taintedAt).catch(() => undefined));
   });
-  syncing = false;
-  await kubelet;
+  return { statuses, peakMemory, spotView, timeline, stages };
+}
+
+/** Stops the worker and removes its cgroup; answers the cgroup's limit, peak and OOM kills. */
+async function stopWorkerUnderTest({ e2e }: Run, cgroup: ReturnType<typeof createMemoryCgroup> | undefined): Promise<StrategyResult['workerMemoryLimit']> {
   await e2e.stopWorker();
   const workerMemoryLimit = cgroup ? { limitMiB: cgroup.limitMiB, cgroupPeakMiB: maybeRound(cgroup.peakMiB()), oomKills: cgroup.oomKills() } : undefined;
   cgroup?.remove();
   workerCgroup = undefined;
-  // The workflows left waiting for AWS to reclaim their instance are not part of the next run.
+  return workerMemoryLimit;
+}
+
+/** The workflows left waiting for AWS to reclaim their instance are not part of the next run. */
+async function terminateWorkflows({ e2e }: Run, warned: string[]): Promise<void> {
   await Promise.all(
     warned.map((id) =>
       e2e.client.workflow
@@ -269,7 +344,16 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
   for await (const execution of e2e.client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
     await e2e.client.workflow.getHandle(execution.workflowId).terminate('benchmark finished').catch(() => undefined);
   }
+}
 
+/** The Auto Scaling requests from the first notice to the end: by action, in all, and per second. */
+function autoScalingCalls(
+  { options }: Run,
+  before: Counts,
+  { after, end }: AtEnd,
+  timeline: Timeline,
+  { firstNotice, lastNotice }: Notices,
+): StrategyResult['autoScalingCalls'] {
   const byAction: Record<string, number> = {};
   for (const [action, count] of Object.entries(after.byAction)) {
     const delta = count - (before.byAction[action] ?? 0);
@@ -289,14 +373,21 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
   const pureWait = seconds.filter(([second]) => second * 1000 >= waitFrom && (second + 1) * 1000 <= replacementsFrom);
   const pureWaitSeconds = (replacementsFrom - waitFrom) / 1000;
   const perSecondBeforeReplacements = pureWaitSeconds >= 5 ? pureWait.reduce((sum, [, count]) => sum + count, 0) / Math.floor(pureWaitSeconds) : null;
+  return {
+    total,
+    byAction,
+    perWarnedNode: round(total / options.nodes, 2) ?? 0,
+    peakPerSecond,
+    perSecondWhileWaiting: round(perSecondWhileWaiting, 2) ?? 0,
+    perSecondBeforeReplacements: round(perSecondBeforeReplacements, 2),
+  };
+}
 
-  const expectedDesired = 2 * nodes;
-  const spotWrites = timeline.desiredLog.filter(([, group]) => group === SPOT);
-  const reached = spotWrites.find(([, , value]) => value >= expectedDesired);
-  const finalStatuses = warned.map((id) => statuses.get(id));
-  const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
-  const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...taintedTimes) : undefined;
-  // When each replacement's node turned Ready (second resolution), read once from the API at the end.
+/**
+ * Per replacement, seconds from InService to its node Ready, and from InService to the warned node tainted. When each
+ * replacement's node turned Ready (second resolution) is read once from the API at the end.
+ */
+async function replacementLags({ e2e }: Run, finalStatuses: (RebalanceStatus | undefined)[], timeline: Timeline): Promise<{ readyLags: number[]; lags: number[] }> {
   const readyAt = new Map<string, number>();
   for (const node of (await e2e.core.listNode({})).items) {
     const instanceId = instanceIdFromProviderId(node.spec?.providerID);
@@ -315,22 +406,39 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
     const inService = status?.replacementInstanceId ? timeline.inServiceAt[status.replacementInstanceId] : undefined;
     if (status?.taintedAt && inService !== undefined) lags.push(Date.parse(status.taintedAt) / 1000 - inService);
   }
-  const replacements = finalStatuses.map((s) => s?.replacement);
+  return { readyLags, lags };
+}
 
-  const result: StrategyResult = {
+/** The strategy's report, from what was measured and observed. */
+async function collectReport(
+  run: Run,
+  measured: { warned: string[]; before: Counts; notices: Notices; unsettled: number; atEnd: AtEnd; observed: Observed },
+  workerMemoryLimit: StrategyResult['workerMemoryLimit'],
+): Promise<StrategyResult> {
+  const { strategy, options: { nodes } } = run;
+  const { warned, before, notices: { firstNotice, lastNotice }, unsettled, atEnd, observed } = measured;
+  const { statuses, spotView, timeline } = observed;
+  const calls = autoScalingCalls(run, before, atEnd, timeline, measured.notices);
+  const expectedDesired = 2 * nodes;
+  const spotWrites = timeline.desiredLog.filter(([, group]) => group === SPOT);
+  const reached = spotWrites.find(([, , value]) => value >= expectedDesired);
+  const finalStatuses = warned.map((id) => statuses.get(id));
+  const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
+  const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...taintedTimes) : undefined;
+  const { readyLags, lags } = await replacementLags(run, finalStatuses, timeline);
+  const replacements = finalStatuses.map((s) => s?.replacement);
+  return {
     strategy,
     nodes,
     expectedDesired,
     finalDesired: spotView.desired,
     lostIncrements: expectedDesired - spotView.desired,
-    autoScalingCalls: { total, byAction, perWarnedNode: round(total / nodes, 2) ?? 0, peakPerSecond, perSecondWhileWaiting: round(perSecondWhileWaiting, 2) ?? 0,
-      perSecondBeforeReplacements: round(perSecondBeforeReplacements, 2),
-    },
+    autoScalingCalls: calls,
     secondsFromFirstNoticeToAllIncrements: reached ? round(reached[0] - firstNotice / 1000) : null,
     secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
     secondsFromFirstNoticeToAllTainted: allTainted ? round((allTainted - firstNotice) / 1000) : null,
     taintLagAfterReplacementInService: { ...spread(lags), measured: lags.length },
-    taintLagStages: summarize(stages),
+    taintLagStages: summarize(observed.stages),
     nodeReadyLagAfterInService: { ...spread(readyLags), measured: readyLags.length },
     replacements: {
       spot: replacements.filter((r) => r === 'spot').length,
@@ -338,14 +446,33 @@ async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options):
       unavailable: replacements.filter((r) => r === 'capacity-unavailable').length,
       distinctInstances: new Set(finalStatuses.map((s) => s?.replacementInstanceId).filter(Boolean)).size,
     },
-    workerPeakMemoryMiB: maybeRound(peakMemory),
+    workerPeakMemoryMiB: maybeRound(observed.peakMemory),
     ...(workerMemoryLimit ? { workerMemoryLimit } : {}),
-    cpuSecondsByPeer,
-    temporalWrites: { workflowUpdates, workflowUpdatesPerWarnedNode: round(workflowUpdates / nodes, 1) ?? 0, byOperation: writesByOperation },
-    kubernetesRequests,
+    cpuSecondsByPeer: atEnd.cpuSecondsByPeer,
+    temporalWrites: { workflowUpdates: atEnd.workflowUpdates, workflowUpdatesPerWarnedNode: round(atEnd.workflowUpdates / nodes, 1) ?? 0, byOperation: atEnd.writesByOperation },
+    kubernetesRequests: atEnd.kubernetesRequests,
     settled: nodes - unsettled,
-    wallSeconds: round((end - firstNotice) / 1000) ?? 0,
+    wallSeconds: round((atEnd.end - firstNotice) / 1000) ?? 0,
   };
+}
+
+/** One strategy on a fresh cluster: set up, start its worker, warn every node, wait until settled, report. */
+async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options): Promise<StrategyResult> {
+  const log = (text: string) => console.log(`[bench ${strategy} N=${options.nodes}] ${text}`);
+  const run: Run = { e2e, strategy, options, log };
+  const warned = await setUpGroups(run);
+  const kubelet = await startKubelet(run, warned);
+  const cgroup = await startWorkerUnderTest(run);
+  const before = await e2e.aws.counts();
+  log(`${options.nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
+  const notices = await sendNotices(run, warned);
+  const unsettled = await waitUntilSettled(run);
+  const atEnd = await measureAtEnd(run, notices);
+  const observed = await observeWorkflows(run, warned);
+  await kubelet.stop();
+  const workerMemoryLimit = await stopWorkerUnderTest(run, cgroup);
+  await terminateWorkflows(run, warned);
+  const result = await collectReport(run, { warned, before, notices, unsettled, atEnd, observed }, workerMemoryLimit);
   log(JSON.stringify(result));
   return result;
 }

@@ -155,125 +155,164 @@ export function removedSettingErrors(env: Env): string[] {
     .map(([name, replacement]) => `${name}="${env[name]}" was removed: ${replacement}; unset it`);
 }
 
-export function loadConfig(env: Env): ConfigResult {
-  const errors: string[] = removedSettingErrors(env);
-  const read = (name: keyof typeof DEFAULTS): string => env[name]?.trim() || DEFAULTS[name];
+// --- reading the variables: every helper below adds its complaints to the one list loadConfig reports -------------
 
-  function bool(name: keyof typeof DEFAULTS): boolean {
-    const value = read(name).toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(value)) return true;
-    if (['false', '0', 'no', 'off'].includes(value)) return false;
-    errors.push(`${name}="${env[name]}" is not a boolean: expected true or false`);
-    return false;
+/** The environment being read and the errors found so far, shared by every section's reader. */
+interface ConfigInput {
+  env: Env;
+  errors: string[];
+}
+
+type SettingName = keyof typeof DEFAULTS;
+
+const read = (input: ConfigInput, name: SettingName): string => input.env[name]?.trim() || DEFAULTS[name];
+
+function bool(input: ConfigInput, name: SettingName): boolean {
+  const value = read(input, name).toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(value)) return true;
+  if (['false', '0', 'no', 'off'].includes(value)) return false;
+  input.errors.push(`${name}="${input.env[name]}" is not a boolean: expected true or false`);
+  return false;
+}
+
+function seconds(input: ConfigInput, name: SettingName, min: number, max: number): number {
+  const raw = read(input, name);
+  const value = parseDurationSeconds(raw);
+  if (value === undefined) {
+    input.errors.push(`${name}="${raw}" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)`);
+    return 0;
   }
-
-  function seconds(name: keyof typeof DEFAULTS, min: number, max: number): number {
-    const raw = read(name);
-    const value = parseDurationSeconds(raw);
-    if (value === undefined) {
-      errors.push(`${name}="${raw}" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)`);
-      return 0;
-    }
-    if (value < min || value > max) {
-      errors.push(`${name}="${raw}" is out of range: expected between ${min} and ${max} seconds`);
-    }
-    return value;
+  if (value < min || value > max) {
+    input.errors.push(`${name}="${raw}" is out of range: expected between ${min} and ${max} seconds`);
   }
+  return value;
+}
 
-  function port(name: keyof typeof DEFAULTS): number {
-    const raw = read(name);
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1 || value > 65535) {
-      errors.push(`${name}="${raw}" is not a TCP port: expected a whole number from 1 to 65535`);
-    }
-    return value;
+function port(input: ConfigInput, name: SettingName): number {
+  const raw = read(input, name);
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    input.errors.push(`${name}="${raw}" is not a TCP port: expected a whole number from 1 to 65535`);
   }
+  return value;
+}
 
-  function groupName(name: 'SPOT_ASG_NAME' | 'ON_DEMAND_ASG_NAME'): string {
-    const value = env[name]?.trim() ?? '';
-    if (!value) errors.push(`${name} is not set: expected the name of your ${name === 'SPOT_ASG_NAME' ? 'spot' : 'on-demand'} Auto Scaling group`);
-    else if (!ASG_NAME_PATTERN.test(value)) errors.push(`${name}="${value}" is not an Auto Scaling group name: expected 1-255 characters without blanks`);
-    return value;
+function percent(input: ConfigInput, name: SettingName): number {
+  const raw = read(input, name);
+  const value = Number(raw);
+  if (raw === '' || !Number.isFinite(value) || value < 0 || value > 1000) {
+    input.errors.push(`${name}="${raw}" is not a percentage: expected a number from 0 to 1000`);
   }
+  return value;
+}
 
-  const spotGuardEnabled = bool('ENABLE_SPOT_GUARD');
-  const spotAsgName = groupName('SPOT_ASG_NAME');
-  const onDemandAsgName = groupName('ON_DEMAND_ASG_NAME');
+function groupName(input: ConfigInput, name: 'SPOT_ASG_NAME' | 'ON_DEMAND_ASG_NAME'): string {
+  const value = input.env[name]?.trim() ?? '';
+  if (!value) input.errors.push(`${name} is not set: expected the name of your ${name === 'SPOT_ASG_NAME' ? 'spot' : 'on-demand'} Auto Scaling group`);
+  else if (!ASG_NAME_PATTERN.test(value)) input.errors.push(`${name}="${value}" is not an Auto Scaling group name: expected 1-255 characters without blanks`);
+  return value;
+}
+
+function taintSetting(input: ConfigInput, name: 'SPOT_GUARD_TAINT' | 'SPOT_GUARD_SCALE_DOWN_TAINT'): TaintSpec {
+  const text = read(input, name);
+  const parsed = parseTaint(text);
+  if (!parsed) input.errors.push(`${name}="${text}" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`);
+  return parsed ?? { key: '', value: '', effect: 'NoSchedule' };
+}
+
+// --- the sections, read in the order their errors are reported -----------------------------------------------------
+
+/** The two groups Spot Guard works on, which must differ. */
+function groupNames(input: ConfigInput): { spotAsgName: string; onDemandAsgName: string } {
+  const spotAsgName = groupName(input, 'SPOT_ASG_NAME');
+  const onDemandAsgName = groupName(input, 'ON_DEMAND_ASG_NAME');
   if (spotAsgName && spotAsgName === onDemandAsgName) {
-    errors.push(`SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "${spotAsgName}": expected two different groups`);
+    input.errors.push(`SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "${spotAsgName}": expected two different groups`);
   }
+  return { spotAsgName, onDemandAsgName };
+}
 
-  function taintSetting(name: 'SPOT_GUARD_TAINT' | 'SPOT_GUARD_SCALE_DOWN_TAINT'): TaintSpec {
-    const text = read(name);
-    const parsed = parseTaint(text);
-    if (!parsed) errors.push(`${name}="${text}" is not a taint: expected key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute`);
-    return parsed ?? { key: '', value: '', effect: 'NoSchedule' };
-  }
-
-  function percent(name: keyof typeof DEFAULTS): number {
-    const raw = read(name);
-    const value = Number(raw);
-    if (raw === '' || !Number.isFinite(value) || value < 0 || value > 1000) {
-      errors.push(`${name}="${raw}" is not a percentage: expected a number from 0 to 1000`);
-    }
-    return value;
-  }
-
-  const taint = taintSetting('SPOT_GUARD_TAINT');
-  const scaleDownTaint = taintSetting('SPOT_GUARD_SCALE_DOWN_TAINT');
+/** The rebalance taint and the monitor's scale-down taint, which must not share a key. */
+function taintSettings(input: ConfigInput): { taint: TaintSpec; scaleDownTaint: TaintSpec } {
+  const taint = taintSetting(input, 'SPOT_GUARD_TAINT');
+  const scaleDownTaint = taintSetting(input, 'SPOT_GUARD_SCALE_DOWN_TAINT');
   if (taint.key && taint.key === scaleDownTaint.key) {
-    errors.push(`SPOT_GUARD_TAINT and SPOT_GUARD_SCALE_DOWN_TAINT both use the key "${taint.key}": expected two different keys`);
+    input.errors.push(`SPOT_GUARD_TAINT and SPOT_GUARD_SCALE_DOWN_TAINT both use the key "${taint.key}": expected two different keys`);
   }
+  return { taint, scaleDownTaint };
+}
 
-  const logLevel = read('LOG_LEVEL').toUpperCase();
+function logLevelSetting(input: ConfigInput): LogLevel {
+  const logLevel = read(input, 'LOG_LEVEL').toUpperCase();
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
-    errors.push(`LOG_LEVEL="${env.LOG_LEVEL}" is not a log level: expected one of TRACE, DEBUG, INFO, WARN, ERROR`);
+    input.errors.push(`LOG_LEVEL="${input.env.LOG_LEVEL}" is not a log level: expected one of TRACE, DEBUG, INFO, WARN, ERROR`);
   }
+  return logLevel as LogLevel;
+}
 
-  const budgetText = read('SPOT_GUARD_DRAIN_BUDGET');
+function drainBudgetSetting(input: ConfigInput): DrainBudget | undefined {
+  const budgetText = read(input, 'SPOT_GUARD_DRAIN_BUDGET');
   const drainBudget = parseDrainBudget(budgetText);
   if (!drainBudget) {
-    errors.push(`SPOT_GUARD_DRAIN_BUDGET="${budgetText}" is not a disruption budget: expected a percentage of the group (e.g. 10%, more than 0 and at most 100) or a number of nodes (e.g. 5, at least 1)`);
+    input.errors.push(`SPOT_GUARD_DRAIN_BUDGET="${budgetText}" is not a disruption budget: expected a percentage of the group (e.g. 10%, more than 0 and at most 100) or a number of nodes (e.g. 5, at least 1)`);
   }
+  return drainBudget;
+}
 
-  const flow: FlowSettings = {
-    spotAsgName,
-    onDemandAsgName,
-    addReplacementCapacity: spotGuardEnabled,
-    capacityCheckTimeoutSeconds: seconds('SPOT_GUARD_CAPACITY_CHECK_TIMEOUT', 10, 3600),
-    scaleTimeoutSeconds: seconds('SPOT_GUARD_SCALE_TIMEOUT', 10, 3600),
-    asgPollIntervalSeconds: seconds('SPOT_GUARD_ASG_POLL_INTERVAL', 1, 300),
-    nodeReadyTimeoutSeconds: seconds('SPOT_GUARD_NODE_READY_TIMEOUT', 0, 3600),
-    drainTimeoutSeconds: seconds('SPOT_GUARD_DRAIN_TIMEOUT', 10, 24 * 3600),
-    taint,
-    terminateDrainedInstance: bool('SPOT_GUARD_TERMINATE_DRAINED'),
-    reclaimPollSeconds: seconds('SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
-    reclaimWaitSeconds: seconds('SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
-    coalesceWindowSeconds: seconds('SPOT_GUARD_COALESCE_WINDOW', 0, 60),
-    drainBudget: drainBudget ?? { percent: 10 },
-    monitor: {
-      checkIntervalSeconds: seconds('SPOT_GUARD_MONITOR_INTERVAL', 5, 3600),
-      stabilityWindowSeconds: seconds('SPOT_GUARD_STABILITY_WINDOW', 0, 24 * 3600),
-      cleanupAfterSeconds: seconds('SPOT_GUARD_EVENT_CLEANUP_AFTER', 0, 7 * 24 * 3600),
-      scaleDownTaint,
-      capacityBufferPercent: percent('SPOT_GUARD_CAPACITY_BUFFER_PERCENT'),
-      removeUnlaunchedOnDemand: bool('SPOT_GUARD_REMOVE_UNLAUNCHED_ON_DEMAND'),
-      podRescheduleTimeoutSeconds: seconds('SPOT_GUARD_POD_RESCHEDULE_TIMEOUT', 0, 3600),
-    },
+/** The settings of the revert-to-spot monitor. */
+function monitorSettings(input: ConfigInput, scaleDownTaint: TaintSpec): FlowSettings['monitor'] {
+  return {
+    checkIntervalSeconds: seconds(input, 'SPOT_GUARD_MONITOR_INTERVAL', 5, 3600),
+    stabilityWindowSeconds: seconds(input, 'SPOT_GUARD_STABILITY_WINDOW', 0, 24 * 3600),
+    cleanupAfterSeconds: seconds(input, 'SPOT_GUARD_EVENT_CLEANUP_AFTER', 0, 7 * 24 * 3600),
+    scaleDownTaint,
+    capacityBufferPercent: percent(input, 'SPOT_GUARD_CAPACITY_BUFFER_PERCENT'),
+    removeUnlaunchedOnDemand: bool(input, 'SPOT_GUARD_REMOVE_UNLAUNCHED_ON_DEMAND'),
+    podRescheduleTimeoutSeconds: seconds(input, 'SPOT_GUARD_POD_RESCHEDULE_TIMEOUT', 0, 3600),
   };
+}
 
+/** What the workflows act on (they read it through the loadSettings activity). */
+function flowSettings(
+  input: ConfigInput,
+  spotGuardEnabled: boolean,
+  groups: { spotAsgName: string; onDemandAsgName: string },
+  taints: { taint: TaintSpec; scaleDownTaint: TaintSpec },
+): FlowSettings {
+  const drainBudget = drainBudgetSetting(input);
+  const flow: FlowSettings = {
+    ...groups,
+    addReplacementCapacity: spotGuardEnabled,
+    capacityCheckTimeoutSeconds: seconds(input, 'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT', 10, 3600),
+    scaleTimeoutSeconds: seconds(input, 'SPOT_GUARD_SCALE_TIMEOUT', 10, 3600),
+    asgPollIntervalSeconds: seconds(input, 'SPOT_GUARD_ASG_POLL_INTERVAL', 1, 300),
+    nodeReadyTimeoutSeconds: seconds(input, 'SPOT_GUARD_NODE_READY_TIMEOUT', 0, 3600),
+    drainTimeoutSeconds: seconds(input, 'SPOT_GUARD_DRAIN_TIMEOUT', 10, 24 * 3600),
+    taint: taints.taint,
+    terminateDrainedInstance: bool(input, 'SPOT_GUARD_TERMINATE_DRAINED'),
+    reclaimPollSeconds: seconds(input, 'SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
+    reclaimWaitSeconds: seconds(input, 'SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
+    coalesceWindowSeconds: seconds(input, 'SPOT_GUARD_COALESCE_WINDOW', 0, 60),
+    drainBudget: drainBudget ?? { percent: 10 },
+    monitor: monitorSettings(input, taints.scaleDownTaint),
+  };
   // Each look is a few history events; keep a watched instance's workflow far from Temporal's history limits.
   if (flow.reclaimPollSeconds > 0 && flow.reclaimWaitSeconds / flow.reclaimPollSeconds > MAX_RECLAIM_LOOKS) {
-    errors.push(
-      `SPOT_GUARD_RECLAIM_WAIT="${read('SPOT_GUARD_RECLAIM_WAIT')}" with SPOT_GUARD_RECLAIM_POLL_INTERVAL="${read('SPOT_GUARD_RECLAIM_POLL_INTERVAL')}" means more than ${MAX_RECLAIM_LOOKS} looks: expected a longer interval or a shorter wait`,
+    input.errors.push(
+      `SPOT_GUARD_RECLAIM_WAIT="${read(input, 'SPOT_GUARD_RECLAIM_WAIT')}" with SPOT_GUARD_RECLAIM_POLL_INTERVAL="${read(input, 'SPOT_GUARD_RECLAIM_POLL_INTERVAL')}" means more than ${MAX_RECLAIM_LOOKS} looks: expected a longer interval or a shorter wait`,
     );
   }
+  return flow;
+}
 
+/** The connection to the Temporal server: its address, namespace, task queues, and TLS or API key. */
+function temporalSettings(input: ConfigInput): TemporalSettings {
+  const { env, errors } = input;
   const address = env.TEMPORAL_ADDRESS?.trim() || undefined;
   if (address && !/^[^\s:/]+:\d{1,5}$/.test(address)) {
     errors.push(`TEMPORAL_ADDRESS="${address}" is not host:port (e.g. temporal-frontend.temporal:7233)`);
   }
-  const tlsEnabled = bool('TEMPORAL_TLS');
+  const tlsEnabled = bool(input, 'TEMPORAL_TLS');
   const certPath = env.TEMPORAL_TLS_CLIENT_CERT_PATH?.trim() || undefined;
   const keyPath = env.TEMPORAL_TLS_CLIENT_KEY_PATH?.trim() || undefined;
   if (Boolean(certPath) !== Boolean(keyPath)) {
@@ -284,12 +323,11 @@ export function loadConfig(env: Env): ConfigResult {
   if (!address && (useTls || apiKey)) {
     errors.push('TEMPORAL_TLS / TEMPORAL_API_KEY / client certificates need TEMPORAL_ADDRESS: the embedded dev server speaks plain gRPC');
   }
-
-  const temporal: TemporalSettings = {
+  return {
     address,
-    namespace: read('TEMPORAL_NAMESPACE'),
-    taskQueue: read('TEMPORAL_TASK_QUEUE'),
-    groupTaskQueue: groupTaskQueueOf(read('TEMPORAL_TASK_QUEUE')),
+    namespace: read(input, 'TEMPORAL_NAMESPACE'),
+    taskQueue: read(input, 'TEMPORAL_TASK_QUEUE'),
+    groupTaskQueue: groupTaskQueueOf(read(input, 'TEMPORAL_TASK_QUEUE')),
     apiKey,
     tls: useTls
       ? {
@@ -300,59 +338,79 @@ export function loadConfig(env: Env): ConfigResult {
         }
       : undefined,
   };
+}
 
-  const dryRun = bool('SPOT_GUARD_DRY_RUN');
-  const cachedText = read('SPOT_GUARD_MAX_CACHED_WORKFLOWS');
-  const maxCachedWorkflows = Number(cachedText);
-  if (!/^\d+$/.test(cachedText) || maxCachedWorkflows < 10 || maxCachedWorkflows > 10_000) {
-    errors.push(`SPOT_GUARD_MAX_CACHED_WORKFLOWS="${cachedText}" is not a cache size: expected a whole number from 10 to 10000`);
-  }
-  const slotsText = read('SPOT_GUARD_WORKFLOW_TASK_SLOTS');
-  const workflowTaskSlots = Number(slotsText);
-  if (!/^\d+$/.test(slotsText) || workflowTaskSlots < 2 || workflowTaskSlots > 1000) {
-    errors.push(`SPOT_GUARD_WORKFLOW_TASK_SLOTS="${slotsText}" is not a number of workflow tasks at once: expected a whole number from 2 to 1000`);
-  }
-  const growthText = read('SPOT_GUARD_HEAP_GROWTH_PERCENT');
+function heapGrowthSetting(input: ConfigInput): HeapGrowthSetting {
+  const growthText = read(input, 'SPOT_GUARD_HEAP_GROWTH_PERCENT');
   const growthWord = growthText.toLowerCase();
   const growthPercent = Number(growthText);
-  let heapGrowth: HeapGrowthSetting = 'auto';
-  if (growthWord === 'off') heapGrowth = 'off';
-  else if (/^\d+$/.test(growthText) && growthPercent >= 10 && growthPercent <= 400) heapGrowth = growthPercent;
-  else if (growthWord !== 'auto') {
-    errors.push(`SPOT_GUARD_HEAP_GROWTH_PERCENT="${growthText}" is not a heap growth: expected auto, off, or a whole number of percent from 10 to 400`);
+  if (growthWord === 'off') return 'off';
+  if (/^\d+$/.test(growthText) && growthPercent >= 10 && growthPercent <= 400) return growthPercent;
+  if (growthWord !== 'auto') {
+    input.errors.push(`SPOT_GUARD_HEAP_GROWTH_PERCENT="${growthText}" is not a heap growth: expected auto, off, or a whole number of percent from 10 to 400`);
   }
-  const stickyQueueTimeoutSeconds = seconds('SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
-  const metricsText = read('SPOT_GUARD_METRICS_ADDRESS');
-  let metricsAddress: string | undefined;
-  if (metricsText.toLowerCase() !== 'off') {
-    metricsAddress = metricsText;
-    if (!isBindAddress(metricsText)) {
-      errors.push(`SPOT_GUARD_METRICS_ADDRESS="${metricsText}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:9464 or [::]:9464)`);
-    }
-  }
-  const cache = cacheDir(env);
-  const devServer: DevServerSettings = {
-    temporalCli: env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
-    port: port('SPOT_GUARD_DEV_SERVER_PORT'),
-    uiPort: port('SPOT_GUARD_DEV_UI_PORT'),
-    dbFile: env.SPOT_GUARD_DEV_DB?.trim() || join(cache, 'dev-server.sqlite'),
-  };
+  return 'auto';
+}
 
-  if (errors.length > 0) return { ok: false, errors };
+function metricsAddressSetting(input: ConfigInput): string | undefined {
+  const metricsText = read(input, 'SPOT_GUARD_METRICS_ADDRESS');
+  if (metricsText.toLowerCase() === 'off') return undefined;
+  if (!isBindAddress(metricsText)) {
+    input.errors.push(`SPOT_GUARD_METRICS_ADDRESS="${metricsText}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:9464 or [::]:9464)`);
+  }
+  return metricsText;
+}
+
+/** How the worker process runs: dry run, cache and slot sizes, memory, sticky queue, metrics. */
+function workerTuning(input: ConfigInput): Pick<
+  WorkerConfig,
+  'dryRun' | 'maxCachedWorkflows' | 'workflowTaskSlots' | 'heapGrowth' | 'stickyQueueTimeoutSeconds' | 'metricsAddress'
+> {
+  const dryRun = bool(input, 'SPOT_GUARD_DRY_RUN');
+  const cachedText = read(input, 'SPOT_GUARD_MAX_CACHED_WORKFLOWS');
+  const maxCachedWorkflows = Number(cachedText);
+  if (!/^\d+$/.test(cachedText) || maxCachedWorkflows < 10 || maxCachedWorkflows > 10_000) {
+    input.errors.push(`SPOT_GUARD_MAX_CACHED_WORKFLOWS="${cachedText}" is not a cache size: expected a whole number from 10 to 10000`);
+  }
+  const slotsText = read(input, 'SPOT_GUARD_WORKFLOW_TASK_SLOTS');
+  const workflowTaskSlots = Number(slotsText);
+  if (!/^\d+$/.test(slotsText) || workflowTaskSlots < 2 || workflowTaskSlots > 1000) {
+    input.errors.push(`SPOT_GUARD_WORKFLOW_TASK_SLOTS="${slotsText}" is not a number of workflow tasks at once: expected a whole number from 2 to 1000`);
+  }
+  const heapGrowth = heapGrowthSetting(input);
+  const stickyQueueTimeoutSeconds = seconds(input, 'SPOT_GUARD_STICKY_QUEUE_TIMEOUT', 1, 300);
+  const metricsAddress = metricsAddressSetting(input);
   return {
-    ok: true,
-    config: {
-      spotGuardEnabled,
-      flow,
-      temporal,
-      devServer,
-      dryRun,
-      logLevel: logLevel as LogLevel,
-      maxCachedWorkflows,
-      workflowTaskSlots,
-      heapGrowth,
-      stickyQueueTimeoutSeconds,
-      ...(metricsAddress !== undefined ? { metricsAddress } : {}),
-    },
+    dryRun,
+    maxCachedWorkflows,
+    workflowTaskSlots,
+    heapGrowth,
+    stickyQueueTimeoutSeconds,
+    ...(metricsAddress !== undefined ? { metricsAddress } : {}),
   };
+}
+
+/** The embedded Temporal dev server, started when TEMPORAL_ADDRESS is not set. */
+function devServerSettings(input: ConfigInput): DevServerSettings {
+  const cache = cacheDir(input.env);
+  return {
+    temporalCli: input.env.SPOT_GUARD_TEMPORAL_CLI?.trim() || join(cache, 'venv', 'bin', 'temporal'),
+    port: port(input, 'SPOT_GUARD_DEV_SERVER_PORT'),
+    uiPort: port(input, 'SPOT_GUARD_DEV_UI_PORT'),
+    dbFile: input.env.SPOT_GUARD_DEV_DB?.trim() || join(cache, 'dev-server.sqlite'),
+  };
+}
+
+export function loadConfig(env: Env): ConfigResult {
+  const input: ConfigInput = { env, errors: removedSettingErrors(env) };
+  const spotGuardEnabled = bool(input, 'ENABLE_SPOT_GUARD');
+  const groups = groupNames(input);
+  const taints = taintSettings(input);
+  const logLevel = logLevelSetting(input);
+  const flow = flowSettings(input, spotGuardEnabled, groups, taints);
+  const temporal = temporalSettings(input);
+  const { dryRun, ...tuning } = workerTuning(input);
+  const devServer = devServerSettings(input);
+  if (input.errors.length > 0) return { ok: false, errors: input.errors };
+  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, ...tuning } };
 }
