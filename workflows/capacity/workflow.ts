@@ -9,10 +9,12 @@ import { searchAttributes } from '../shared/search-attributes.js';
 import {
   capacityStatusQuery,
   type CapacityWorkflowInput,
+  type DrainSlotRequest,
   drainSlotRequestSignal,
   increaseCapacityRequestSignal,
   type IncreaseCapacityRequest,
   releaseDrainSlotSignal,
+  type RetireInstanceRequest,
   retireInstanceRequestSignal,
   validateDrainSlotRequest,
   validateIncreaseRequest,
@@ -49,43 +51,48 @@ export async function capacityWorkflow(input: CapacityWorkflowInput): Promise<ne
 /** Every request has one way in: a signal, validated here as by the activity that sent it; a bad one changes nothing. */
 function handleRequests(state: GroupState): void {
   const { asgName, ledger, drains, waiters } = state;
-  const refuse = (what: string, error: unknown): void => log.error(`malformed ${what} ignored`, { asgName, error: rootMessage(error) });
-  const take = (pending: Pending, validate: () => void, what: string): void => {
-    try {
-      validate();
-      const refusal = ledger.refusalOf(pending);
-      if (refusal) throw new Error(refusal);
-    } catch (error) {
-      return refuse(what, error);
-    }
-    ledger.take(pending);
+  /** The handler of one request signal: its validation first; a request that fails it is logged and ignored. */
+  function guarded<R>(what: string, validate: (request: R) => void, accept: (request: R) => void): (request: R) => void {
+    return (request) => {
+      try {
+        validate(request);
+      } catch (error) {
+        log.error(`malformed ${what} ignored`, { asgName, error: rootMessage(error) });
+        return;
+      }
+      accept(request);
+    };
+  }
+  /** A request id used before for another kind of request is refused like malformed input. */
+  const requireKindOfItsId = (pending: Pending): void => {
+    const refusal = ledger.refusalOf(pending);
+    if (refusal) throw new Error(refusal);
   };
   setHandler(capacityStatusQuery, () => state.status());
-  setHandler(increaseCapacityRequestSignal, (request) =>
-    take({ kind: 'increase', request, arrivedAt: Date.now() }, () => validateIncreaseRequest(request), 'increase request'),
+  setHandler(
+    increaseCapacityRequestSignal,
+    guarded<IncreaseCapacityRequest>('increase request', (request) => {
+      validateIncreaseRequest(request);
+      requireKindOfItsId({ kind: 'increase', request, arrivedAt: 0 });
+    }, (request) => ledger.take({ kind: 'increase', request, arrivedAt: Date.now() })),
   );
-  setHandler(retireInstanceRequestSignal, (request) =>
-    take({ kind: 'retire', request, arrivedAt: Date.now() }, () => validateRetireRequest(request), 'retirement request'),
+  setHandler(
+    retireInstanceRequestSignal,
+    guarded<RetireInstanceRequest>('retirement request', (request) => {
+      validateRetireRequest(request);
+      requireKindOfItsId({ kind: 'retire', request, arrivedAt: 0 });
+    }, (request) => ledger.take({ kind: 'retire', request, arrivedAt: Date.now() })),
   );
-  setHandler(drainSlotRequestSignal, (request) => {
-    try {
-      validateDrainSlotRequest(request);
-    } catch (error) {
-      return refuse('drain slot request', error);
-    }
-    // Asked for on its own (an interruption notice drains at once): not again when its instance is InService, where
-    // it would take a slot nobody gives back.
-    waiters.dropDrainSlot(request.requestId);
-    drains.incoming.push(request);
-  });
-  setHandler(releaseDrainSlotSignal, (request) => {
-    try {
-      validateReleaseRequest(request);
-    } catch (error) {
-      return refuse('drain slot release', error);
-    }
-    drains.release(request.requestId);
-  });
+  setHandler(
+    drainSlotRequestSignal,
+    guarded<DrainSlotRequest>('drain slot request', validateDrainSlotRequest, (request) => {
+      // Asked for on its own (an interruption notice drains at once): not again when its instance is InService, where
+      // it would take a slot nobody gives back.
+      waiters.dropDrainSlot(request.requestId);
+      drains.incoming.push(request);
+    }),
+  );
+  setHandler(releaseDrainSlotSignal, guarded('drain slot release', validateReleaseRequest, (request) => drains.release(request.requestId)));
 }
 
 /** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
