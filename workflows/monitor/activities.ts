@@ -5,8 +5,8 @@ import type { FlowSettings } from '../shared/settings.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
-/** Looks: one that fails counts as "not healthy" (or "not now") for this cycle; the next cycle looks again. */
-export const looks = proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', scheduleToCloseTimeout: '2 minutes', retry });
+/** Checks (reads only): one that fails counts as "not healthy" (or "not now") for this cycle; the next cycle looks again. */
+export const checks = proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', scheduleToCloseTimeout: '2 minutes', retry });
 
 /** Without its settings the monitor cannot do anything: wait for a worker as long as it takes. */
 export const { loadSettings } = proxyActivities<SpotGuardActivities>({ startToCloseTimeout: '30 seconds', retry });

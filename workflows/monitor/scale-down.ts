@@ -5,7 +5,7 @@
 import { ApplicationFailure, condition } from '@temporalio/workflow';
 import type { RetireInstanceResult } from '../capacity/api.js';
 import type { PodOwner } from '../shared/activity-types.js';
-import { looks } from './activities.js';
+import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
 import { isoNow, type MonitorRun } from './run.js';
 
@@ -35,7 +35,7 @@ export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): 
 async function safeToRemove(run: MonitorRun, candidate: ScaleDownInFlight): Promise<boolean> {
   const { state, settings } = run;
   const { instanceId } = candidate;
-  candidate.nodeName ??= (await looks.findNodeForInstance({ instanceId })).nodeName;
+  candidate.nodeName ??= (await checks.findNodeForInstance({ instanceId })).nodeName;
   const { nodeName } = candidate;
   const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
   if (!nodeName && event && Date.now() - Date.parse(event.launchedAt) < settings.nodeReadyTimeoutSeconds * 1000) {
@@ -47,7 +47,7 @@ async function safeToRemove(run: MonitorRun, candidate: ScaleDownInFlight): Prom
     state.lastSafety = { at: isoNow(), instanceId, safe: true, reason: `${instanceId} has no Kubernetes node: nothing to move` };
     return true;
   }
-  const safety = await looks.assessScaleDownSafety({ nodeName, bufferPercent: settings.monitor.capacityBufferPercent });
+  const safety = await checks.assessScaleDownSafety({ nodeName, bufferPercent: settings.monitor.capacityBufferPercent });
   state.lastSafety = { at: isoNow(), instanceId, nodeName, safe: safety.safe, reason: safety.reason };
   if (!safety.safe) {
     run.note(`not removing ${instanceId} (${nodeName}) yet: ${safety.reason}`);

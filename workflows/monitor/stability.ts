@@ -2,7 +2,7 @@
 // in or out, no scaling in progress, no failure since the last check, every spot node Ready), and has it been healthy
 // without a break for the stability window? The streak's start is kept in workflow state across restarts and runs.
 import { rootMessage } from '../shared/failures.js';
-import { looks } from './activities.js';
+import { checks } from './activities.js';
 import type { HealthCheck, MonitorState } from './api.js';
 import type { MonitorRun } from './run.js';
 
@@ -36,14 +36,14 @@ export async function checkSpotHealth(run: MonitorRun): Promise<HealthCheck> {
   const { state, settings } = run;
   const at = new Date().toISOString();
   try {
-    const health = await looks.describeGroupHealth({ asgName: run.spotAsgName, since: state.failuresCountedSince });
+    const health = await checks.describeGroupHealth({ asgName: run.spotAsgName, since: state.failuresCountedSince });
     const reasons: string[] = [];
     if (health.inService.length !== health.desiredCapacity) reasons.push(`${health.inService.length} of ${health.desiredCapacity} desired instances InService`);
     if (health.notInService.length > 0) reasons.push(`instances not InService: ${health.notInService.join(', ')}`);
     if (health.activitiesInProgress.length > 0) reasons.push(`scaling in progress: ${health.activitiesInProgress.join(', ')}`);
     if (health.failuresSince.length > 0) reasons.push(`scaling failed since the last check: ${health.failuresSince.join('; ')}`);
     // Nodes Spot Guard is draining itself (recognised by its taints) are left out.
-    const nodes = await looks.findUnreadyNodes({ instanceIds: health.inService, ignoreTaintKeys: [settings.taint.key, settings.monitor.scaleDownTaint.key] });
+    const nodes = await checks.findUnreadyNodes({ instanceIds: health.inService, ignoreTaintKeys: [settings.taint.key, settings.monitor.scaleDownTaint.key] });
     reasons.push(...nodes.unready);
     state.failuresCountedSince = at;
     return { at, healthy: reasons.length === 0, reasons };

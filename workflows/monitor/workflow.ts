@@ -6,7 +6,7 @@ import { allHandlersFinished, condition, continueAsNew, upsertSearchAttributes, 
 import type { GroupSnapshot } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
-import { loadSettings, looks } from './activities.js';
+import { checks, loadSettings } from './activities.js';
 import type { MonitorInput } from './api.js';
 import { closeAndForgetEvents, pickCandidate } from './fallback-events.js';
 import { MonitorRun } from './run.js';
@@ -43,7 +43,7 @@ async function runCycle(run: MonitorRun): Promise<void> {
   }
   let onDemand: GroupSnapshot;
   try {
-    onDemand = await looks.describeGroup({ asgName: run.onDemandAsgName });
+    onDemand = await checks.describeGroup({ asgName: run.onDemandAsgName });
   } catch (error) {
     run.note(`could not look at the on-demand group: ${rootMessage(error)}`);
     return;
