@@ -13,7 +13,6 @@ import {
   releaseDrainSlotSignal,
   retireInstanceRequestSignal,
   validateDrainSlotRequest,
-  validateGroupName,
   validateIncreaseRequest,
   validateReleaseRequest,
   validateRetireRequest,
@@ -24,6 +23,7 @@ import type { CapacityRequestActivities } from '../workflows/shared/activity-typ
 import { capacityWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
 import { FailureType, nonRetryable } from './errors.js';
+import { requireGroupName } from './validation.js';
 
 /** Signals in flight at once while answering a wave: the server's pace, not the worker's, sets the rate. */
 const ANSWER_CONCURRENCY = 16;
@@ -41,7 +41,7 @@ function validated<R>(validate: (request: R) => void, request: R, what: string):
 export function createCapacityRequestActivities(client: Client, taskQueue: string): CapacityRequestActivities {
   /** Signal-with-Start: the request reaches the group's capacity workflow, started if it does not run yet. */
   async function signalRequest<Arg>(asgName: string, signal: SignalDefinition<[Arg]>, request: Arg): Promise<void> {
-    validated(validateGroupName, asgName, 'Auto Scaling group');
+    requireGroupName(asgName);
     const options = { workflowId: capacityWorkflowId(asgName), taskQueue, args: [{ asgName }] as [{ asgName: string }], signal, signalArgs: [request] as [Arg] };
     for (let attempt = 1; ; attempt++) {
       try {
@@ -75,7 +75,7 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
      * and starting one only to release would be a workflow for nothing.
      */
     async releaseDrainSlot({ asgName, ...request }) {
-      validated(validateGroupName, asgName, 'Auto Scaling group');
+      requireGroupName(asgName);
       try {
         await client.workflow.getHandle(capacityWorkflowId(asgName)).signal(releaseDrainSlotSignal, validated(validateReleaseRequest, request, 'drain slot release'));
       } catch (error) {

@@ -7,9 +7,9 @@ import { sendAnswers } from './activities.js';
 import type { WorkflowAnswer } from './api.js';
 
 /** Answers per sendAnswers activity: keeps each one's input, recorded in history, far below the payload limit. */
-export const ANSWERS_PER_ACTIVITY = 250;
+const ANSWERS_PER_ACTIVITY = 250;
 /** sendAnswers activities at once: a wave's answers go out in parallel without one group flooding the server. */
-export const MAX_DELIVERIES_IN_FLIGHT = 4;
+const MAX_DELIVERIES_IN_FLIGHT = 4;
 
 export class AnswerOutbox {
   private readonly delivering = new Set<Promise<void>>();

@@ -3,7 +3,7 @@
 // hundreds is never capped the way Updates in flight are), one validation (below, run by the sending activity and
 // again by the workflow's handler) and one answer, by signal to the workflow that asked.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import { ASG_NAME_PATTERN, isInstanceId } from '../shared/ids.js';
+import { isInstanceId } from '../shared/ids.js';
 import type { DrainBudget } from '../shared/settings.js';
 
 export interface CapacityWorkflowInput {
@@ -215,7 +215,7 @@ export interface WorkflowAnswer {
 
 // --- the one validation of each request ----------------------------------------------------------------------------
 
-export const MAX_WAIT_SECONDS = 24 * 3600;
+const MAX_WAIT_SECONDS = 24 * 3600;
 
 /** Throws an Error naming the bad value and what is expected. */
 export function validateIncreaseRequest(request: IncreaseCapacityRequest): void {
@@ -277,12 +277,6 @@ export function validateDrainSlotRequest(request: Omit<DrainSlotRequest, 'bypass
 export function validateReleaseRequest(request: ReleaseDrainSlotRequest): void {
   requireObject(request, 'drain slot release');
   requireRequestId(request.requestId);
-}
-
-export function validateGroupName(asgName: string): void {
-  if (typeof asgName !== 'string' || !ASG_NAME_PATTERN.test(asgName)) {
-    throw new Error(`"${String(asgName)}" is not a valid Auto Scaling group name (1-255 characters, no blanks)`);
-  }
 }
 
 function requireObject(value: unknown, what: string): void {

@@ -18,9 +18,9 @@ export type Pending =
   | { kind: 'retire'; request: RetireInstanceRequest; arrivedAt: number };
 
 /** Completed requests remembered for deduplication, carried across continue-as-new. */
-export const MAX_REMEMBERED_REQUESTS = 500;
+const MAX_REMEMBERED_REQUESTS = 500;
 /** Size bound of each carried record set (JSON characters): the input of continue-as-new stays far below the limit. */
-export const MAX_CARRIED_BYTES = 256 * 1024;
+const MAX_CARRIED_BYTES = 256 * 1024;
 
 export class RequestLedger {
   readonly completed: Record<string, CapacityRecord>;
@@ -145,7 +145,7 @@ export class RequestLedger {
 }
 
 /** The newest entries of a record (insertion order), bounded in count and in size. */
-export function mostRecent<T>(entries: Record<string, T>): Record<string, T> {
+function mostRecent<T>(entries: Record<string, T>): Record<string, T> {
   const kept: [string, T][] = [];
   let size = 0;
   for (const [key, value] of Object.entries(entries).slice(-MAX_REMEMBERED_REQUESTS).reverse()) {
