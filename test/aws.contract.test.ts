@@ -10,7 +10,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { createAutoScalingActivities } from '../activities/auto-scaling.js';
 import { createNaiveActivities } from '../bench/naive/activities.js';
-import { AwsLauncher } from './helpers/aws-launcher.js';
+import { AwsLauncher } from '../scripts/peers/aws-launcher.js';
 import { rememberEnvironment } from './helpers/environment.js';
 import { activityEnvironment } from './helpers/temporal.js';
 

@@ -9,7 +9,7 @@ import { awsError } from './fakes/auto-scaling.js';
 import { CapacityRequester } from './helpers/capacity-requester.js';
 import { Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
-import { until } from './helpers/wait.js';
+import { until } from '../scripts/peers/wait.js';
 import { activityNames } from './helpers/workflows.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 

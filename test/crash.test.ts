@@ -7,8 +7,8 @@ import { requestRebalance } from '../signaler/workflow-requests.js';
 import { type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
-import { until } from './helpers/wait.js';
-import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
+import { until } from '../scripts/peers/wait.js';
+import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../scripts/peers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';
 
 describe('crash and fault tests on the real peers', function () {

@@ -1,4 +1,4 @@
-// The real-peer tests' and the benchmark's Temporal dev server start (test/helpers/dev-server.ts): a server that dies
+// The real-peer tests' and the benchmark's Temporal dev server start (scripts/peers/dev-server.ts): a server that dies
 // while starting because one of its ports was taken is started again on others, and any other failure is not retried.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -6,8 +6,8 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
-import { startDevServerOnFreePorts } from './helpers/dev-server.js';
-import { freePort } from './helpers/wait.js';
+import { startDevServerOnFreePorts } from '../scripts/peers/dev-server.js';
+import { freePort } from '../scripts/peers/wait.js';
 
 describe('the test stack\'s Temporal dev server', function () {
   this.timeout(120_000);

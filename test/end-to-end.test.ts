@@ -7,8 +7,8 @@ import { monitorStatusQuery } from '../workflows/monitor/api.js';
 import { drainNowSignal, type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
 import { monitorWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
-import { until } from './helpers/wait.js';
-import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from './helpers/end-to-end.js';
+import { until } from '../scripts/peers/wait.js';
+import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../scripts/peers/end-to-end.js';
 import { scenarioPassed } from './helpers/scenario-count.js';
 
 describe('end to end: real worker, Temporal dev server, moto, Kubernetes', function () {

@@ -22,9 +22,9 @@ import { createScaleDownSafetyActivities } from '../activities/scale-down-safety
 import type { DrainReport } from '../workflows/shared/activity-types.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { reuseConnections } from '../worker/kubernetes-connections.js';
-import { KubernetesStack, KWOK_ANNOTATION } from './helpers/kubernetes-stack.js';
+import { KubernetesStack, KWOK_ANNOTATION } from '../scripts/peers/kubernetes-stack.js';
 import { activityEnvironment } from './helpers/temporal.js';
-import { until as waitUntil } from './helpers/wait.js';
+import { until as waitUntil } from '../scripts/peers/wait.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const TAINT = { key: 'spot-instance-terminating', value: 'true', effect: 'NoSchedule' as const };

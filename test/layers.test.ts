@@ -1,6 +1,7 @@
 // The folder layering, checked on the whole import graph of the source tree (eslint.config.js flags the same imports
 // line by line): no cycle between folders, workflows/ imports no other folder (it owns the contracts, types included),
-// and no production folder imports test/ or bench/.
+// no production folder imports test/ or bench/, and nothing imports test/ (the peers harness the tests and the
+// benchmark share lives in scripts/peers/).
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -10,8 +11,6 @@ import ts from 'typescript';
 /** The source tree (the tests run from dist/test). */
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const FOLDERS = ['workflows', 'activities', 'worker', 'signaler', 'test', 'bench', 'scripts'];
-/** The folders whose imports are read (test/ only imports: bench/ uses test/helpers and a test runs bench/). */
-const SCANNED = ['workflows', 'activities', 'worker', 'signaler', 'bench', 'scripts'];
 const PRODUCTION = ['workflows', 'activities', 'worker', 'signaler'];
 
 /** An import from one folder into another: the importing file (from the top) and the import as written. */
@@ -38,7 +37,7 @@ function folderOf(path: string): string | undefined {
 /** Every import of the scanned folders that reaches another project folder. */
 function folderGraph(): FolderGraph {
   const graph: FolderGraph = new Map();
-  for (const folder of SCANNED) {
+  for (const folder of FOLDERS) {
     for (const path of tsFiles(join(root, folder))) {
       // The compiler's own scan: `import`, `import type`, `export ... from`, `import x = require()`, `import()`.
       const { importedFiles } = ts.preProcessFile(readFileSync(path, 'utf8'), true, true);
@@ -114,5 +113,11 @@ describe('folder layering', function () {
   it('no production folder imports test/ or bench/', function () {
     const imports = PRODUCTION.flatMap((folder) => ['test', 'bench'].flatMap((to) => graph.get(folder)?.get(to) ?? []));
     if (imports.length > 0) assert.fail(`production code (${PRODUCTION.join(', ')}) imports test or benchmark code:${describeImports(imports)}`);
+  });
+
+  it('nothing imports test/: the tests sit on top of everything else', function () {
+    const imports = FOLDERS.filter((folder) => folder !== 'test').flatMap((folder) => graph.get(folder)?.get('test') ?? []);
+    if (imports.length > 0) assert.fail(`test/ is imported from outside:${describeImports(imports)}`);
+    assert.ok(graph.get('test')?.has('bench'), 'the scan reads test/ too (a test imports bench/)');
   });
 });

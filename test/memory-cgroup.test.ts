@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMemoryCgroup } from './helpers/memory-cgroup.js';
+import { createMemoryCgroup } from '../scripts/peers/memory-cgroup.js';
 
 describe('memory cgroup for the benchmarked worker', function () {
   let root: string;

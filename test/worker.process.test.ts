@@ -12,9 +12,9 @@ import proto from '@temporalio/proto';
 import { WORKER_LAUNCH_ENV, WORKER_NODE_FLAGS } from '../worker/memory.js';
 import { monitorWorkflowId } from '../workflows/shared/ids.js';
 import { allSearchAttributeKeys } from '../workflows/shared/search-attributes.js';
-import { temporalCliPath } from './helpers/peers.js';
-import { samplesOf } from './helpers/prometheus.js';
-import { freePort, until } from './helpers/wait.js';
+import { temporalCliPath } from '../scripts/peers/peers.js';
+import { samplesOf } from '../scripts/peers/prometheus.js';
+import { freePort, until } from '../scripts/peers/wait.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const workerMain = join(repoRoot, 'dist', 'worker', 'main.js');

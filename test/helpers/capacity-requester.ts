@@ -11,7 +11,7 @@ import type {
   WorkflowAnswer,
 } from '../../workflows/capacity/api.js';
 import type { Harness } from './harness.js';
-import { until } from './wait.js';
+import { until } from '../../scripts/peers/wait.js';
 
 type Answer = WorkflowAnswer['answer'];
 

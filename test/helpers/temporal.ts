@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { MockActivityEnvironment, TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes.js';
-import { temporalTestServerPath } from './peers.js';
+import { temporalTestServerPath } from '../../scripts/peers/peers.js';
 
 let runtimeInstalled = false;
 /** Keeps test output readable: the SDK logs errors only (LOG_LEVEL overrides). */

@@ -14,7 +14,7 @@ import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from
 import { samplesOf } from './prometheus.js';
 
 /** kwok's nodes report status as kubelets with leases do (see the file). */
-const kwokNodeStages = fileURLToPath(new URL('../../../test/peers/kwok-node-stages.yaml', import.meta.url));
+const kwokNodeStages = fileURLToPath(new URL('../../../scripts/peers/kwok-node-stages.yaml', import.meta.url));
 
 export const KWOK_ANNOTATION = 'kwok.x-k8s.io/node';
 

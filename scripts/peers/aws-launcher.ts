@@ -1,4 +1,4 @@
-// Starts test/peers/aws_launcher.py (moto in server mode with real launch behaviour) on a free loopback port and
+// Starts scripts/peers/aws_launcher.py (moto in server mode with real launch behaviour) on a free loopback port and
 // drives it: capacity errors, launch delays, reset, request counts.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +6,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { pythonPath } from './peers.js';
 import { freePort } from './wait.js';
 
-const launcherScript = fileURLToPath(new URL('../../../test/peers/aws_launcher.py', import.meta.url));
+const launcherScript = fileURLToPath(new URL('../../../scripts/peers/aws_launcher.py', import.meta.url));
 
 export class AwsLauncher {
   private child?: ChildProcess;
