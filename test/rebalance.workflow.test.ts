@@ -233,6 +233,25 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assertTaintedAndDrained();
   });
 
+  it('signals without input wedge nothing: a bare drainNow (the CLI without --input) still drains a held node', async function () {
+    h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    const result = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'holding');
+      // Malformed answers first: ignored, no workflow task fails on them.
+      await handle().signal('replacementAnswer', null);
+      await handle().signal('drainSlotAnswer', { status: 'granted' });
+      await handle().signal('drainNow');
+      const status = await waitForStatus(handle(), (s) => s.drainRequest !== undefined);
+      assert.equal(status.drainRequest?.reason, 'no reason given');
+      return handle().result();
+    });
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assertTaintedAndDrained();
+  });
+
   it('interruption notice mid-wait: taints and drains at once while the capacity steps go on', async function () {
     h.aws.setLaunch(h.spot, { kind: 'never' });
     const result = await h.run(async () => {
