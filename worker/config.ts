@@ -59,7 +59,7 @@ type Env = Record<string, string | undefined>;
 
 const MAX_RECLAIM_LOOKS = 2000;
 
-/** One row per variable: the README's configuration table is written from the same names and defaults. */
+/** One row per variable: the configuration reference (docs/configuration.md) is written from the same names and defaults. */
 export const DEFAULTS = {
   ENABLE_SPOT_GUARD: 'true',
   SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: '120',

@@ -38,7 +38,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   const loaded = loadConfig(process.env);
   if (!loaded.ok) {
     for (const error of loaded.errors) console.error(`[spot-guard] configuration error: ${error}`);
-    console.error('[spot-guard] refusing to start: fix the values above (see the configuration table in README.md)');
+    console.error('[spot-guard] refusing to start: fix the values above (see docs/configuration.md)');
     return 2;
   }
   const { config } = loaded;
