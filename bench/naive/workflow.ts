@@ -7,10 +7,9 @@
 // benchmark reads both strategies alike.
 import { ApplicationFailure, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes } from '@temporalio/workflow';
 import type { SpotGuardActivities } from '../../workflows/shared/activity-types.js';
-import { type CapacityPhase, type RebalanceInput, type RebalancePhase, type RebalanceResult, type RebalanceStatus, rebalanceStatusQuery, type ScaleAttempt } from '../../workflows/rebalance/api.js';
-import { INSTANCE_ID_PATTERN, NODE_NAME_PATTERN } from '../../workflows/shared/ids.js';
+import { type CapacityPhase, problemsOfRebalanceInput, type RebalanceInput, type RebalancePhase, type RebalanceResult, type RebalanceStatus, rebalanceStatusQuery, type ScaleAttempt } from '../../workflows/rebalance/api.js';
 import { searchAttributes } from '../../workflows/shared/search-attributes.js';
-import { type FlowSettings } from '../../workflows/shared/settings.js';
+import type { FlowSettings } from '../../workflows/shared/settings.js';
 import { rootMessage } from '../../workflows/shared/failures.js';
 import type { NaiveActivities } from './activities.js';
 
@@ -33,7 +32,8 @@ interface PollWait {
 }
 
 export async function naiveRebalanceWorkflow(input: RebalanceInput): Promise<RebalanceResult> {
-  requireValidInput(input);
+  const problems = problemsOfRebalanceInput(input);
+  if (problems.length > 0) throw ApplicationFailure.nonRetryable(problems.join('; '), 'InvalidInput');
   const rebalance = new NaiveRebalance(input);
   setHandler(rebalanceStatusQuery, () => rebalance.status);
   return rebalance.run();
@@ -211,14 +211,5 @@ class NaiveRebalance {
 
   private note(text: string): void {
     this.status.notes.push(`${isoNow()} ${text}`);
-  }
-}
-
-function requireValidInput(input: RebalanceInput): void {
-  if (typeof input?.instanceId !== 'string' || !INSTANCE_ID_PATTERN.test(input.instanceId)) {
-    throw ApplicationFailure.nonRetryable(`instanceId "${input?.instanceId}" is not an EC2 instance id`, 'InvalidInput');
-  }
-  if (typeof input?.nodeName !== 'string' || input.nodeName.length > 253 || !NODE_NAME_PATTERN.test(input.nodeName)) {
-    throw ApplicationFailure.nonRetryable(`nodeName "${input?.nodeName}" is not a Kubernetes node name`, 'InvalidInput');
   }
 }
