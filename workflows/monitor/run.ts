@@ -107,7 +107,11 @@ export class MonitorRun {
       this.checkRequested = true;
     });
     setHandler(retirementAnswerSignal, (answer) => {
-      if (typeof answer?.requestId === 'string') this.retirementAnswers[answer.requestId] ??= answer;
+      if (typeof answer?.requestId !== 'string') {
+        log.warn('ignoring a retirement answer without a request id', { answer });
+        return;
+      }
+      this.retirementAnswers[answer.requestId] ??= answer;
     });
   }
 }

@@ -82,7 +82,11 @@ export class RebalanceRun {
   }
 
   takeDrainSlotAnswer(answer: DrainSlotAnswer | undefined): void {
-    if (answer?.requestId !== this.drainSlotRequestId || this.drainSlotAnswer?.status === 'granted') return;
+    if (answer?.requestId !== this.drainSlotRequestId) {
+      log.warn('ignoring a drain slot answer to another request', { answer, expected: this.drainSlotRequestId });
+      return;
+    }
+    if (this.drainSlotAnswer?.status === 'granted') return;
     this.drainSlotAnswer = answer;
   }
 
@@ -128,7 +132,10 @@ export class RebalanceRun {
 function answersOf<A extends { requestId: string }>(signal: SignalDefinition<[A]>): Record<string, A> {
   const answers: Record<string, A> = {};
   setHandler(signal, (answer) => {
-    if (typeof answer?.requestId !== 'string') return;
+    if (typeof answer?.requestId !== 'string') {
+      log.warn(`ignoring a ${signal.name} without a request id`, { answer });
+      return;
+    }
     answers[answer.requestId] ??= answer;
   });
   return answers;
