@@ -33,7 +33,7 @@ const workflowsRestrictions = {
     {
       regex: '^@(aws-sdk|kubernetes)/',
       caseSensitive: true,
-      message: 'Workflow code makes no AWS or Kubernetes calls: call an activity (declared in workflows/definitions.ts).',
+      message: 'Workflow code makes no AWS or Kubernetes calls: call an activity (its contract is in workflows/shared/activity-types.ts).',
     },
     {
       regex: '^@temporalio/(client|worker|activity|testing)(/|$)',

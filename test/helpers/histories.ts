@@ -1,6 +1,6 @@
 // Recorded workflow histories for the replay test. Tests call recordHistory at the end of representative runs; the
-// files are written only when SPOT_GUARD_RECORD_HISTORIES=1 (npm run record-histories) and are committed, so the
-// suite replays histories made by earlier versions of the workflow code.
+// files are written only when SPOT_GUARD_RECORD_HISTORIES=1 (npm run record-histories) and are committed, one per
+// scenario; from the first release on, released histories are kept beside them (docs/versioning.md).
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
