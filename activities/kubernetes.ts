@@ -11,7 +11,7 @@ import {
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { type DrainReport, type KubernetesActivities, type NodeLook } from '../workflows/shared/activity-types.js';
-import { SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
+import { CLUSTER_AUTOSCALER_SAFE_TO_EVICT_ANNOTATION, SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
 import { type TaintSpec } from '../workflows/shared/settings.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
 import type { NodeWatch } from './node-watch.js';
@@ -60,8 +60,15 @@ export function drainSkipReason(pod: V1Pod): string | undefined {
   return undefined;
 }
 
-/** A pod that will come back elsewhere after eviction, or that an operator allowed to go. */
+/** The annotation by which an operator forbids moving this pod (safe-to-evict "false"), or undefined. */
+export function evictionForbiddenBy(pod: V1Pod): string | undefined {
+  const annotations = pod.metadata?.annotations ?? {};
+  return [SAFE_TO_EVICT_ANNOTATION, CLUSTER_AUTOSCALER_SAFE_TO_EVICT_ANNOTATION].find((key) => annotations[key] === 'false');
+}
+
+/** A pod that will come back elsewhere after eviction, or that an operator allowed to go; never one it forbade to move. */
 export function isRecreatable(pod: V1Pod): boolean {
+  if (evictionForbiddenBy(pod)) return false;
   return (
     (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true) ||
     pod.metadata?.annotations?.[SAFE_TO_EVICT_ANNOTATION] === 'true'
@@ -274,23 +281,27 @@ async function taintNode(
   }
 }
 
-/** Undoes a scale-down that will not happen: removes the taint with this key and makes the node schedulable. */
-async function releaseNode(ctx: KubernetesContext, input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }> {
+/**
+ * Undoes a scale-down that will not happen: removes the taint with this key and, unless `uncordon` is false (the node
+ * was cordoned before Spot Guard touched it), makes the node schedulable.
+ */
+async function releaseNode(ctx: KubernetesContext, input: { nodeName: string; taintKey: string; uncordon?: boolean }): Promise<{ nodeGone?: boolean }> {
+  const uncordon = input.uncordon ?? true;
   for (let attempt = 1; ; attempt++) {
     const node = await readNodeIfPresent(ctx, input.nodeName);
     if (!node) return { nodeGone: true };
     const taints = (node.spec?.taints ?? []).filter((t) => t.key !== input.taintKey);
-    if (taints.length === (node.spec?.taints ?? []).length && !node.spec?.unschedulable) return {};
+    if (taints.length === (node.spec?.taints ?? []).length && !(uncordon && node.spec?.unschedulable)) return {};
     if (ctx.dryRun) {
       log.info('dry run: would release node', input);
       return {};
     }
     try {
       await ctx.core.patchNode(
-        { name: input.nodeName, body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints, unschedulable: false } } },
+        { name: input.nodeName, body: { metadata: { resourceVersion: node.metadata?.resourceVersion }, spec: { taints, ...(uncordon ? { unschedulable: false } : {}) } } },
         STRATEGIC_MERGE,
       );
-      log.info('node released: untainted and schedulable again', input);
+      log.info(uncordon ? 'node released: untainted and schedulable again' : 'node released: untainted, left cordoned as it was before Spot Guard', input);
       return {};
     } catch (error) {
       if (kubernetesStatus(error) === 409 && attempt < MAX_CONFLICT_RETRIES) continue;

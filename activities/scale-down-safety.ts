@@ -13,7 +13,7 @@ import {
   type Resources,
   selectorMatches,
 } from './kubernetes-resources.js';
-import { drainSkipReason, isNodeReady, isRecreatable } from './kubernetes.js';
+import { drainSkipReason, evictionForbiddenBy, isNodeReady, isRecreatable } from './kubernetes.js';
 import { requireNodeName } from './validation.js';
 
 export type KubernetesPolicyApi = Pick<PolicyV1Api, 'listPodDisruptionBudgetForAllNamespaces'>;
@@ -73,6 +73,8 @@ async function assessScaleDownSafety(
 /** Why one of the pods to move cannot be evicted (nothing recreates it, or the Eviction API refuses it), or undefined. */
 function podRefusal(moving: V1Pod[], budgets: V1PodDisruptionBudget[]): string | undefined {
   for (const pod of moving) {
+    const forbiddenBy = evictionForbiddenBy(pod);
+    if (forbiddenBy) return `pod ${podKey(pod)} is annotated ${forbiddenBy}=false: it is not to be moved`;
     if (!isRecreatable(pod)) {
       return `pod ${podKey(pod)} has no controller to recreate it elsewhere (annotate it ${SAFE_TO_EVICT_ANNOTATION}=true to let it go)`;
     }

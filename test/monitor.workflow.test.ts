@@ -215,6 +215,22 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     });
   });
 
+  it('a pod annotated safe-to-evict "false" (Cluster Autoscaler\'s annotation too) blocks the scale-down and says why', async function () {
+    const annotations = { 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' };
+    h.k8s.addPod({ name: 'batch-1', nodeName: 'od-1', ownerKind: 'ReplicaSet', ownerUid: 'rs-batch', annotations });
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(3 * MINUTE);
+      assert.match((await status()).lastSafety?.reason ?? '', /pod default\/batch-1 is annotated cluster-autoscaler.kubernetes.io\/safe-to-evict=false/);
+      assert.equal(terminations().length, 0);
+      assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0, 'nothing evicted');
+      h.k8s.pods.get('default/batch-1')!.metadata!.annotations = {};
+      await handle().signal(checkNowSignal);
+      await env.sleep(5 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+  });
+
   it('pause stops scale-downs and resume restarts them', async function () {
     await h.run(async () => {
       await startWithFallback();
@@ -324,6 +340,21 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.equal(terminations().length, 0);
     const od1 = h.k8s.nodes.get('od-1');
     assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+  });
+
+  it('a node an operator had cordoned stays cordoned when its scale-down is given up; only the scale-down taint comes off', async function () {
+    h.settings = defaultFlowSettings(h.spot, h.onDemand, { SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '0' });
+    h.k8s.evictedPodsStayPending = true;
+    h.k8s.nodes.get('od-1')!.spec!.unschedulable = true; // the operator's cordon, before Spot Guard
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      assert.match((await status()).lastSafety?.reason ?? '', /^moved pods did not start elsewhere within 0 s/);
+    });
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.equal(od1?.spec?.unschedulable, true, 'still cordoned, as the operator left it');
     assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
   });
 

@@ -46,6 +46,8 @@ export interface ScaleDownInFlight {
   attempts: number;
   /** Controllers of the pods moved away, to see them running elsewhere. */
   owners: PodOwner[];
+  /** Whether Spot Guard cordoned the node (false: it was cordoned already): only its own cordon is undone. */
+  cordonedBySpotGuard?: boolean;
 }
 
 export interface MonitorState {

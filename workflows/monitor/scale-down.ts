@@ -62,7 +62,9 @@ async function drainOnDemandNode(run: MonitorRun, candidate: ScaleDownInFlight, 
   const { state, settings, steps } = run;
   run.note(`removing on-demand ${candidate.instanceId} (${nodeName}): ${state.lastSafety?.reason ?? ''}`);
   await steps.taintNode({ nodeName, taint: settings.monitor.scaleDownTaint });
-  await steps.cordonNode({ nodeName });
+  const cordon = await steps.cordonNode({ nodeName });
+  // A resumed scale-down finds its own cordon: what counts is whether the node was cordoned before the first try.
+  candidate.cordonedBySpotGuard ??= !cordon.alreadyCordoned;
   const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
   const report = await steps.evictPods({ nodeName, deadline, onlyRecreatable: true });
   if (report.complete) return true;
@@ -119,10 +121,15 @@ async function terminationAnswer(run: MonitorRun, requestId: string): Promise<Re
   return answer;
 }
 
-/** Gives a scale-down up: the node is made schedulable again and, when it failed, the event counts the attempt. */
+/**
+ * Gives a scale-down up: its taint comes off, the node is made schedulable again if Spot Guard cordoned it (an operator's
+ * cordon stays), and, when it failed, the event counts the attempt.
+ */
 export async function abandonScaleDown(run: MonitorRun, candidate: ScaleDownInFlight, reason: string, failed: boolean): Promise<void> {
   const { state, settings, steps } = run;
-  if (candidate.nodeName) await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: settings.monitor.scaleDownTaint.key });
+  if (candidate.nodeName) {
+    await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: settings.monitor.scaleDownTaint.key, uncordon: candidate.cordonedBySpotGuard === true });
+  }
   const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
   if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
   state.inFlight = undefined;

@@ -101,7 +101,8 @@ export interface KubernetesActivities {
   awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<NodeLook>;
   findUnreadyNodes(input: { instanceIds: string[]; ignoreTaintKeys: string[] }): Promise<{ unready: string[]; ignored: string[] }>;
   taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }>;
-  releaseNode(input: { nodeName: string; taintKey: string }): Promise<{ nodeGone?: boolean }>;
+  /** Removes the taint with this key and, unless `uncordon` is false, makes the node schedulable. */
+  releaseNode(input: { nodeName: string; taintKey: string; uncordon?: boolean }): Promise<{ nodeGone?: boolean }>;
   cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }>;
   evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport>;
 }

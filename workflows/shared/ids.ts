@@ -34,5 +34,10 @@ export function isTerminatingState(lifecycleState: string | undefined): boolean 
   return /^Terminat/.test(lifecycleState ?? '');
 }
 
-/** Pod annotation an operator sets to let the monitor move a pod that no controller would recreate. */
+/**
+ * Pod annotation an operator sets to let the monitor move a pod that no controller would recreate ("true"), or to
+ * keep the monitor from moving a pod at all ("false").
+ */
 export const SAFE_TO_EVICT_ANNOTATION = 'spot-guard.io/safe-to-evict';
+/** Cluster Autoscaler's annotation of the same meaning, honoured too: operators have set it already. */
+export const CLUSTER_AUTOSCALER_SAFE_TO_EVICT_ANNOTATION = 'cluster-autoscaler.kubernetes.io/safe-to-evict';
