@@ -343,6 +343,23 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
   });
 
+  it('spot health is checked again right before the termination: spot lost meanwhile, the fallback stays and its node is released', async function () {
+    h.activityOverrides.awaitPodsRescheduled = async () => {
+      h.aws.reclaim(spotIds[1]); // AWS takes a spot instance while the moved pods land
+      return { settled: true, waitingFor: [] };
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.match(after.lastSafety?.reason ?? '', /^spot turned unhealthy right before the termination \(2 of 3 desired instances InService/);
+      assert.equal(after.events[0]?.state, 'tracked', 'the fallback is still tracked');
+    });
+    assert.equal(terminations().length, 0);
+    assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'its node is schedulable again');
+  });
+
   it('a node an operator had cordoned stays cordoned when its scale-down is given up; only the scale-down taint comes off', async function () {
     h.settings = defaultFlowSettings(h.spot, h.onDemand, { SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '0' });
     h.k8s.evictedPodsStayPending = true;

@@ -8,6 +8,7 @@ import type { PodOwner } from '../shared/activity-types.js';
 import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
 import { isoNow, type MonitorRun } from './run.js';
+import { checkSpotHealth, updateHealthyStreak } from './stability.js';
 
 /** The on-demand group's capacity workflow answers within minutes; this bound only matters if it was terminated. */
 const TERMINATION_ANSWER_BACKSTOP_MS = 15 * 60_000;
@@ -28,7 +29,20 @@ export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): 
     candidate.step = 'terminating';
   }
   if (run.state.paused) return;
+  if (!(await spotStillHealthy(run, candidate))) return;
   await terminateThatInstance(run, candidate);
+}
+
+/**
+ * Spot's health once more right before the termination: the cycle's check may be minutes old (a drain, pods landing).
+ * Spot turned unhealthy meanwhile: the on-demand node is needed again, so the scale-down is given up.
+ */
+async function spotStillHealthy(run: MonitorRun, candidate: ScaleDownInFlight): Promise<boolean> {
+  const check = await checkSpotHealth(run);
+  updateHealthyStreak(run.state, check, run.settings.monitor.checkIntervalSeconds);
+  if (check.healthy) return true;
+  await abandonScaleDown(run, candidate, `spot turned unhealthy right before the termination (${check.reasons.join('; ')})`, false);
+  return false;
 }
 
 /** The safety checks; the verdict (and its reason) is kept for the status query. */
