@@ -63,25 +63,26 @@ function handleRequests(state: GroupState): void {
       accept(request);
     };
   }
-  /** A request id used before for another kind of request is refused like malformed input. */
-  const requireKindOfItsId = (pending: Pending): void => {
-    const refusal = ledger.refusalOf(pending);
-    if (refusal) throw new Error(refusal);
-  };
+  /**
+   * The handler of a request that goes into the ledger: its validation, then its id, which must not have been used
+   * for another kind of request; `pending` wraps the request for the queue.
+   */
+  function intoLedger<R>(what: string, validate: (request: R) => void, pending: (request: R, arrivedAt: number) => Pending): (request: R) => void {
+    const check = (request: R): void => {
+      validate(request);
+      const refusal = ledger.refusalOf(pending(request, 0));
+      if (refusal) throw new Error(refusal);
+    };
+    return guarded(what, check, (request) => ledger.take(pending(request, Date.now())));
+  }
   setHandler(capacityStatusQuery, () => state.status());
   setHandler(
     increaseCapacityRequestSignal,
-    guarded<IncreaseCapacityRequest>('increase request', (request) => {
-      validateIncreaseRequest(request);
-      requireKindOfItsId({ kind: 'increase', request, arrivedAt: 0 });
-    }, (request) => ledger.take({ kind: 'increase', request, arrivedAt: Date.now() })),
+    intoLedger('increase request', validateIncreaseRequest, (request: IncreaseCapacityRequest, arrivedAt) => ({ kind: 'increase', request, arrivedAt })),
   );
   setHandler(
     retireInstanceRequestSignal,
-    guarded<RetireInstanceRequest>('retirement request', (request) => {
-      validateRetireRequest(request);
-      requireKindOfItsId({ kind: 'retire', request, arrivedAt: 0 });
-    }, (request) => ledger.take({ kind: 'retire', request, arrivedAt: Date.now() })),
+    intoLedger('retirement request', validateRetireRequest, (request: RetireInstanceRequest, arrivedAt) => ({ kind: 'retire', request, arrivedAt })),
   );
   setHandler(
     drainSlotRequestSignal,
