@@ -10,13 +10,14 @@ import {
   SetDesiredCapacityCommand,
   TerminateInstanceInAutoScalingGroupCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { log } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import type {
   AutoScalingActivities,
   CapacityProblem,
   GroupHealth,
   GroupProgress,
   GroupSnapshot,
+  TerminationOutcome,
 } from '../workflows/shared/activity-types.js';
 import { isTerminatingState } from '../workflows/shared/ids.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
@@ -173,20 +174,23 @@ async function setDesiredCapacity(
 }
 
 /**
- * Terminates exactly this instance, lowering desired capacity with it by default so the group does not replace it.
- * A retry after AWS accepted the first call finds the instance Terminating or gone and does nothing more.
+ * Terminates exactly this instance, lowering desired capacity with it by default so the group does not replace it. An
+ * instance found Terminating or gone on a retry is this activity's own earlier attempt, whose answer was lost; on the
+ * first attempt it is someone else's doing (AWS reclaiming it, an operator), and the caller must not book a decrement.
  */
 async function terminateInstanceInGroup(
   ctx: AutoScalingContext,
   input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean },
-): Promise<{ alreadyTerminating: boolean }> {
+): Promise<{ terminated: TerminationOutcome }> {
   requireInstanceId(input.instanceId);
   const group = await ctx.readGroup(input.asgName);
   const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
-  if (!member || isTerminatingState(member.LifecycleState)) return { alreadyTerminating: true };
+  if (!member || isTerminatingState(member.LifecycleState)) {
+    return { terminated: Context.current().info.attempt > 1 ? 'by-an-earlier-attempt' : 'already-leaving' };
+  }
   if (ctx.dryRun) {
     log.info('dry run: would terminate instance', input);
-    return { alreadyTerminating: false };
+    return { terminated: 'now' };
   }
   await awsCall(`terminate ${input.instanceId} in "${input.asgName}"`, () =>
     ctx.client.send(
@@ -197,7 +201,7 @@ async function terminateInstanceInGroup(
     ),
   );
   log.info('instance terminated', input);
-  return { alreadyTerminating: false };
+  return { terminated: 'now' };
 }
 
 /** What the revert-to-spot monitor needs to judge a group healthy: sizes, states and recent scaling activities. */

@@ -29,7 +29,7 @@ const resultsDir = process.env.SPOT_GUARD_BENCH_RESULTS || fileURLToPath(new URL
 type Strategy = 'spot-guard' | 'naive';
 
 /** What differs between the two strategies: the worker started, the workflow type, how a warned node starts it. */
-const strategies: Record<Strategy, { workerEntry?: string; workflowType: string; warn: typeof requestRebalance }> = {
+const strategies: Record<Strategy, { workerEntry?: string; workflowType: string; warn: (...args: Parameters<typeof requestRebalance>) => Promise<unknown> }> = {
   // Spot Guard's production worker (dist/worker/main.js) and its rebalance workflow, started as the signaler does.
   'spot-guard': { workflowType: 'rebalanceWorkflow', warn: requestRebalance },
   naive: {
@@ -37,7 +37,6 @@ const strategies: Record<Strategy, { workerEntry?: string; workflowType: string;
     workflowType: 'naiveRebalanceWorkflow',
     warn: async (client, taskQueue, input) => {
       await startNaiveRebalance(client, taskQueue, input);
-      return { workflowId: rebalanceWorkflowId(input.instanceId) };
     },
   },
 };

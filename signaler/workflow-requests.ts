@@ -1,6 +1,6 @@
 // The two calls the on-node signaler makes to Temporal, shared with tests and operator tooling so everything starts
 // and signals rebalance workflows the same way. Both are idempotent: the workflow id is derived from the instance id.
-import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandleWithSignaledRunId } from '@temporalio/client';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { type InterruptionNotice, interruptionNoticeSignal, type RebalanceInput } from '../workflows/rebalance/api.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
@@ -8,8 +8,8 @@ import { searchAttributes } from '../workflows/shared/search-attributes.js';
 
 export interface RebalanceRequestResult {
   workflowId: string;
-  /** The run serving this instance: the same for every repeated notice. Undefined when that run has finished. */
-  runId?: string;
+  /** The run serving this instance: the same for every repeated notice while it is open. */
+  runId: string;
 }
 
 function startOptions(input: RebalanceInput, taskQueue: string) {
@@ -17,9 +17,11 @@ function startOptions(input: RebalanceInput, taskQueue: string) {
     workflowId: rebalanceWorkflowId(input.instanceId),
     taskQueue,
     args: [input] as [RebalanceInput],
-    // One run per instance: a running one is reused, and a finished one is never started again for the same instance.
+    // One open run per instance: a running one is reused. A notice for an instance whose run has closed (kept, rejected,
+    // failed, terminated) starts a new run, which resumes the books its capacity workflow still holds for the instance
+    // (the same request ids: no second +1).
     workflowIdConflictPolicy: 'USE_EXISTING' as const,
-    workflowIdReusePolicy: 'REJECT_DUPLICATE' as const,
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE' as const,
     typedSearchAttributes: [
       { key: searchAttributes.instanceId, value: input.instanceId },
       { key: searchAttributes.node, value: input.nodeName },
@@ -27,37 +29,20 @@ function startOptions(input: RebalanceInput, taskQueue: string) {
   };
 }
 
-/** On a rebalance recommendation: start the instance's rebalance workflow unless it has one already. */
+/** On a rebalance recommendation: start the instance's rebalance workflow unless one is open already. */
 export async function requestRebalance(client: Client, taskQueue: string, input: RebalanceInput): Promise<RebalanceRequestResult> {
-  const workflowId = rebalanceWorkflowId(input.instanceId);
-  try {
-    const handle = await client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', startOptions(input, taskQueue));
-    return { workflowId, runId: handle.firstExecutionRunId };
-  } catch (error) {
-    // REJECT_DUPLICATE: the instance's workflow has finished; the notice IMDS keeps serving changes nothing.
-    if (error instanceof WorkflowExecutionAlreadyStartedError) return { workflowId };
-    throw error;
-  }
+  const handle = await client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', startOptions(input, taskQueue));
+  return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
 }
 
 /**
- * On a spot interruption notice: tell the instance's workflow to drain now, starting it if there is none yet. Returns
- * undefined when the instance's workflow has already finished: its node was handled and nothing is left to signal.
+ * On a spot interruption notice: tell the instance's open workflow to drain now, or start one that drains at once (a
+ * closed run's instance is still running, so the notice always acts).
  */
-export async function reportInterruption(
-  client: Client,
-  taskQueue: string,
-  input: RebalanceInput,
-  notice: InterruptionNotice,
-): Promise<WorkflowHandle<typeof rebalanceWorkflow> | undefined> {
-  try {
-    return await client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
-      ...startOptions(input, taskQueue),
-      signal: interruptionNoticeSignal,
-      signalArgs: [notice],
-    });
-  } catch (error) {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) return undefined;
-    throw error;
-  }
+export async function reportInterruption(client: Client, taskQueue: string, input: RebalanceInput, notice: InterruptionNotice): Promise<WorkflowHandleWithSignaledRunId<typeof rebalanceWorkflow>> {
+  return client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
+    ...startOptions(input, taskQueue),
+    signal: interruptionNoticeSignal,
+    signalArgs: [notice],
+  });
 }

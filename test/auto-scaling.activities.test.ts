@@ -122,17 +122,18 @@ describe('Auto Scaling activities', function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }]));
     aws.on(TerminateInstanceInAutoScalingGroupCommand).resolves({});
     const result = await run(activities.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
-    assert.deepEqual(result, { alreadyTerminating: false });
+    assert.deepEqual(result, { terminated: 'now' });
     assert.deepEqual(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand)[0]?.args[0].input, {
       InstanceId: I1,
       ShouldDecrementDesiredCapacity: true,
     });
   });
 
-  it('terminateInstanceInGroup does nothing for an instance already terminating (a retry after success)', async function () {
+  it('terminateInstanceInGroup does nothing for an instance already terminating: its own earlier attempt on a retry, someone else\'s on the first', async function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'Terminating:Wait' }]));
-    const result = await run(activities.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
-    assert.deepEqual(result, { alreadyTerminating: true });
+    const input = { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true };
+    assert.deepEqual(await activityEnvironment(2).run(activities.terminateInstanceInGroup, input), { terminated: 'by-an-earlier-attempt' });
+    assert.deepEqual(await activityEnvironment(1).run(activities.terminateInstanceInGroup, input), { terminated: 'already-leaving' });
     assert.equal(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand).length, 0);
   });
 

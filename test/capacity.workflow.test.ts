@@ -103,8 +103,8 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('retires a running instance with decrement, and settles the books for one AWS took', async function () {
     const [kept, drained, reclaimed] = h.aws.addGroup(h.spot, { desired: 3, max: 5 }) as [string, string, string];
     await h.run(async () => {
-      await ask.increase('raise-1');
-      await ask.increase('raise-2');
+      await ask.increase('raise-1', { forInstanceId: drained });
+      await ask.increase('raise-2', { forInstanceId: reclaimed });
       assert.equal(h.aws.desired(h.spot), 5);
 
       const watch = await ask.retire({ requestId: 'watch-1', instanceId: kept, terminate: false });
@@ -124,8 +124,8 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
   it('looks that arrive together share one read of the group, and two AWS reclaims in one read both come off desired', async function () {
     const [kept, gone1, gone2] = h.aws.addGroup(h.spot, { desired: 3, max: 10 }) as [string, string, string];
     const looks = await h.run(async () => {
-      await ask.increase('raise-1');
-      await ask.increase('raise-2');
+      await ask.increase('raise-1', { forInstanceId: gone1 });
+      await ask.increase('raise-2', { forInstanceId: gone2 });
       assert.equal(h.aws.desired(h.spot), 5);
       h.aws.reclaim(gone1);
       h.aws.reclaim(gone2);
@@ -258,7 +258,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     // Each termination takes 3 s, so the waiter's next polls fall due in the middle of them.
     h.activityOverrides.terminateInstanceInGroup = async () => {
       await env.sleep('3 seconds');
-      return { alreadyTerminating: false };
+      return { terminated: 'now' as const };
     };
     await h.run(async () => {
       await ask.requests.requestCapacityIncrease({

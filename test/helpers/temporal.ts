@@ -40,8 +40,9 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 }
 
 /** An activity context for unit tests, logging at the test log level. */
-export function activityEnvironment(): MockActivityEnvironment {
-  return new MockActivityEnvironment(undefined, {
+/** `attempt`: which attempt of the activity this is (a retry sees what its earlier attempt did). */
+export function activityEnvironment(attempt = 1): MockActivityEnvironment {
+  return new MockActivityEnvironment({ attempt }, {
     logger: new DefaultLogger((process.env.LOG_LEVEL ?? 'ERROR').toUpperCase() as 'ERROR'),
   });
 }

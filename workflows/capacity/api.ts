@@ -23,6 +23,11 @@ export interface IncreaseCapacityRequest {
   /** Requests arriving within this many seconds of the first waiting one are applied together (default 0). */
   coalesceSeconds?: number;
   waiter: ReplacementWaiterRequest;
+  /**
+   * The warned instance this increase replaces. When it is a live member of this group, the group's books keep "raised
+   * by one for it" until it leaves the group, and settle that exactly once (see books.ts).
+   */
+  forInstanceId?: string;
 }
 
 export interface ReplacementWaiterRequest {
@@ -79,6 +84,10 @@ export interface RetireInstanceRequest {
 export type RetireInstanceResult =
   | { status: 'terminated'; desiredAfter: number }
   | { status: 'reclaimed-by-aws'; desiredAfter: number }
+  /** It left with a decrement made by someone else (an operator, another tool): the books needed nothing more. */
+  | { status: 'removed-by-someone-else'; desiredAfter: number }
+  /** It left, and the group's looks could not tell how: desired was left alone (a warning says so). */
+  | { status: 'left-unsettled'; desiredAfter: number }
   | { status: 'not-in-group' }
   | { status: 'still-running' };
 
@@ -112,11 +121,13 @@ export interface CapacityRecord {
   kind: 'increase' | 'retire';
   at: string;
   result: IncreaseGrant | RetireInstanceResult;
+  /** For an increase: what its waiter was told about its instance, told again when the request comes again. */
+  replacement?: ReplacementAnswer;
 }
 
 export interface RetiredInstance {
   /** terminating: the terminate call was made but not confirmed; the group tells whether it took effect. */
-  how: 'terminating' | 'terminated' | 'reclaimed-by-aws';
+  how: 'terminating' | 'terminated' | 'reclaimed-by-aws' | 'removed-by-someone-else' | 'left-unsettled';
   at: string;
   desiredAfter: number;
 }
@@ -139,6 +150,21 @@ export interface GroupWaits {
   /** New instances already given to a waiter. */
   assigned: string[];
   polls: number;
+}
+
+/** "Desired was raised by one for this warned instance": open while the instance is in the group. */
+export interface Book {
+  instanceId: string;
+  /** The increase that raised it: its answers are remembered while the book is open. */
+  requestId: string;
+  raisedAt: string;
+}
+
+/** The group as Spot Guard last knew it (its own changes included): departures are measured against it. */
+export interface BooksView {
+  desired: number;
+  /** Instances not on their way out. */
+  live: string[];
 }
 
 export interface DrainHolder {
@@ -168,6 +194,9 @@ export interface CapacityCarriedState {
   appliedChanges: number;
   waits?: GroupWaits;
   drains?: DrainQueue;
+  /** Open books, by warned instance id. */
+  books?: Record<string, Book>;
+  booksView?: BooksView;
 }
 
 export interface CapacityStatus {
@@ -187,6 +216,8 @@ export interface CapacityStatus {
   drainBudget?: { limit: number; budget: string };
   draining: DrainHolder[];
   drainQueue: { instanceId: string; nodeName: string; queuedAt: string }[];
+  /** Warned instances desired is raised for, held on purpose until they leave the group. */
+  books: Book[];
 }
 
 // --- signals and query ------------------------------------------------------------------------------------------------
@@ -232,6 +263,9 @@ export function validateIncreaseRequest(request: IncreaseCapacityRequest): void 
   }
   if (typeof waiter.pollIntervalSeconds !== 'number' || !(waiter.pollIntervalSeconds >= 1 && waiter.pollIntervalSeconds <= 300)) {
     throw new Error(`waiter.pollIntervalSeconds ${String(waiter.pollIntervalSeconds)} must be from 1 to 300`);
+  }
+  if (request.forInstanceId !== undefined && !isInstanceId(request.forInstanceId)) {
+    throw new Error(`forInstanceId "${String(request.forInstanceId)}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
   }
   if (waiter.drainSlot !== undefined) {
     try {

@@ -2,9 +2,9 @@
 // SetDesiredCapacity with the sum, granted in arrival order while MaxSize allows. Nothing is read-modify-written
 // concurrently, so no increment is lost, and the target is absolute, so a retried activity never adds twice.
 import { log } from '@temporalio/workflow';
-import { isTerminatingState } from '../shared/ids.js';
 import { setDesiredCapacity } from './activities.js';
 import type { IncreaseCapacityRequest } from './api.js';
+import { liveInstances } from './books.js';
 import type { GroupState } from './group-state.js';
 
 export async function applyIncreases(state: GroupState, batch: IncreaseCapacityRequest[]): Promise<void> {
@@ -15,9 +15,12 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     const desiredTarget = group.desiredCapacity + granted.length;
     const { requestedAt } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget });
     state.appliedChanges++;
-    const instancesBefore = group.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId);
+    state.books.ownDesired(desiredTarget);
+    const instancesBefore = liveInstances(group);
     const at = new Date().toISOString();
     for (const request of granted) {
+      // Raised for a warned member of this group: held on purpose until it leaves (an on-demand fallback is not booked here).
+      if (request.forInstanceId && instancesBefore.includes(request.forInstanceId)) state.books.raisedFor(request.forInstanceId, request.requestId, at);
       state.waiters.add(request, requestedAt, instancesBefore, Date.now());
       const result = { status: 'granted' as const, desiredBefore: group.desiredCapacity, desiredTarget, appliedAt: requestedAt };
       state.ledger.record(request.requestId, 'increase', result, at);

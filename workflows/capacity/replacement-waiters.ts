@@ -66,6 +66,11 @@ export class ReplacementWaiters {
     for (const waiter of this.waits.waiters) if (waiter.drainSlot?.requestId === requestId) delete waiter.drainSlot;
   }
 
+  /** New instances given to the current waiters: none of them is the group's replacement for a departed instance. */
+  takenInstances(): ReadonlySet<string> {
+    return new Set(this.waits.assigned);
+  }
+
   pollDue(now: number): boolean {
     return this.nextPollAt !== undefined && this.nextPollAt <= now;
   }

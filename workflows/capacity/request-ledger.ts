@@ -11,7 +11,7 @@ import type {
   RetirementAnswer,
   WorkflowAnswer,
 } from './api.js';
-import { capacityAnswerSignal, retirementAnswerSignal } from './api.js';
+import { capacityAnswerSignal, replacementAnswerSignal, retirementAnswerSignal } from './api.js';
 
 export type Pending =
   | { kind: 'increase'; request: IncreaseCapacityRequest; arrivedAt: number }
@@ -126,21 +126,27 @@ export class RequestLedger {
 
   /** The answers to these requests, each to the workflow that asked. */
   answersFor(batch: Pending[]): WorkflowAnswer[] {
-    return batch.map((pending) => {
+    return batch.flatMap((pending): WorkflowAnswer[] => {
       const { requestId } = pending.request;
       const record = this.completed[requestId];
       const failed = { status: 'failed' as const, message: this.failed[requestId] ?? 'request failed' };
       if (pending.kind === 'increase') {
+        const { workflowId } = pending.request.waiter;
         const answer = { requestId, ...(record ? record.result : failed) } as CapacityAnswer;
-        return { workflowId: pending.request.waiter.workflowId, signalName: capacityAnswerSignal.name, answer };
+        // A request answered before (a new run of the same instance asks again): it hears about its instance again too.
+        const replacement = record?.replacement ? [{ workflowId, signalName: replacementAnswerSignal.name, answer: record.replacement }] : [];
+        return [{ workflowId, signalName: capacityAnswerSignal.name, answer }, ...replacement];
       }
       const answer = { requestId, ...(record ? record.result : failed) } as RetirementAnswer;
-      return { workflowId: pending.request.replyTo, signalName: retirementAnswerSignal.name, answer };
+      return [{ workflowId: pending.request.replyTo, signalName: retirementAnswerSignal.name, answer }];
     });
   }
 
-  carried(): Pick<CapacityCarriedState, 'completed' | 'retired'> {
-    return { completed: mostRecent(this.completed), retired: mostRecent(this.retired) };
+  /** What the next run must know; the answers to `pinned` requests (those of open books) are kept whatever their age. */
+  carried(pinned: ReadonlySet<string> = new Set()): Pick<CapacityCarriedState, 'completed' | 'retired'> {
+    const recent = mostRecent(this.completed);
+    for (const id of pinned) if (this.completed[id] && !recent[id]) recent[id] = this.completed[id];
+    return { completed: recent, retired: mostRecent(this.retired) };
   }
 }
 

@@ -98,7 +98,7 @@ function handleRequests(state: GroupState): void {
 
 /** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
 function nextWakeAt(state: GroupState): number | undefined {
-  const times = [state.ledger.headReadyAt(), state.waiters.nextPollAt, ...state.drains.leaseEnds()].filter((t): t is number => t !== undefined);
+  const times = [state.ledger.headReadyAt(), state.waiters.nextPollAt, state.booksLookAt(), ...state.drains.leaseEnds()].filter((t): t is number => t !== undefined);
   return times.length > 0 ? Math.min(...times) : undefined;
 }
 
@@ -138,7 +138,20 @@ async function doDueWork(state: GroupState): Promise<boolean> {
     await pollGroupForWaiters(state);
     return true;
   }
+  if ((state.booksLookAt() ?? Infinity) <= Date.now()) {
+    await lookForDepartures(state);
+    return true;
+  }
   return false;
+}
+
+/** The books look: warned instances that left the group since the last look are settled (in lookAtGroup). */
+async function lookForDepartures(state: GroupState): Promise<void> {
+  try {
+    await state.lookAtGroup();
+  } catch (error) {
+    log.warn('could not look at the group for departures this time', { asgName: state.asgName, error: rootMessage(error) });
+  }
 }
 
 async function applyBatch(state: GroupState, batch: Pending[]): Promise<void> {

@@ -59,7 +59,13 @@ export interface ScaleAttempt {
   failure?: string;
 }
 
-export type InstanceFate = 'terminated' | 'reclaimed-by-aws' | 'kept' | 'not-in-group';
+/**
+ * What became of the warned instance: terminated by Spot Guard with decrement; reclaimed by AWS (desired brought back
+ * down); removed by someone else with their own decrement; gone in a way the group's looks could not tell apart
+ * (desired left alone, a warning logged); kept (still running when the run ended: the capacity workflow keeps its
+ * books until it leaves); not in the group.
+ */
+export type InstanceFate = 'terminated' | 'reclaimed-by-aws' | 'removed-by-someone-else' | 'left-unsettled' | 'kept' | 'not-in-group';
 
 export interface RebalanceStatus {
   instanceId: string;

@@ -92,6 +92,7 @@ async function askForIncrease(run: RebalanceRun, attempt: ScaleAttempt, requestI
     await requestCapacityIncrease({
       asgName: attempt.asgName,
       requestId,
+      forInstanceId: run.instanceId,
       coalesceSeconds: settings.coalesceWindowSeconds,
       waiter: { workflowId: run.workflowId, waitSeconds, pollIntervalSeconds: settings.asgPollIntervalSeconds, ...(withDrainSlot ? { drainSlot: drainSlotRequest(run, false) } : {}) },
     });

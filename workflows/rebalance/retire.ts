@@ -1,7 +1,8 @@
 // Keep the books: the spot group was raised by one for this instance, so once the instance is gone it must end at its
 // original size. A drained instance is terminated with decrement (that very instance); one that is kept is watched
-// until AWS takes it, when the capacity workflow lowers desired by the one instance added for it.
-import { ApplicationFailure, condition, sleep } from '@temporalio/workflow';
+// until it leaves the group. The spot group's capacity workflow holds the books themselves ("raised by one for this
+// instance") as long as the instance is in the group, so they are settled even after this run has ended.
+import { ApplicationFailure, condition, sleep, workflowInfo } from '@temporalio/workflow';
 import type { RetireInstanceRequest, RetireInstanceResult } from '../capacity/api.js';
 import { rootMessage } from '../shared/failures.js';
 import { requestInstanceRetirement } from './activities.js';
@@ -34,8 +35,7 @@ async function terminateWithDecrement(run: RebalanceRun, decrement: boolean): Pr
   for (let attempt = 1; attempt <= MAX_RETIRE_ATTEMPTS; attempt++) {
     try {
       const requestId = attempt === 1 ? `${workflowId}/retire` : `${workflowId}/retire/${attempt}`;
-      const retired = await askForRetirement(run, { requestId, instanceId, terminate: true, decrement });
-      return retired.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+      return fateOf(await askForRetirement(run, { requestId, instanceId, terminate: true, decrement }));
     } catch (error) {
       run.note(`could not retire ${instanceId} (attempt ${attempt}): ${rootMessage(error)}`);
       await sleep(Math.min(attempt * 30_000, 300_000));
@@ -52,10 +52,12 @@ async function terminateWithDecrement(run: RebalanceRun, decrement: boolean): Pr
 export async function watchKeptInstance(run: RebalanceRun, stop: () => boolean, decrement: boolean): Promise<InstanceFate | 'drain-requested'> {
   const { settings, workflowId, instanceId } = run;
   const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
+  // Looks are this run's own (a later run of the same instance must not be told what this one was).
+  const looks = `${workflowId}/${workflowInfo().runId}/watch`;
   for (let look = 1; ; look++) {
     try {
-      const answer = await askForRetirement(run, { requestId: `${workflowId}/watch/${look}`, instanceId, terminate: false, decrement });
-      if (answer.status !== 'still-running') return answer.status === 'terminated' ? 'terminated' : 'reclaimed-by-aws';
+      const answer = await askForRetirement(run, { requestId: `${looks}/${look}`, instanceId, terminate: false, decrement });
+      if (answer.status !== 'still-running') return fateOf(answer);
     } catch (error) {
       run.note(`could not look whether ${instanceId} is still running: ${rootMessage(error)}`);
     }
@@ -63,6 +65,10 @@ export async function watchKeptInstance(run: RebalanceRun, stop: () => boolean, 
     if (left <= 0) return 'kept';
     if (await condition(stop, Math.min(settings.reclaimPollSeconds * 1000, left))) return 'drain-requested';
   }
+}
+
+function fateOf(answer: RetireInstanceResult): InstanceFate {
+  return answer.status === 'still-running' ? 'kept' : answer.status;
 }
 
 /** Asks the spot group's capacity workflow to retire (or look at) this instance; the answer comes by signal. */

@@ -40,6 +40,8 @@ export interface GroupProgress {
   capacityProblems: CapacityProblem[];
 }
 
+export type TerminationOutcome = 'now' | 'by-an-earlier-attempt' | 'already-leaving';
+
 export interface GroupHealth {
   desiredCapacity: number;
   inService: string[];
@@ -91,7 +93,8 @@ export interface AutoScalingActivities {
   describeGroupProgress(input: { asgName: string; since: string; instancesOnly?: boolean }): Promise<GroupProgress>;
   describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth>;
   setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string }>;
-  terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ alreadyTerminating: boolean }>;
+  /** `already-leaving`: Terminating or gone at the first attempt, so not by this call: no decrement came from it. */
+  terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ terminated: TerminationOutcome }>;
   verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }>;
 }
 

@@ -1,0 +1,136 @@
+// Books per instance, on the time-skipping test server with the real activities, fake AWS groups and a fake
+// Kubernetes API: every notice for a live instance acts, even after its run closed, and every +1 is settled exactly
+// once, whoever removes the instance (Spot Guard, an operator with decrement, AWS) and whenever.
+import assert from 'node:assert/strict';
+import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
+import { capacityStatusQuery } from '../workflows/capacity/api.js';
+import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
+import { INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
+import { defaultFlowSettings, Harness } from './helpers/harness.js';
+import { waitForStatus } from './helpers/workflows.js';
+import { createTimeSkippingEnv } from './helpers/temporal.js';
+
+describe('books per instance (time-skipping)', function () {
+  let env: TestWorkflowEnvironment;
+  let h: Harness;
+  let atRisk: string;
+  let spotInstances: string[];
+
+  beforeEach(async function () {
+    env = await createTimeSkippingEnv();
+    h = await new Harness(env).start();
+    spotInstances = h.aws.addGroup(h.spot, { desired: 3, max: 10 });
+    h.aws.addGroup(h.onDemand, { desired: 0, max: 5 });
+    atRisk = spotInstances[0] ?? '';
+    h.k8s.addNode({ name: 'node-a', instanceId: atRisk });
+    h.k8s.addNode({ name: 'node-b', instanceId: spotInstances[1] ?? '' });
+    h.k8s.addPod({ name: 'web-1', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+  });
+  afterEach(async function () {
+    await h?.stop();
+    await env?.teardown();
+  });
+
+  const start = (nodeName = 'node-a') => requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName });
+  const handle = (): WorkflowHandle<typeof rebalanceWorkflow> => env.client.workflow.getHandle(rebalanceWorkflowId(atRisk));
+  const books = async () => (await env.client.workflow.getHandle(capacityWorkflowId(h.spot)).query(capacityStatusQuery)).books.map((b) => b.instanceId);
+  const settings = (overrides: Record<string, string>) => {
+    h.settings = defaultFlowSettings(h.spot, h.onDemand, overrides);
+  };
+  const noCapacityAnywhere = () => {
+    h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+  };
+
+  it('a held run that ended kept, then an interruption notice: a new run drains the node, with no second +1 and one decrement', async function () {
+    settings({ SPOT_GUARD_RECLAIM_WAIT: '5m' });
+    noCapacityAnywhere();
+    await h.run(async () => {
+      const held = await start();
+      assert.equal((await handle().result()).instanceFate, 'kept');
+      assert.equal(h.aws.desired(h.spot), 4, 'held on purpose: the group stays raised for it');
+      assert.deepEqual(await books(), [atRisk]);
+
+      const late = await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, { action: 'terminate', time: '2026-12-02T16:00:00Z' });
+      const result = await late.result();
+      assert.notEqual(late.signaledRunId, held.runId);
+      assert.equal(result.drained, true);
+      assert.equal(result.instanceFate, 'terminated');
+      assert.deepEqual(await books(), []);
+    });
+    assert.deepEqual(h.k8s.podsOn('node-a'), []);
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').filter((c) => c.AutoScalingGroupName === h.spot).map((c) => c.DesiredCapacity), [4], 'no second +1');
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('an operator terminates a kept instance with decrement: that is its one decrement, and no second one follows', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'awaiting-reclaim');
+      assert.equal(h.aws.desired(h.spot), 4);
+      await h.aws.client.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }));
+      const result = await handle().result();
+      assert.equal(result.instanceFate, 'removed-by-someone-else');
+      assert.deepEqual(await books(), []);
+    });
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.equal(h.aws.instanceIds(h.spot).length, 3, 'no running node taken by a second decrement');
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4]);
+  });
+
+  it('AWS takes an instance after its run ended kept: the capacity workflow still brings desired back', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false', SPOT_GUARD_RECLAIM_WAIT: '2m' });
+    await h.run(async () => {
+      await start();
+      assert.equal((await handle().result()).instanceFate, 'kept');
+      assert.equal(h.aws.desired(h.spot), 4);
+      h.aws.reclaim(atRisk);
+      await env.sleep('2 minutes');
+      assert.deepEqual(await books(), []);
+    });
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4, 3]);
+  });
+
+  it('AWS takes a kept instance and the group launches its replacement first: that replacement goes, not a running node', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false', SPOT_GUARD_RECLAIM_WAIT: '2m' });
+    await h.run(async () => {
+      await start();
+      assert.equal((await handle().result()).instanceFate, 'kept');
+      const running = h.aws.instanceIds(h.spot).filter((id) => id !== atRisk);
+      h.aws.reclaim(atRisk);
+      // The group notices first and launches anew (any later change of desired reconciles it).
+      await h.aws.client.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: running[0], ShouldDecrementDesiredCapacity: false }));
+      const launched = h.aws.instanceIds(h.spot).filter((id) => !running.includes(id));
+      assert.equal(launched.length, 2, 'two launched: for the reclaimed one and for the one terminated without decrement');
+      await env.sleep('2 minutes');
+      assert.deepEqual(await books(), []);
+      const terminated = h.aws.callsOf('TerminateInstanceInAutoScalingGroup').slice(1);
+      assert.equal(terminated.length, 1);
+      assert.ok(launched.includes(String(terminated[0]?.InstanceId)), 'one of the new launches went');
+      assert.equal(terminated[0]?.ShouldDecrementDesiredCapacity, true);
+      for (const id of running.slice(1)) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
+    });
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('a request naming another instance\'s node is rejected, and the correct request that follows protects the instance', async function () {
+    await h.run(async () => {
+      await start('node-b');
+      const failure = await handle().result().then(() => undefined, (error: WorkflowFailedError) => error.cause?.message);
+      assert.match(String(failure), /rejected, nothing changed/);
+      await start('node-a');
+      const result = await handle().result();
+      assert.equal(result.drained, true);
+      assert.equal(result.instanceFate, 'terminated');
+    });
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4]);
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+});

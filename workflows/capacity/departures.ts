@@ -1,0 +1,77 @@
+// Settling the books of warned instances that left the group some other way than Spot Guard's own terminate with
+// decrement: checked at every full look at the group (and once a minute while books are open and nobody waits), so a
+// book outlives the rebalance run that opened it. See books.ts for how a departure is told apart.
+import { log } from '@temporalio/workflow';
+import type { GroupSnapshot } from '../shared/activity-types.js';
+import { rootMessage } from '../shared/failures.js';
+import { setDesiredCapacity, terminateInstanceInGroup } from './activities.js';
+import type { RetiredInstance } from './api.js';
+import type { Settlement } from './books.js';
+import type { GroupState } from './group-state.js';
+
+/** While books are open and nobody waits for an instance, the group is looked at this often for departures. */
+export const BOOKS_LOOK_MS = 60_000;
+
+/** Settles every booked instance that left since the last look; the snapshot is updated with the changes made. */
+export async function settleDepartures(state: GroupState, group: GroupSnapshot): Promise<void> {
+  for (const settlement of state.books.departures(group, state.waiters.takenInstances())) {
+    let how: RetiredInstance['how'];
+    try {
+      how = await settle(state, group, settlement);
+    } catch (error) {
+      // Whether the change took effect is unknown: a second one could take a running node, so the books stop here.
+      log.error('could not settle the books of an instance that left the group; desired capacity left alone: check the group', {
+        asgName: state.asgName,
+        instanceId: settlement.instanceId,
+        error: rootMessage(error),
+      });
+      how = 'left-unsettled';
+    }
+    state.ledger.retired[settlement.instanceId] = { how, at: new Date().toISOString(), desiredAfter: group.desiredCapacity };
+    state.books.close(settlement.instanceId);
+  }
+  state.books.see(group);
+}
+
+async function settle(state: GroupState, group: GroupSnapshot, settlement: Settlement): Promise<RetiredInstance['how']> {
+  const { asgName } = state;
+  const { instanceId } = settlement;
+  switch (settlement.how) {
+    case 'removed-by-someone-else':
+      log.info('a warned instance left the group with a decrement made by someone else: its books need nothing more', { asgName, instanceId });
+      return 'removed-by-someone-else';
+    case 'lower-desired':
+      if (settlement.desiredAfter < group.minSize) return unsettled(state, instanceId, `lowering desired to ${settlement.desiredAfter} would go below MinSize ${group.minSize}`);
+      await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter });
+      state.appliedChanges++;
+      log.info('a warned instance left the group without a decrement: desired lowered before the group replaced it', { asgName, instanceId, desired: settlement.desiredAfter });
+      group.desiredCapacity = settlement.desiredAfter;
+      return 'reclaimed-by-aws';
+    case 'terminate-replacement':
+      return terminateReplacement(state, group, instanceId, settlement.replacementId);
+    case 'unclear':
+      return unsettled(state, instanceId, settlement.reason);
+  }
+}
+
+/** The group launched a replacement for an instance it lost: that very replacement goes, with decrement. */
+async function terminateReplacement(state: GroupState, group: GroupSnapshot, instanceId: string, replacementId: string): Promise<RetiredInstance['how']> {
+  const { asgName } = state;
+  if (group.desiredCapacity - 1 < group.minSize) return unsettled(state, instanceId, `terminating its replacement with decrement would go below MinSize ${group.minSize}`);
+  const { terminated } = await terminateInstanceInGroup({ asgName, instanceId: replacementId, decrementDesiredCapacity: true });
+  if (terminated === 'already-leaving') return unsettled(state, instanceId, `its replacement ${replacementId} was leaving the group itself`);
+  state.appliedChanges++;
+  log.info('a warned instance left the group without a decrement: the replacement the group launched for it was terminated with decrement', { asgName, instanceId, replacementId });
+  group.desiredCapacity--;
+  group.instances = group.instances.filter((i) => i.instanceId !== replacementId);
+  return 'reclaimed-by-aws';
+}
+
+function unsettled(state: GroupState, instanceId: string, reason: string): 'left-unsettled' {
+  log.warn('a warned instance left the group and its books could not be settled safely; desired capacity left alone: check the group', {
+    asgName: state.asgName,
+    instanceId,
+    reason,
+  });
+  return 'left-unsettled';
+}
