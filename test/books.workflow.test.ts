@@ -133,4 +133,23 @@ describe('books per instance (time-skipping)', function () {
     assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4]);
     assert.equal(h.aws.desired(h.spot), 3);
   });
+
+  it('an incomplete drain waits in awaiting-reclaim, and an interruption notice then drains at once and retires the instance', async function () {
+    settings({ SPOT_GUARD_DRAIN_TIMEOUT: '10' });
+    h.k8s.pdbBlocks.set('default/web-1', Number.MAX_SAFE_INTEGER);
+    await h.run(async () => {
+      await start();
+      const waiting = await waitForStatus(handle(), (s) => s.phase === 'awaiting-reclaim', 60_000);
+      assert.equal(waiting.drain?.complete, false);
+      h.k8s.pdbBlocks.delete('default/web-1');
+      await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, { action: 'terminate', time: '2026-12-02T16:00:00Z' });
+      const result = await handle().result();
+      assert.equal(result.drained, true);
+      assert.equal(result.instanceFate, 'terminated');
+      assert.ok(result.notes.some((n) => n.includes('draining again (attempt 2): an interruption notice or drainNow arrived')), 'drained because of the notice, not the 10-minute retry');
+    });
+    assert.deepEqual(h.k8s.podsOn('node-a'), []);
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
 });

@@ -1,7 +1,8 @@
 // End-to-end: the real worker process against the Temporal dev server, moto behind our launcher and a real Kubernetes
 // control plane with kwok, driven by the same client call the signaler makes. Real time, default timings.
 import assert from 'node:assert/strict';
-import type { WorkflowHandle } from '@temporalio/client';
+import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { monitorStatusQuery } from '../workflows/monitor/api.js';
 import { drainNowSignal, type RebalanceStatus, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
@@ -17,7 +18,8 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
 
   before(async function () {
     e2e = await new EndToEnd().start();
-    await e2e.startWorker();
+    // A held run watches its kept instance every 5 s and ends `kept` after 30 s, so a late notice fits in a test.
+    await e2e.startWorker({ SPOT_GUARD_RECLAIM_POLL_INTERVAL: '5', SPOT_GUARD_RECLAIM_WAIT: '30s' });
   });
   after(async function () {
     await e2e?.stop();
@@ -33,6 +35,16 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     await until('the at-risk node', async () => (await e2e.core.readNode({ name: nodeName })).metadata?.name === nodeName);
     await e2e.pod(nodeName, `web-${atRisk.slice(-6)}`);
     return { atRisk, nodeName, handle: e2e.client.workflow.getHandle(rebalanceWorkflowId(atRisk)) };
+  }
+
+  /** No capacity anywhere: the warned node is tainted and held with its pods. */
+  async function heldScenario(): Promise<Awaited<ReturnType<typeof scenario>>> {
+    const held = await scenario();
+    await e2e.aws.capacityError(SPOT);
+    await e2e.aws.capacityError(ON_DEMAND);
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: held.atRisk, nodeName: held.nodeName });
+    await waitForStatus(held.handle, (s) => s.phase === 'holding');
+    return held;
   }
 
   async function waitForStatus(handle: WorkflowHandle<typeof rebalanceWorkflow>, predicate: (s: RebalanceStatus) => boolean): Promise<RebalanceStatus> {
@@ -132,6 +144,56 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
     const result = await handle.result();
     assert.equal(result.replacement, 'spot', 'the delayed spot instance came');
+    assert.equal((await e2e.group(SPOT)).desired, 2);
+  });
+
+  // --- books per instance: every notice for a live instance acts, every +1 is settled once -------------------------
+
+  it('an interruption notice after a held run ended kept drains the node, with no second +1', async function () {
+    const { atRisk, nodeName, handle } = await heldScenario();
+    assert.equal((await handle.result()).instanceFate, 'kept');
+    assert.equal((await e2e.group(SPOT)).desired, 3, 'still raised for the kept instance');
+
+    await reportInterruption(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName }, { action: 'terminate', time: new Date(Date.now() + 120_000).toISOString() });
+    const result = await handle.result();
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assert.ok(await podGone(`web-${atRisk.slice(-6)}`), 'the pod was evicted');
+    const spot = await e2e.group(SPOT);
+    assert.equal(spot.desired, 2, 'one +1, one decrement');
+    assert.ok(!spot.instances.some((i) => i.id === atRisk));
+  });
+
+  it('an operator terminating a kept instance with decrement leaves exactly one decrement', async function () {
+    const { atRisk, handle } = await heldScenario();
+    const other = (await e2e.group(SPOT)).instances.find((i) => i.id !== atRisk)?.id;
+    await e2e.autoScaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }));
+    assert.equal((await handle.result()).instanceFate, 'removed-by-someone-else');
+    await new Promise((resolve) => setTimeout(resolve, 6_000)); // another look of the group: still no second decrement
+    const spot = await e2e.group(SPOT);
+    assert.equal(spot.desired, 2, 'raised to 3, lowered once by the operator');
+    assert.deepEqual(spot.instances.map((i) => i.id), [other], 'the other running node stays');
+  });
+
+  it('a request naming another instance\'s node is refused, and the correct request that follows protects the instance', async function () {
+    const { atRisk, nodeName, handle } = await scenario();
+    const other = (await e2e.group(SPOT)).instances.find((i) => i.id !== atRisk)?.id as string;
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName: EndToEnd.nodeName(other) });
+    const refused = await handle.result().then(() => 'completed', (error: WorkflowFailedError) => String(error.cause?.message));
+    assert.match(refused, /rejected, nothing changed/);
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const result = await handle.result();
+    assert.equal(result.instanceFate, 'terminated');
+    assert.ok(await podGone(`web-${atRisk.slice(-6)}`));
+    assert.equal((await e2e.group(SPOT)).desired, 2);
+  });
+
+  it('drainNow with no input (the CLI without --input) does not wedge the run: the held node is drained', async function () {
+    const { atRisk, handle } = await heldScenario();
+    await e2e.client.workflow.getHandle(rebalanceWorkflowId(atRisk)).signal('drainNow');
+    const result = await handle.result();
+    assert.equal(result.drained, true);
+    assert.ok(await podGone(`web-${atRisk.slice(-6)}`));
     assert.equal((await e2e.group(SPOT)).desired, 2);
   });
 });

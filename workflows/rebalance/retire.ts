@@ -9,8 +9,11 @@ import { requestInstanceRetirement } from './activities.js';
 import type { InstanceFate } from './api.js';
 import { ANSWER_BACKSTOP_MS } from './replacement.js';
 import type { RebalanceRun } from './run.js';
+import { drain } from './taint-and-drain.js';
 
 const MAX_RETIRE_ATTEMPTS = 20;
+/** An incomplete drain is tried again this often while the instance stays (and at once on a notice). */
+export const DRAIN_RETRY_MS = 10 * 60_000;
 
 /** What became of the warned instance, once the drain is over (or the hold ended with `known`). */
 export async function keepTheBooks(run: RebalanceRun, known: InstanceFate | undefined, drained: boolean): Promise<InstanceFate> {
@@ -24,9 +27,34 @@ export async function keepTheBooks(run: RebalanceRun, known: InstanceFate | unde
     return terminateWithDecrement(run, decrement);
   }
   run.enterPhase('awaiting-reclaim');
-  if (!drained) run.note('drain incomplete: the instance is kept until AWS takes it');
-  const watched = await watchKeptInstance(run, () => false, decrement);
-  return watched === 'drain-requested' ? 'kept' : watched;
+  if (drained) {
+    const watched = await watchKeptInstance(run, () => false, decrement);
+    return watched === 'drain-requested' ? 'kept' : watched;
+  }
+  run.note(`drain incomplete: tried again every ${DRAIN_RETRY_MS / 60_000} minutes and at once on an interruption notice or drainNow, while the instance stays`);
+  return drainAgainUntilGone(run, decrement);
+}
+
+/**
+ * After an incomplete drain (a PodDisruptionBudget that allowed nothing, say) the instance is watched, and the drain is
+ * tried again every DRAIN_RETRY_MS, and at once when an interruption notice or drainNow arrives: AWS takes the node two
+ * minutes after the notice, pods or not. Once a drain completes, the instance is retired as any drained one.
+ */
+async function drainAgainUntilGone(run: RebalanceRun, decrement: boolean): Promise<InstanceFate> {
+  // Bounded as any kept instance's watch: then the run ends kept, its books stay with the capacity workflow.
+  const giveUpAt = Date.now() + run.settings.reclaimWaitSeconds * 1000;
+  for (let attempt = 2; ; attempt++) {
+    const { interruption, drainRequest } = run.status;
+    const retryAt = Date.now() + DRAIN_RETRY_MS;
+    const newRequest = (): boolean => run.status.interruption !== interruption || run.status.drainRequest !== drainRequest;
+    const watched = await watchKeptInstance(run, () => newRequest() || Date.now() >= retryAt, decrement, giveUpAt);
+    if (watched !== 'drain-requested') return watched;
+    const why = newRequest() && Date.now() < retryAt ? 'an interruption notice or drainNow arrived' : `${DRAIN_RETRY_MS / 60_000} minutes passed`;
+    run.startDrainAttempt(attempt);
+    run.note(`draining again (attempt ${attempt}): ${why}`);
+    if (await drain(run)) return keepTheBooks(run, undefined, true);
+    run.enterPhase('awaiting-reclaim');
+  }
 }
 
 /** Terminate with decrement through the capacity workflow, trying again (with a new request id) on failure. */
@@ -49,9 +77,13 @@ async function terminateWithDecrement(run: RebalanceRun, decrement: boolean): Pr
  * Watches a kept instance (tainted, not terminated by us) until AWS takes it, `stop` holds, or the reclaim wait ends.
  * When AWS takes it, the capacity workflow lowers desired back by the one instance added for it.
  */
-export async function watchKeptInstance(run: RebalanceRun, stop: () => boolean, decrement: boolean): Promise<InstanceFate | 'drain-requested'> {
+export async function watchKeptInstance(
+  run: RebalanceRun,
+  stop: () => boolean,
+  decrement: boolean,
+  deadline = Date.now() + run.settings.reclaimWaitSeconds * 1000,
+): Promise<InstanceFate | 'drain-requested'> {
   const { settings, workflowId, instanceId } = run;
-  const deadline = Date.now() + settings.reclaimWaitSeconds * 1000;
   // Looks are this run's own (a later run of the same instance must not be told what this one was).
   const looks = `${workflowId}/${workflowInfo().runId}/watch`;
   for (let look = 1; ; look++) {

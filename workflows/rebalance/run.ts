@@ -37,7 +37,8 @@ export class RebalanceRun {
   readonly capacityAnswers = answersOf<CapacityAnswer>(capacityAnswerSignal);
   readonly replacementAnswers = answersOf<ReplacementAnswer>(replacementAnswerSignal);
   readonly retirementAnswers = answersOf<RetirementAnswer>(retirementAnswerSignal);
-  readonly drainSlotRequestId = `${this.workflowId}/drain`;
+  /** The drain slot's request id; a drain tried again after an incomplete one asks under a new one. */
+  drainSlotRequestId = `${this.workflowId}/drain`;
   drainSlotAnswer: DrainSlotAnswer | undefined;
   /** The spot group's answer about the replacement carries the drain slot: nothing more to ask once it came. */
   drainSlotAskedWithReplacement = false;
@@ -74,6 +75,13 @@ export class RebalanceRun {
       log.info('operator asked to drain now', { instanceId: this.instanceId, reason: this.status.drainRequest.reason });
     });
     setHandler(drainSlotAnswerSignal, (answer) => this.takeDrainSlotAnswer(answer));
+  }
+
+  /** A drain tried again (after an incomplete one) asks the disruption budget afresh, under its own request id. */
+  startDrainAttempt(attempt: number): void {
+    this.drainSlotRequestId = `${this.workflowId}/drain/${attempt}`;
+    this.drainSlotAnswer = undefined;
+    this.drainSlotAskedWithReplacement = false;
   }
 
   /** An interruption notice or an operator's drainNow: drain at once, whatever else is going on. */

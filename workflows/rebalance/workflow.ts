@@ -39,7 +39,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   await capacity;
   run.status.instanceFate = instanceFate;
   run.enterPhase('done');
-  return run.result(drained, instanceFate);
+  // A drain tried again later (after an incomplete one) may have completed.
+  return run.result(drained || run.status.drain?.complete === true, instanceFate);
 }
 
 /** Without any replacement the node keeps its pods until AWS interrupts it or an operator says so. */
