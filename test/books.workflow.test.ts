@@ -41,6 +41,14 @@ describe('books per instance (time-skipping)', function () {
   const settings = (overrides: Record<string, string>) => {
     h.settings = defaultFlowSettings(h.spot, h.onDemand, overrides);
   };
+  /**
+   * The run's result, skipping time a minute at a time: once a held run has been woken by a late instance, the test
+   * server was seen not to skip time for a result() call alone.
+   */
+  const resultSkippingTime = async () => {
+    for (let minute = 0; minute < 60 && (await handle().describe()).status.name === 'RUNNING'; minute++) await env.sleep('1 minute');
+    return handle().result();
+  };
   const noCapacityAnywhere = () => {
     h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
     h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
@@ -151,5 +159,44 @@ describe('books per instance (time-skipping)', function () {
     assert.deepEqual(h.k8s.podsOn('node-a'), []);
     assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
     assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('a late on-demand instance ends a hold: the node is drained, and the instance goes to the monitor as a fallback', async function () {
+    noCapacityAnywhere();
+    await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'holding');
+      h.aws.setLaunch(h.onDemand, { kind: 'in-service-after-looks', looks: 1 });
+      h.aws.relaunch(h.onDemand); // capacity is back, after the 120 s wait ended
+      const result = await resultSkippingTime();
+      const [late] = h.aws.instanceIds(h.onDemand);
+      assert.equal(result.replacement, 'on-demand');
+      assert.equal(result.replacementInstanceId, late);
+      assert.equal(result.drained, true);
+      assert.equal(result.instanceFate, 'terminated');
+      assert.deepEqual(h.fallbackReports.map((r) => [r.onDemandInstanceId, r.warnedInstanceId]), [[late, atRisk]]);
+    });
+    assert.deepEqual(h.k8s.podsOn('node-a'), []);
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.equal(h.aws.desired(h.onDemand), 1, 'tracked by the monitor, which removes it once spot is healthy');
+  });
+
+  it('a late spot instance ends a hold; the on-demand increase that never launched is given back after its late watch', async function () {
+    noCapacityAnywhere();
+    await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'holding');
+      h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 1 });
+      h.aws.relaunch(h.spot);
+      const result = await resultSkippingTime();
+      assert.equal(result.replacement, 'spot');
+      assert.equal(result.instanceFate, 'terminated');
+      assert.equal(h.aws.desired(h.onDemand), 1, 'still watched for a late instance');
+      await env.sleep('61 minutes');
+      assert.equal(h.aws.desired(h.onDemand), 0);
+    });
+    assert.deepEqual(h.fallbackReports, []);
+    assert.equal(h.aws.desired(h.spot), 3);
+    assert.equal(h.aws.instanceIds(h.spot).length, 3);
   });
 });

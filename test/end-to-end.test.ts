@@ -18,8 +18,9 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
 
   before(async function () {
     e2e = await new EndToEnd().start();
-    // A held run watches its kept instance every 5 s and ends `kept` after 30 s, so a late notice fits in a test.
-    await e2e.startWorker({ SPOT_GUARD_RECLAIM_POLL_INTERVAL: '5', SPOT_GUARD_RECLAIM_WAIT: '30s' });
+    // A held run watches its kept instance every 5 s and ends `kept` after 30 s, so a late notice fits in a test; the
+    // on-demand fallback waits 20 s, so an instance that comes after its wait fits too.
+    await e2e.startWorker({ SPOT_GUARD_RECLAIM_POLL_INTERVAL: '5', SPOT_GUARD_RECLAIM_WAIT: '30s', SPOT_GUARD_SCALE_TIMEOUT: '20' });
   });
   after(async function () {
     await e2e?.stop();
@@ -195,5 +196,18 @@ describe('end to end: real worker, Temporal dev server, moto, Kubernetes', funct
     assert.equal(result.drained, true);
     assert.ok(await podGone(`web-${atRisk.slice(-6)}`));
     assert.equal((await e2e.group(SPOT)).desired, 2);
+  });
+
+  it('an on-demand instance that comes after its wait ended is settled: reported to the monitor, never left untracked', async function () {
+    const { atRisk, nodeName } = await scenario();
+    await e2e.aws.capacityError(SPOT);
+    await e2e.aws.delay(ON_DEMAND, 30); // InService 30 s after the increase, 10 s after the 20 s wait ended
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const monitor = e2e.client.workflow.getHandle(monitorWorkflowId(SPOT, ON_DEMAND));
+    await until('the late instance tracked by the monitor', async () => (await monitor.query(monitorStatusQuery)).events.some((e) => e.warnedInstanceId === atRisk), 150_000);
+    const event = (await monitor.query(monitorStatusQuery)).events.find((e) => e.warnedInstanceId === atRisk);
+    const onDemand = await e2e.group(ON_DEMAND);
+    assert.equal(onDemand.desired, 1);
+    assert.deepEqual(onDemand.instances.map((i) => [i.id, i.state]), [[event?.onDemandInstanceId, 'InService']], 'the late instance, and it is the one tracked');
   });
 });

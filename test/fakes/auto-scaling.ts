@@ -137,6 +137,11 @@ export class FakeAutoScaling {
     this.group(name).launch = launch;
   }
 
+  /** What AWS does after failed launches once capacity is back: launch again up to desired capacity. */
+  relaunch(name: string): void {
+    this.reconcile(this.group(name));
+  }
+
   /** The next `times` calls of `command` fail with `error`; with afterApplying the change is made first. */
   fail(command: CommandName, times: number, error: () => Error, afterApplying = false): void {
     this.faults.set(command, { remaining: times, afterApplying, error });

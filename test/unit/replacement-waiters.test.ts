@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { GroupProgress } from '../../workflows/shared/activity-types.js';
 import { ReplacementWaiters, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
-import type { ReplacementAnswer } from '../../workflows/capacity/api.js';
+import { LATE_SUFFIX, type ReplacementAnswer } from '../../workflows/capacity/api.js';
 import { forSeeds, type Random } from '../helpers/random.js';
 
 const T0 = Date.parse('2026-11-29T00:00:00Z');
@@ -58,7 +58,7 @@ function runSequence(random: Random): void {
       const waitSeconds = 5 + random.int(60);
       // As the capacity workflow does: the group's instances just before the increase. A wave's waiters share the
       // baseline of its first: any instance new since then is replacement capacity, whoever's increase launched it.
-      if (waiters.count === 0) waveBefore = [...inService];
+      if (waiters.count === 0 && waiters.lateCount === 0) waveBefore = [...inService];
       waiters.add(increase(id, waitSeconds), iso(now), [...inService], now);
       added.set(id, { before: waveBefore, deadline: now + waitSeconds * 1000 });
     } else if (op === 1 && random.chance(0.8)) {
@@ -70,6 +70,10 @@ function runSequence(random: Random): void {
       waiters.startPoll('g');
       for (const { workflowId, answer: delivered } of waiters.settle(progress, now, noSlot)) {
         const answer = delivered as ReplacementAnswer;
+        if (answer.requestId.endsWith(LATE_SUFFIX)) {
+          checkLateAnswer(answer, workflowId, { added, answered, given, progress });
+          continue;
+        }
         assert.equal(workflowId, `wf-${answer.requestId}`, 'each answer goes to the waiter that asked');
         assert.ok(added.has(answer.requestId), `${answer.requestId} was waiting`);
         assert.ok(!answered.has(answer.requestId), `${answer.requestId} answered once`);
@@ -84,7 +88,27 @@ function runSequence(random: Random): void {
       }
       for (const w of waiters.waits.waiters) assert.ok(Date.parse(w.deadline) > now, `${w.requestId} still waits only before its deadline`);
     }
-    assert.equal(waiters.count + answered.size, added.size, 'every waiter is waiting or answered');
-    assert.equal(waiters.nextPollAt !== undefined, waiters.count > 0, 'a poll is scheduled exactly while someone waits');
+    const answeredOnTime = [...answered.keys()].filter((id) => !id.endsWith(LATE_SUFFIX)).length;
+    assert.equal(waiters.count + answeredOnTime, added.size, 'every waiter is waiting or answered');
+    assert.equal(waiters.nextPollAt !== undefined, waiters.count > 0 || waiters.lateCount > 0, 'a poll is scheduled exactly while someone waits or is watched for a late instance');
   }
+}
+
+/** A late instance: only for a wait that ended without one, once, never an instance given before or from before the wave. */
+function checkLateAnswer(
+  answer: ReplacementAnswer,
+  workflowId: string,
+  seen: { added: Map<string, { before: string[] }>; answered: Map<string, ReplacementAnswer>; given: Set<string>; progress: GroupProgress | undefined },
+): void {
+  const base = answer.requestId.slice(0, -LATE_SUFFIX.length);
+  assert.equal(workflowId, `wf-${base}`, 'a late answer goes to the waiter that asked');
+  assert.ok(seen.answered.has(base) && seen.answered.get(base)?.status !== 'in-service', `${base} ended its wait without an instance`);
+  assert.ok(!seen.answered.has(answer.requestId), `${answer.requestId} answered once`);
+  seen.answered.set(answer.requestId, answer);
+  assert.equal(answer.status, 'in-service');
+  if (answer.status !== 'in-service') return;
+  assert.ok(!seen.given.has(answer.instanceId), `${answer.instanceId} given to one waiter only`);
+  assert.ok(!seen.added.get(base)?.before.includes(answer.instanceId), 'never an instance of the group before its wave began');
+  assert.ok(seen.progress?.inService.includes(answer.instanceId), 'an instance InService at that poll');
+  seen.given.add(answer.instanceId);
 }

@@ -1,6 +1,6 @@
 // The capacity workflow's activities and their retry options.
 import { proxyActivities } from '@temporalio/workflow';
-import type { AutoScalingActivities, CapacityRequestActivities } from '../shared/activity-types.js';
+import type { AutoScalingActivities, CapacityRequestActivities, MonitorRequestActivities } from '../shared/activity-types.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
@@ -21,6 +21,13 @@ export const { describeGroupProgress } = proxyActivities<AutoScalingActivities>(
 /** Answers that cannot be delivered within minutes are given up: the waiting workflows ask again or reach a backstop. */
 export const { sendAnswers } = proxyActivities<CapacityRequestActivities>({
   startToCloseTimeout: '2 minutes',
+  scheduleToCloseTimeout: '5 minutes',
+  retry,
+});
+
+/** A late on-demand fallback, reported to its pair's monitor. */
+export const { reportFallbackToMonitor } = proxyActivities<MonitorRequestActivities>({
+  startToCloseTimeout: '30 seconds',
   scheduleToCloseTimeout: '5 minutes',
   retry,
 });

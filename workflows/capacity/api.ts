@@ -41,6 +41,17 @@ export interface ReplacementWaiterRequest {
    * waiter asks for the same slot on its own before (an interruption notice drains at once).
    */
   drainSlot?: Omit<DrainSlotRequest, 'bypass'>;
+  /**
+   * For an on-demand fallback: the pair and warned node it stands for. An instance that comes after the waiter's
+   * deadline is then reported to that pair's revert-to-spot monitor, which removes it once spot is healthy again.
+   */
+  fallbackFor?: FallbackTarget;
+}
+
+export interface FallbackTarget {
+  spotAsgName: string;
+  warnedInstanceId: string;
+  warnedNodeName: string;
 }
 
 /** What the increase came to: the absolute target applied, or no room below MaxSize. */
@@ -123,6 +134,8 @@ export interface CapacityRecord {
   result: IncreaseGrant | RetireInstanceResult;
   /** For an increase: what its waiter was told about its instance, told again when the request comes again. */
   replacement?: ReplacementAnswer;
+  /** For an increase whose wait ended without an instance: the instance that came later, told again too. */
+  lateReplacement?: ReplacementAnswer;
 }
 
 export interface RetiredInstance {
@@ -142,8 +155,26 @@ export interface ReplacementWaiter extends ReplacementWaiterRequest {
   pollsBefore: number;
 }
 
+/**
+ * A waiter whose wait ended without an instance (timed out, or a capacity problem) while desired stays raised: an
+ * instance launched later is still its own. It is told (answer id `<requestId>/late`), so a held node can drain.
+ */
+export interface LateWaiter {
+  requestId: string;
+  workflowId: string;
+  since: string;
+  /** Watched until then; an on-demand fallback's increase is given back if nothing launched by then. */
+  lateUntil: string;
+  fallbackFor?: FallbackTarget;
+}
+
+/** The suffix of a late answer's request id: `<requestId>/late`. */
+export const LATE_SUFFIX = '/late';
+
 /** Workflows waiting for a new instance of this group, and what the group looked like before they asked. */
 export interface GroupWaits {
+  /** Waiters whose wait ended without an instance: watched for a late one (absent in runs recorded before). */
+  late?: LateWaiter[];
   waiters: ReplacementWaiter[];
   /** Instances in the group when the first of the current waiters was granted: none of them is anyone's replacement. */
   baseline: string[];
@@ -211,7 +242,7 @@ export interface CapacityStatus {
    * new instances launching for them at the latest poll when there were enough for all (then the polls read the
    * instances alone, twice per interval).
    */
-  waiting: { count: number; oldestSince?: string; polls: number; assigned: number; launching: number };
+  waiting: { count: number; oldestSince?: string; polls: number; assigned: number; launching: number; /** Waits that ended without an instance, watched for a late one. */ late: number };
   /** The disruption budget: nodes draining now and those queued in order. */
   drainBudget?: { limit: number; budget: string };
   draining: DrainHolder[];
@@ -266,6 +297,14 @@ export function validateIncreaseRequest(request: IncreaseCapacityRequest): void 
   }
   if (request.forInstanceId !== undefined && !isInstanceId(request.forInstanceId)) {
     throw new Error(`forInstanceId "${String(request.forInstanceId)}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+  }
+  if (waiter.fallbackFor !== undefined) {
+    requireObject(waiter.fallbackFor, 'waiter.fallbackFor');
+    requireText(waiter.fallbackFor.spotAsgName, 'waiter.fallbackFor.spotAsgName');
+    requireText(waiter.fallbackFor.warnedNodeName, 'waiter.fallbackFor.warnedNodeName');
+    if (!isInstanceId(waiter.fallbackFor.warnedInstanceId)) {
+      throw new Error(`waiter.fallbackFor.warnedInstanceId "${String(waiter.fallbackFor.warnedInstanceId)}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+    }
   }
   if (waiter.drainSlot !== undefined) {
     try {

@@ -4,9 +4,9 @@
 import { log } from '@temporalio/workflow';
 import type { GroupProgress } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
-import { describeGroupProgress } from './activities.js';
+import { describeGroupProgress, reportFallbackToMonitor, setDesiredCapacity } from './activities.js';
 import { answerDrainSlot } from './drain-slots.js';
-import type { ReplacementAnswer } from './api.js';
+import { LATE_SUFFIX, type ReplacementAnswer } from './api.js';
 import type { GroupState } from './group-state.js';
 
 export async function pollGroupForWaiters(state: GroupState): Promise<void> {
@@ -19,13 +19,57 @@ export async function pollGroupForWaiters(state: GroupState): Promise<void> {
   }
   const answers = waiters.settle(progress, Date.now(), (request) => answerDrainSlot(state, request));
   for (const { answer } of answers) rememberReplacement(state, answer as ReplacementAnswer);
+  await reportLateFallbacks(state);
+  if (progress) await giveBackLapsedFallbacks(state, progress);
   if (answers.length > 0) log.info('answered waiting workflows', { asgName, answers: answers.length, waiting: waiters.count, polls: waiters.waits.polls });
   await state.outbox.send(answers);
 }
 
 /** The answer is kept with its request (a new run of the same instance asks again), and its instance is nobody's replacement. */
 function rememberReplacement(state: GroupState, answer: ReplacementAnswer): void {
-  const record = state.ledger.completed[answer.requestId];
-  if (record) record.replacement = answer;
+  const late = answer.requestId.endsWith(LATE_SUFFIX);
+  const record = state.ledger.completed[late ? answer.requestId.slice(0, -LATE_SUFFIX.length) : answer.requestId];
+  if (record && late) record.lateReplacement = answer;
+  else if (record) record.replacement = answer;
   if (answer.status === 'in-service') state.books.ownArrival(answer.instanceId);
+}
+
+/** A late on-demand instance is a fallback like any other: its pair's monitor removes it once spot is healthy. */
+async function reportLateFallbacks(state: GroupState): Promise<void> {
+  for (const late of state.waiters.lateFallbacks.splice(0)) {
+    const { spotAsgName, warnedInstanceId, warnedNodeName } = late.fallbackFor;
+    try {
+      await reportFallbackToMonitor({
+        spotAsgName,
+        onDemandAsgName: state.asgName,
+        report: { onDemandInstanceId: late.instanceId, warnedInstanceId, warnedNodeName, launchedAt: late.at },
+      });
+      log.info('a late on-demand fallback was reported to its monitor', { asgName: state.asgName, instanceId: late.instanceId, warnedInstanceId });
+    } catch (error) {
+      log.error('could not report a late on-demand fallback to its monitor: remove it by hand once spot is back', { asgName: state.asgName, instanceId: late.instanceId, error: rootMessage(error) });
+    }
+  }
+}
+
+/**
+ * An on-demand fallback whose late watch ended with nothing launched gives its +1 back, but only while fewer instances
+ * are live than desired: lowering desired then takes no instance, it only drops a launch that never came.
+ */
+async function giveBackLapsedFallbacks(state: GroupState, progress: GroupProgress): Promise<void> {
+  const lapsed = state.waiters.lapsedFallbacks;
+  if (lapsed === 0) return;
+  state.waiters.lapsedFallbacks = 0;
+  const live = progress.inService.length + progress.launching.length;
+  const giveBack = Math.min(lapsed, progress.desiredCapacity - live);
+  if (giveBack < lapsed) log.warn('an on-demand fallback that never launched in time could not be given back: the group is at its desired capacity', { asgName: state.asgName, lapsed, giveBack });
+  if (giveBack <= 0) return;
+  const desiredCapacity = progress.desiredCapacity - giveBack;
+  await setDesiredCapacity({ asgName: state.asgName, desiredCapacity }).then(
+    () => {
+      state.appliedChanges++;
+      state.books.ownDesired(desiredCapacity);
+      log.info('on-demand fallback increases that never launched were given back', { asgName: state.asgName, desiredCapacity });
+    },
+    (error: unknown) => log.error('could not give back an on-demand fallback increase', { asgName: state.asgName, error: rootMessage(error) }),
+  );
 }

@@ -80,6 +80,7 @@ export class GroupState {
         polls: waits.polls,
         assigned: waits.assigned.length,
         launching: this.waiters.launchingForWaiters ?? 0,
+        late: this.waiters.lateCount,
       },
       drainBudget: this.drains.describe(this.groupSize()),
       draining: this.drains.queue.draining,

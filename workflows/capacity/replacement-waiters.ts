@@ -4,6 +4,9 @@
 import type { CapacityProblem, GroupProgress } from '../shared/activity-types.js';
 import {
   type DrainSlotAnswer,
+  type FallbackTarget,
+  LATE_SUFFIX,
+  type LateWaiter,
   type DrainSlotRequest,
   type GroupWaits,
   type IncreaseCapacityRequest,
@@ -12,6 +15,18 @@ import {
   replacementAnswerSignal,
   type WorkflowAnswer,
 } from './api.js';
+
+/** A waiter whose wait ended without an instance is watched this long for a late one. */
+export const LATE_WATCH_MS = 60 * 60_000;
+/** While only late waiters are watched, the group is polled this often (instances only). */
+export const LATE_POLL_MS = 60_000;
+
+/** A late instance of an on-demand fallback, to report to its pair's monitor. */
+export interface LateFallback {
+  instanceId: string;
+  at: string;
+  fallbackFor: FallbackTarget;
+}
 
 /** Capacity-error detection for one waiter: a problem of a scaling activity that started at or after its request. */
 export function capacityErrorFor(waiter: Pick<ReplacementWaiter, 'since'>, problems: CapacityProblem[]): CapacityProblem | undefined {
@@ -26,10 +41,22 @@ export class ReplacementWaiters {
   launchingForWaiters: number | undefined;
   /** The group's desired capacity at the latest poll (fresher than the last full look in a wave). */
   desiredAtLastPoll: number | undefined;
+  /** Late on-demand instances found by the latest poll, for the capacity workflow to report to their monitors. */
+  lateFallbacks: LateFallback[] = [];
+  /** On-demand fallbacks whose late watch ended with nothing launched: increases to give back if nothing is launching. */
+  lapsedFallbacks = 0;
 
   constructor(carried: GroupWaits | undefined, now: number) {
     this.waits = carried ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
-    this.nextPollAt = this.waits.waiters.length > 0 ? now : undefined;
+    this.nextPollAt = this.waits.waiters.length > 0 || this.late.length > 0 ? now : undefined;
+  }
+
+  private get late(): LateWaiter[] {
+    return (this.waits.late ??= []);
+  }
+
+  get lateCount(): number {
+    return this.late.length;
   }
 
   get count(): number {
@@ -40,7 +67,7 @@ export class ReplacementWaiters {
   add(request: IncreaseCapacityRequest, since: string, instancesBefore: string[], now: number): void {
     const { waiter } = request;
     if (this.waits.waiters.some((w) => w.requestId === request.requestId)) return;
-    if (this.waits.waiters.length === 0) {
+    if (this.waits.waiters.length === 0 && this.late.length === 0) {
       this.waits.baseline = instancesBefore;
       this.waits.assigned = [];
       // The first waiter of a wave gets a look at once (AWS often refuses capacity within seconds); later ones ride
@@ -53,6 +80,7 @@ export class ReplacementWaiters {
       waitSeconds: waiter.waitSeconds,
       pollIntervalSeconds: waiter.pollIntervalSeconds,
       ...(waiter.drainSlot ? { drainSlot: waiter.drainSlot } : {}),
+      ...(waiter.fallbackFor ? { fallbackFor: waiter.fallbackFor } : {}),
       since,
       deadline: new Date(now + waiter.waitSeconds * 1000).toISOString(),
       pollsBefore: this.waits.polls,
@@ -83,7 +111,8 @@ export class ReplacementWaiters {
   startPoll(asgName: string): { asgName: string; since: string; instancesOnly?: true } {
     this.waits.polls++;
     const since = this.waits.waiters.map((w) => w.since).sort()[0] ?? new Date(0).toISOString();
-    const instancesOnly = this.launchingForWaiters !== undefined && this.launchingForWaiters >= this.waits.waiters.length;
+    // Late waiters need no capacity problems read: only whether an instance came.
+    const instancesOnly = this.waits.waiters.length === 0 || (this.launchingForWaiters !== undefined && this.launchingForWaiters >= this.waits.waiters.length);
     return instancesOnly ? { asgName, since, instancesOnly } : { asgName, since };
   }
 
@@ -109,13 +138,48 @@ export class ReplacementWaiters {
       add(waiter, this.answer(waiter, at, { status: 'timed-out', waitSeconds: waiter.waitSeconds }));
     }
     const workflowOf = new Map(this.waits.waiters.map((w) => [w.requestId, w.workflowId]));
+    for (const answer of answers) if (answer.status !== 'in-service') this.watchLate(this.waits.waiters.find((w) => w.requestId === answer.requestId), now);
     this.waits.waiters = unanswered();
+    if (progress) answers.push(...this.answerLate(progress, at, workflowOf));
+    this.lapseLate(now);
     this.schedule(progress ? this.launchingFresh(progress) : 0, now);
     return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
   }
 
   carried(): GroupWaits | undefined {
-    return this.waits.waiters.length > 0 ? this.waits : undefined;
+    return this.waits.waiters.length > 0 || this.late.length > 0 ? this.waits : undefined;
+  }
+
+  /** Its wait ended without an instance, but desired stays raised for it: a later instance is still its own. */
+  private watchLate(waiter: ReplacementWaiter | undefined, now: number): void {
+    if (!waiter) return;
+    const { requestId, workflowId, since, fallbackFor } = waiter;
+    this.late.push({ requestId, workflowId, since, lateUntil: new Date(now + LATE_WATCH_MS).toISOString(), ...(fallbackFor ? { fallbackFor } : {}) });
+  }
+
+  /** New InService instances the waiters left over go to late waiters, oldest first, each told under `<id>/late`. */
+  private answerLate(progress: GroupProgress, at: string, workflowOf: Map<string, string>): ReplacementAnswer[] {
+    const taken = new Set([...this.waits.baseline, ...this.waits.assigned]);
+    const fresh = progress.inService.filter((id) => !taken.has(id));
+    const answers: ReplacementAnswer[] = [];
+    while (fresh.length > 0 && this.late.length > 0) {
+      const late = this.late.shift() as LateWaiter;
+      const instanceId = fresh.shift() as string;
+      this.waits.assigned.push(instanceId);
+      const requestId = `${late.requestId}${LATE_SUFFIX}`;
+      workflowOf.set(requestId, late.workflowId);
+      answers.push({ requestId, status: 'in-service', instanceId, at, polls: 0 });
+      if (late.fallbackFor) this.lateFallbacks.push({ instanceId, at, fallbackFor: late.fallbackFor });
+    }
+    return answers;
+  }
+
+  /** Late watches that ended with nothing launched; on-demand fallbacks among them are counted for giving back. */
+  private lapseLate(now: number): void {
+    const lapsed = this.late.filter((l) => Date.parse(l.lateUntil) <= now);
+    if (lapsed.length === 0) return;
+    this.waits.late = this.late.filter((l) => Date.parse(l.lateUntil) > now);
+    this.lapsedFallbacks += lapsed.filter((l) => l.fallbackFor).length;
   }
 
   /** New InService instances, none of them anyone's yet, to the oldest waiters first. */
@@ -143,6 +207,11 @@ export class ReplacementWaiters {
   private schedule(launching: number, now: number): void {
     const waiters = this.waits.waiters;
     this.launchingForWaiters = waiters.length > 0 && launching >= waiters.length ? launching : undefined;
+    if (waiters.length === 0 && this.late.length > 0) {
+      const firstLapse = Math.min(...this.late.map((l) => Date.parse(l.lateUntil)));
+      this.nextPollAt = Math.min(now + LATE_POLL_MS, Math.max(firstLapse, now + 1000));
+      return;
+    }
     if (waiters.length === 0) {
       this.waits.baseline = [];
       this.waits.assigned = [];

@@ -6,6 +6,7 @@ import type {
   CapacityCarriedState,
   CapacityRecord,
   IncreaseCapacityRequest,
+  ReplacementAnswer,
   RetiredInstance,
   RetireInstanceRequest,
   RetirementAnswer,
@@ -134,7 +135,8 @@ export class RequestLedger {
         const { workflowId } = pending.request.waiter;
         const answer = { requestId, ...(record ? record.result : failed) } as CapacityAnswer;
         // A request answered before (a new run of the same instance asks again): it hears about its instance again too.
-        const replacement = record?.replacement ? [{ workflowId, signalName: replacementAnswerSignal.name, answer: record.replacement }] : [];
+        const told = [record?.replacement, record?.lateReplacement].filter((a): a is ReplacementAnswer => a !== undefined);
+        const replacement = told.map((told) => ({ workflowId, signalName: replacementAnswerSignal.name, answer: told }));
         return [{ workflowId, signalName: capacityAnswerSignal.name, answer }, ...replacement];
       }
       const answer = { requestId, ...(record ? record.result : failed) } as RetirementAnswer;

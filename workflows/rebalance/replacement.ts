@@ -59,6 +59,17 @@ async function onDemandFallback(run: RebalanceRun): Promise<void> {
   });
 }
 
+/**
+ * A replacement that came after its wait ended ends a hold: it is this node's replacement after all, so the node is
+ * drained. (An on-demand one was reported to the monitor by its capacity workflow.)
+ */
+export async function useLateReplacement(run: RebalanceRun, late: { kind: 'spot' | 'on-demand'; instanceId: string }): Promise<void> {
+  settleReplacement(run, late.kind, late.instanceId);
+  run.note(`the ${late.kind} replacement came after its wait ended: the hold ends`);
+  upsertSearchAttributes([{ key: searchAttributes.outcome, value: late.kind }]);
+  await awaitReplacementNodeReady(run, late.instanceId);
+}
+
 function settleReplacement(run: RebalanceRun, kind: 'spot' | 'on-demand', replacementInstanceId: string): void {
   run.status.replacement = kind;
   run.status.replacementInstanceId = replacementInstanceId;
@@ -94,7 +105,13 @@ async function askForIncrease(run: RebalanceRun, attempt: ScaleAttempt, requestI
       requestId,
       forInstanceId: run.instanceId,
       coalesceSeconds: settings.coalesceWindowSeconds,
-      waiter: { workflowId: run.workflowId, waitSeconds, pollIntervalSeconds: settings.asgPollIntervalSeconds, ...(withDrainSlot ? { drainSlot: drainSlotRequest(run, false) } : {}) },
+      waiter: {
+        workflowId: run.workflowId,
+        waitSeconds,
+        pollIntervalSeconds: settings.asgPollIntervalSeconds,
+        // The spot group's answer carries the drain slot; an on-demand instance that comes late goes to the monitor.
+        ...(withDrainSlot ? { drainSlot: drainSlotRequest(run, false) } : { fallbackFor: { spotAsgName: settings.spotAsgName, warnedInstanceId: run.instanceId, warnedNodeName: run.nodeName } }),
+      },
     });
   } catch (error) {
     attempt.failure = `could not raise the desired capacity: ${rootMessage(error)}`;

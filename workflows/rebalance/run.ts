@@ -6,6 +6,7 @@ import {
   capacityAnswerSignal,
   type DrainSlotAnswer,
   drainSlotAnswerSignal,
+  LATE_SUFFIX,
   type ReplacementAnswer,
   replacementAnswerSignal,
   type RetirementAnswer,
@@ -100,6 +101,15 @@ export class RebalanceRun {
 
   drainSlotGranted(): boolean {
     return this.drainSlotAnswer?.status === 'granted';
+  }
+
+  /** A replacement that came after its wait ended (spot first), told by its capacity workflow under `<id>/late`. */
+  lateReplacement(): { kind: 'spot' | 'on-demand'; instanceId: string } | undefined {
+    for (const kind of ['spot', 'on-demand'] as const) {
+      const answer = this.replacementAnswers[`${this.workflowId}/${kind}${LATE_SUFFIX}`];
+      if (answer?.status === 'in-service') return { kind, instanceId: answer.instanceId };
+    }
+    return undefined;
   }
 
   /** The spot group has answered the +1 (raised, or not), or the capacity branch has ended. */

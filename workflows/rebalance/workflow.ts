@@ -5,7 +5,7 @@ import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporal
 import { searchAttributes } from '../shared/search-attributes.js';
 import { loadSettings } from './activities.js';
 import { type InstanceFate, problemsOfRebalanceInput, type RebalanceInput, type RebalanceResult } from './api.js';
-import { addReplacementCapacity } from './replacement.js';
+import { addReplacementCapacity, useLateReplacement } from './replacement.js';
 import { keepTheBooks, watchKeptInstance } from './retire.js';
 import { RebalanceRun } from './run.js';
 import { drain, taint } from './taint-and-drain.js';
@@ -47,8 +47,10 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 async function drainOrHold(run: RebalanceRun): Promise<{ drained: boolean; fate?: InstanceFate }> {
   if (run.status.replacement !== 'capacity-unavailable' || run.drainRequested()) return { drained: await drain(run) };
   run.enterPhase('holding');
-  run.note('no replacement capacity: node tainted, pods stay until an interruption notice or a drainNow signal');
-  const watched = await watchKeptInstance(run, () => run.drainRequested(), run.status.spot.desiredTarget !== undefined);
-  if (watched === 'drain-requested') return { drained: await drain(run) };
-  return { drained: false, fate: watched };
+  run.note('no replacement capacity: node tainted, pods stay until a late replacement, an interruption notice or a drainNow signal');
+  const watched = await watchKeptInstance(run, () => run.drainRequested() || run.lateReplacement() !== undefined, run.status.spot.desiredTarget !== undefined);
+  if (watched !== 'drain-requested') return { drained: false, fate: watched };
+  const late = run.lateReplacement();
+  if (late && !run.drainRequested()) await useLateReplacement(run, late);
+  return { drained: await drain(run) };
 }
