@@ -2,6 +2,7 @@
 // stability window, 10-minute cleanup), real activities, fake AWS groups and the fake Kubernetes API server.
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createMonitorRequestActivities, ensureMonitor } from '../activities/monitor-requests.js';
 import { checkNowSignal, type MonitorStatus, monitorStatusQuery, pauseMonitorSignal, resumeMonitorSignal } from '../workflows/monitor/api.js';
@@ -358,6 +359,39 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     });
     assert.equal(terminations().length, 0);
     assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'its node is schedulable again');
+  });
+
+  it('an activity that fails for good never fails the monitor: its node release is tried again next cycle, the fallback kept', async function () {
+    h.activityOverrides.evictPods = async () => ({ evicted: [], skipped: [], remaining: ['default/web-1'], complete: false });
+    let releaseFails = true;
+    h.activityOverrides.releaseNode = async (input) => {
+      if (releaseFails) throw ApplicationFailure.nonRetryable('simulated: the API server refuses the patch', 'Forbidden');
+      return h.real!.releaseNode(input);
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND); // the drain at the check after 2 minutes stayed incomplete: resumed next cycle
+      assert.equal((await status()).inFlight?.step, 'draining');
+      h.k8s.setNodeReady('spot-1', false); // spot turns unhealthy: the scale-down is given up, and its release fails
+      await env.sleep(30 * SECOND);
+      assert.equal((await handle().describe()).status.name, 'RUNNING', 'the monitor did not fail');
+      const failing = await status();
+      assert.equal(failing.inFlight?.step, 'releasing', 'the release is still to do');
+      assert.deepEqual(failing.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'tracked']], 'the fallback is kept');
+      assert.match(failing.notes.at(-1) ?? '', /scale-down of \S+ stopped at step releasing, tried again next cycle: simulated: the API server refuses the patch/);
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'not released yet');
+
+      releaseFails = false;
+      await env.sleep(30 * SECOND);
+      const released = await status();
+      assert.equal(released.inFlight, undefined);
+      assert.match(released.lastSafety?.reason ?? '', /^spot turned unhealthy/);
+      assert.deepEqual(released.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'tracked']]);
+    });
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned once the release went through');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
   });
 
   it('a node an operator had cordoned stays cordoned when its scale-down is given up; only the scale-down taint comes off', async function () {

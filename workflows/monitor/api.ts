@@ -41,13 +41,16 @@ export interface ScaleDownInFlight {
   instanceId: string;
   nodeName?: string;
   launchedBySpotGuard: boolean;
-  step: 'draining' | 'awaiting-pods' | 'terminating';
+  /** releasing: given up (see `givenUp`), its node still to be released; a failed release is tried again next cycle. */
+  step: 'draining' | 'awaiting-pods' | 'terminating' | 'releasing';
   startedAt: string;
   attempts: number;
   /** Controllers of the pods moved away, to see them running elsewhere. */
   owners: PodOwner[];
   /** Whether Spot Guard cordoned the node (false: it was cordoned already): only its own cordon is undone. */
   cordonedBySpotGuard?: boolean;
+  /** Why it was given up (step releasing). */
+  givenUp?: string;
 }
 
 export interface MonitorState {

@@ -137,18 +137,28 @@ async function terminationAnswer(run: MonitorRun, requestId: string): Promise<Re
 
 /**
  * Gives a scale-down up: its taint comes off, the node is made schedulable again if Spot Guard cordoned it (an operator's
- * cordon stays), and, when it failed, the event counts the attempt.
+ * cordon stays), and, when it failed, the event counts the attempt. It is kept in state as releasing until the release
+ * went through: a release that fails is tried again next cycle, and nothing else is done meanwhile.
  */
 export async function abandonScaleDown(run: MonitorRun, candidate: ScaleDownInFlight, reason: string, failed: boolean): Promise<void> {
+  const { state } = run;
+  const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
+  if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
+  candidate.step = 'releasing';
+  candidate.givenUp = reason;
+  state.inFlight = candidate;
+  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
+  await releaseGivenUp(run, candidate);
+}
+
+/** Releases the node of a given-up scale-down; the scale-down is over once that went through. */
+export async function releaseGivenUp(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
   const { state, settings, steps } = run;
   if (candidate.nodeName) {
     await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: settings.monitor.scaleDownTaint.key, uncordon: candidate.cordonedBySpotGuard === true });
   }
-  const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
-  if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
   state.inFlight = undefined;
-  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
-  run.note(`scale-down of ${candidate.instanceId} given up, node schedulable again: ${reason}`);
+  run.note(`scale-down of ${candidate.instanceId} given up, its node released: ${candidate.givenUp ?? 'no reason recorded'}`);
 }
 
 function mergeOwners(a: PodOwner[], b: PodOwner[]): PodOwner[] {
