@@ -419,6 +419,31 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
   });
 
+  it('the on-demand group reaching its MinSize between the pick and the termination: given up, node released, not tried again', async function () {
+    h.activityOverrides.awaitPodsRescheduled = async () => {
+      h.aws.groups.get(h.onDemand)!.min = 2; // an operator raises MinSize while the moved pods land
+      return { settled: true, waitingFor: [] };
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined, JSON.stringify(after.notes));
+      assert.match(after.lastSafety?.reason ?? '', /^the on-demand group reached its MinSize before the termination: .*below its MinSize \(2\)/);
+      assert.equal(after.events[0]?.state, 'tracked');
+      assert.equal(after.events[0]?.failedAttempts, 1);
+      assert.match(after.events[0]?.lastGivenUp ?? '', /reached its MinSize/, 'the event keeps why');
+      const patches = h.k8s.requestsMatching('PATCH', '/nodes/od-1').length;
+      await env.sleep(10 * MINUTE);
+      assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/od-1').length, patches, 'the node is not taken again');
+      assert.match((await status()).events[0]?.lastGivenUp ?? '', /reached its MinSize/);
+    });
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned: Spot Guard cordoned it');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+  });
+
   it('never touches on-demand nodes it did not launch, unless configured to', async function () {
     await h.run(async () => {
       await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);

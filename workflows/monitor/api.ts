@@ -17,6 +17,8 @@ export interface FallbackEvent extends FallbackReport {
   closedAt?: string;
   /** Scale-downs of it given up (drain or rescheduling failed); at MAX_SCALE_DOWN_ATTEMPTS it is left to the operator. */
   failedAttempts?: number;
+  /** When and why its latest scale-down was given up. */
+  lastGivenUp?: string;
 }
 
 /** A fallback instance whose scale-down failed this often is no longer picked (its event says so). */

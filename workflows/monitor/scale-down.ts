@@ -3,7 +3,7 @@
 // pods to run elsewhere, and terminate that very instance with decrement through the on-demand group's capacity
 // workflow. The scale-down under way is kept in state: a failure or restart resumes the same node, never another one.
 import { ApplicationFailure, condition } from '@temporalio/workflow';
-import type { RetireInstanceResult } from '../capacity/api.js';
+import { BELOW_MIN_SIZE, type RetirementAnswer } from '../capacity/api.js';
 import type { PodOwner } from '../shared/activity-types.js';
 import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
@@ -113,6 +113,12 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
   const requestId = `${workflowId}/scale-down/${instanceId}/${candidate.attempts}`;
   await steps.requestInstanceRetirement({ asgName: run.onDemandAsgName, requestId, instanceId, terminate: true, ifAbsent: 'leave', replyTo: workflowId });
   const retired = await terminationAnswer(run, requestId);
+  if (retired.status === 'failed') {
+    if (retired.type !== BELOW_MIN_SIZE) throw ApplicationFailure.retryable(retired.message, 'CapacityRequestFailed');
+    // MinSize reached since the pick (an operator, another tool): the node stays. It is picked again only once the
+    // group is above its MinSize, and the attempt counts, so the same node is never tried for ever.
+    return abandonScaleDown(run, candidate, `the on-demand group reached its MinSize before the termination: ${retired.message}`, true);
+  }
   const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
   if (event) {
     event.state = retired.status === 'not-in-group' ? 'gone' : 'removed';
@@ -127,11 +133,10 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
   run.note(`on-demand ${instanceId} removed (${retired.status}); ${state.scaleDowns} removed so far`);
 }
 
-async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetireInstanceResult> {
+async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetirementAnswer> {
   await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_MS);
   const answer = run.retirementAnswers[requestId];
   if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${run.onDemandAsgName}" did not answer ${requestId}`);
-  if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
   return answer;
 }
 
@@ -144,6 +149,7 @@ export async function abandonScaleDown(run: MonitorRun, candidate: ScaleDownInFl
   const { state } = run;
   const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
   if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
+  if (event) event.lastGivenUp = `${isoNow()} ${reason}`;
   candidate.step = 'releasing';
   candidate.givenUp = reason;
   state.inFlight = candidate;
