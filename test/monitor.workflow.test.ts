@@ -64,6 +64,24 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     });
   }
 
+  /** od-1 given back, not terminated: schedulable again (Spot Guard had cordoned it), its scale-down taint off. */
+  function assertOd1Released(): void {
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+  }
+
+  /** Starts with the fallback while AWS refuses `times` terminations: returns at the check after 2 minutes, stuck terminating. */
+  async function startStuckAtTermination(times: number): Promise<MonitorStatus> {
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', times, () => awsError('ValidationError', 'simulated refusal before terminate', 400));
+    await startWithFallback();
+    await env.sleep(135 * SECOND);
+    const stuck = await status();
+    assert.equal(stuck.inFlight?.step, 'terminating');
+    return stuck;
+  }
+
   it('removes exactly the fallback instance after 2 healthy minutes, terminating it with decrement', async function () {
     await h.run(async () => {
       await startWithFallback();
@@ -309,11 +327,8 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   });
 
   it('an instance that left the group while its scale-down was under way changes nothing', async function () {
-    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated crash before terminate', 400));
     await h.run(async () => {
-      await startWithFallback();
-      await env.sleep(135 * SECOND);
-      assert.equal((await status()).inFlight?.step, 'terminating');
+      await startStuckAtTermination(1);
       h.aws.reclaim(fallback); // terminated by an operator meanwhile, desired already adjusted by them
       await env.sleep(60 * SECOND);
       const done = await status();
@@ -388,10 +403,62 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       assert.match(released.lastSafety?.reason ?? '', /^spot turned unhealthy/);
       assert.deepEqual(released.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'tracked']]);
     });
-    assert.equal(terminations().length, 0);
-    const od1 = h.k8s.nodes.get('od-1');
-    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned once the release went through');
-    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+    assertOd1Released();
+  });
+
+  it('a scale-down that turns unsafe halfway is given up at once and its node released', async function () {
+    let drains = 0;
+    h.activityOverrides.evictPods = async (input) => {
+      if (++drains === 1) return { evicted: [], skipped: [], remaining: ['default/web-1', 'default/web-2'], complete: false };
+      return h.real!.evictPods(input);
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND); // the first drain stayed incomplete: the node is cordoned, resumed next cycle
+      assert.equal((await status()).inFlight?.step, 'draining');
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true);
+      h.k8s.addBudget({ name: 'web-pdb', matchLabels: { app: 'web' }, disruptionsAllowed: 1 }); // a budget appears meanwhile
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.equal(after.lastSafety?.reason, 'turned unsafe: PodDisruptionBudget default/web-pdb allows 1 disruption(s) but 2 of its pods are on node od-1');
+      assert.equal(after.events[0]?.failedAttempts, 1);
+    });
+    assert.equal(drains, 1, 'not drained again');
+    assertOd1Released();
+  });
+
+  it('a stuck scale-down (every termination refused) is given up at its time limit, 33.5 minutes with the defaults, and its node released', async function () {
+    await h.run(async () => {
+      const started = await startStuckAtTermination(1000);
+      const giveUpAt = Date.parse(started.inFlight?.giveUpAt ?? '');
+      // 3 drains of 300 s, each with a 30 s check interval, the 120 s wait for the moved pods, 15 min for the termination's answer.
+      assert.equal(giveUpAt - Date.parse(started.inFlight?.startedAt ?? ''), 2010 * SECOND);
+      await env.sleep(giveUpAt - (await env.currentTimeMs()) - 20 * SECOND);
+      const stuck = await status();
+      assert.equal(stuck.inFlight?.step, 'terminating', 'tried again every cycle until then');
+      assert.ok(terminations().length > 50);
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true);
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.match(after.lastSafety?.reason ?? '', /^not done within 2010 s of its start \(at step terminating\)/);
+      assert.equal(after.events[0]?.failedAttempts, 1);
+      assert.equal(after.events[0]?.state, 'tracked');
+      assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'released');
+    });
+  });
+
+  it('spot turning unhealthy while a termination is stuck gives the scale-down up at once', async function () {
+    await h.run(async () => {
+      await startStuckAtTermination(1000);
+      h.k8s.setNodeReady('spot-1', false);
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.match(after.lastSafety?.reason ?? '', /^spot turned unhealthy \(node spot-1/);
+    });
+    assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'released');
   });
 
   it('a node an operator had cordoned stays cordoned when its scale-down is given up; only the scale-down taint comes off', async function () {
@@ -438,10 +505,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/od-1').length, patches, 'the node is not taken again');
       assert.match((await status()).events[0]?.lastGivenUp ?? '', /reached its MinSize/);
     });
-    assert.equal(terminations().length, 0);
-    const od1 = h.k8s.nodes.get('od-1');
-    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned: Spot Guard cordoned it');
-    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+    assertOd1Released();
   });
 
   it('never touches on-demand nodes it did not launch, unless configured to', async function () {

@@ -46,6 +46,8 @@ export interface ScaleDownInFlight {
   /** releasing: given up (see `givenUp`), its node still to be released; a failed release is tried again next cycle. */
   step: 'draining' | 'awaiting-pods' | 'terminating' | 'releasing';
   startedAt: string;
+  /** When it is given up, whatever holds it (set when it starts changing the node). */
+  giveUpAt?: string;
   attempts: number;
   /** Controllers of the pods moved away, to see them running elsewhere. */
   owners: PodOwner[];

@@ -5,19 +5,45 @@
 import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { BELOW_MIN_SIZE, type RetirementAnswer } from '../capacity/api.js';
 import type { PodOwner } from '../shared/activity-types.js';
+import type { FlowSettings } from '../shared/settings.js';
 import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
 import { isoNow, type MonitorRun } from './run.js';
 import { checkSpotHealth, updateHealthyStreak } from './stability.js';
 
 /** The on-demand group's capacity workflow answers within minutes; this bound only matters if it was terminated. */
-const TERMINATION_ANSWER_BACKSTOP_MS = 15 * 60_000;
+const TERMINATION_ANSWER_BACKSTOP_SECONDS = 15 * 60;
+
+/**
+ * How long a scale-down may be under way before it is given up and its node released, whatever holds it (steps that
+ * keep failing, a termination never answered, a pause): the drains it may try (one per cycle), the wait for the moved
+ * pods to run elsewhere, and the termination's answer. 2010 s (33.5 min) with the default settings.
+ */
+export function scaleDownTimeLimitSeconds(settings: FlowSettings): number {
+  const { drainTimeoutSeconds, monitor } = settings;
+  const drains = MAX_SCALE_DOWN_ATTEMPTS * (drainTimeoutSeconds + monitor.checkIntervalSeconds);
+  return drains + monitor.podRescheduleTimeoutSeconds + TERMINATION_ANSWER_BACKSTOP_SECONDS;
+}
+
+function giveUpAt(run: MonitorRun, candidate: ScaleDownInFlight): string {
+  return new Date(Date.parse(candidate.startedAt) + scaleDownTimeLimitSeconds(run.settings) * 1000).toISOString();
+}
+
+/** A scale-down past its time limit (one carried from before the limit existed counts from its start). */
+export function pastTimeLimit(run: MonitorRun, inFlight: ScaleDownInFlight): boolean {
+  return Date.now() >= Date.parse(inFlight.giveUpAt ?? giveUpAt(run, inFlight));
+}
 
 export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
   if (candidate.step === 'draining') {
-    if (!(await safeToRemove(run, candidate))) return;
+    if (!(await safeToRemove(run, candidate))) {
+      // Resumed (its node cordoned, partly drained) and unsafe now: the node is needed as it is, so it is given up.
+      if (run.state.inFlight === candidate) await abandonScaleDown(run, candidate, `turned unsafe: ${run.state.lastSafety?.reason ?? ''}`, true);
+      return;
+    }
     // From here on the node is changed: remember it, so a failure resumes this node and never starts on another.
     run.state.inFlight = candidate;
+    candidate.giveUpAt ??= giveUpAt(run, candidate);
     candidate.attempts++;
     run.publishPhase();
     if (candidate.nodeName && !(await drainOnDemandNode(run, candidate, candidate.nodeName))) return;
@@ -134,7 +160,7 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
 }
 
 async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetirementAnswer> {
-  await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_MS);
+  await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_SECONDS * 1000);
   const answer = run.retirementAnswers[requestId];
   if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${run.onDemandAsgName}" did not answer ${requestId}`);
   return answer;

@@ -10,7 +10,7 @@ import { checks, loadSettings } from './activities.js';
 import type { HealthCheck, MonitorInput } from './api.js';
 import { closeAndForgetEvents, pickCandidate } from './fallback-events.js';
 import { MonitorRun } from './run.js';
-import { abandonScaleDown, releaseGivenUp, scaleDown } from './scale-down.js';
+import { abandonScaleDown, pastTimeLimit, releaseGivenUp, scaleDown, scaleDownTimeLimitSeconds } from './scale-down.js';
 import { checkSpotHealth, updateHealthyStreak } from './stability.js';
 
 const DEFAULT_HISTORY_BOUND = 10_000;
@@ -62,14 +62,18 @@ async function runCycle(run: MonitorRun): Promise<void> {
   }
 }
 
-/** A given-up scale-down's release first; spot unhealthy halfway gives the scale-down up; stable: one step of one. */
+/**
+ * A given-up scale-down's release first; one under way is given up when spot turned unhealthy (the on-demand node is
+ * needed again) or it is past its time limit; stable and not paused: one step of one scale-down.
+ */
 async function scaleDownStep(run: MonitorRun, check: HealthCheck, onDemand: GroupSnapshot): Promise<void> {
   const { state } = run;
   const { inFlight } = state;
   if (inFlight?.step === 'releasing') return releaseGivenUp(run, inFlight);
-  if (!check.healthy && inFlight?.step === 'draining') {
-    // Spot turned unhealthy halfway: the on-demand node is needed again.
-    return abandonScaleDown(run, inFlight, `spot turned unhealthy (${check.reasons.join('; ')})`, false);
+  if (inFlight && !check.healthy) return abandonScaleDown(run, inFlight, `spot turned unhealthy (${check.reasons.join('; ')})`, false);
+  if (inFlight && pastTimeLimit(run, inFlight)) {
+    const limit = scaleDownTimeLimitSeconds(run.settings);
+    return abandonScaleDown(run, inFlight, `not done within ${limit} s of its start (at step ${inFlight.step})`, true);
   }
   const stable = run.stableAt();
   if (state.paused || !check.healthy || stable === undefined || Date.now() < stable) return;
