@@ -8,7 +8,7 @@ import { createMonitorRequestActivities, ensureMonitor } from '../activities/mon
 import { checkNowSignal, type MonitorStatus, monitorStatusQuery, pauseMonitorSignal, resumeMonitorSignal } from '../workflows/monitor/api.js';
 import { monitorWorkflowId } from '../workflows/shared/ids.js';
 import type { monitorWorkflow } from '../workflows/monitor/workflow.js';
-import { awsError } from './fakes/auto-scaling.js';
+import { awsError, newInstanceId } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
@@ -53,15 +53,23 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   const status = (): Promise<MonitorStatus> => handle().query(monitorStatusQuery);
   const terminations = () => h.aws.callsOf('TerminateInstanceInAutoScalingGroup');
 
-  /** Starts the monitor as the worker does, and reports the fallback as a rebalance workflow does. */
-  async function startWithFallback(): Promise<void> {
-    await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+  /**
+   * Reports the fallback as a rebalance workflow does. The warned spot instance it stands in for has by default been
+   * drained and terminated already: it is no longer in the spot group.
+   */
+  async function reportFallback(warned = { instanceId: newInstanceId(), nodeName: 'spot-warned' }): Promise<void> {
     await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
       spotAsgName: h.spot,
       onDemandAsgName: h.onDemand,
       // The test server's clock runs ahead of this process's once earlier tests skipped time: use its clock.
-      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
+      report: { onDemandInstanceId: fallback, warnedInstanceId: warned.instanceId, warnedNodeName: warned.nodeName, launchedAt: new Date(await env.currentTimeMs()).toISOString() },
     });
+  }
+
+  /** Starts the monitor as the worker does, and reports the fallback. */
+  async function startWithFallback(warned?: { instanceId: string; nodeName: string }): Promise<void> {
+    await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+    await reportFallback(warned);
   }
 
   /** od-1 given back, not terminated: schedulable again (Spot Guard had cordoned it), its scale-down taint off. */
@@ -112,14 +120,27 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
       await env.sleep(5 * MINUTE);
       assert.equal((await status()).phase, 'idle');
-      await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
-        spotAsgName: h.spot,
-        onDemandAsgName: h.onDemand,
-        report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
-      });
+      await reportFallback();
       await env.sleep(100 * SECOND);
       assert.equal(terminations().length, 0, 'it may still be taking the warned node\'s pods');
       await env.sleep(60 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('keeps a fallback while the spot instance it stands in for is still in the spot group, and says why', async function () {
+    await h.run(async () => {
+      await startWithFallback({ instanceId: spotIds[0], nodeName: 'spot-0' }); // still waiting for a drain slot, or held
+      await env.sleep(4 * MINUTE);
+      const kept = await status();
+      assert.equal(kept.phase, 'blocked');
+      assert.equal(kept.lastSafety?.reason, `kept while the spot instance it stands in for, ${spotIds[0]} (spot-0), is still in "${h.spot}"`);
+      assert.equal(terminations().length, 0);
+
+      h.aws.reclaim(spotIds[0]); // drained and terminated with decrement at last
+      h.aws.groups.get(h.spot)!.desired = 2;
+      await env.sleep(30 * SECOND);
       assert.equal((await status()).scaleDowns, 1);
     });
     assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);

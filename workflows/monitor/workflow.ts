@@ -78,9 +78,5 @@ async function scaleDownStep(run: MonitorRun, check: HealthCheck, onDemand: Grou
   const stable = run.stableAt();
   if (state.paused || !check.healthy || stable === undefined || Date.now() < stable) return;
   const candidate = inFlight ?? pickCandidate(run, onDemand);
-  if (!candidate) {
-    state.lastSafety = undefined; // nothing is blocked when there is nothing to remove
-    return;
-  }
-  await scaleDown(run, candidate);
+  if (candidate) await scaleDown(run, candidate);
 }
