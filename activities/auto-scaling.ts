@@ -218,6 +218,7 @@ async function describeGroupHealth(ctx: AutoScalingContext, input: { asgName: st
     notInService: (group.Instances ?? [])
       .filter((i) => i.LifecycleState !== 'InService')
       .map((i) => `${i.InstanceId} (${i.LifecycleState})`),
+    members: (group.Instances ?? []).filter((i) => !isTerminatingState(i.LifecycleState)).map((i) => i.InstanceId ?? ''),
     activitiesInProgress: activities
       .filter((a) => !FINISHED_ACTIVITY.has(a.StatusCode ?? ''))
       .map((a) => `${a.Description ?? a.ActivityId} (${a.StatusCode})`),

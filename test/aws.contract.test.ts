@@ -102,6 +102,7 @@ describe('Auto Scaling activities against moto (contract)', function () {
     assert.equal(early.capacityProblem, undefined);
     const health = await run(activities.describeGroupHealth, { asgName: 'spot' });
     assert.equal(health.activitiesInProgress.length, 1, 'the launch is a scaling activity in progress');
+    assert.deepEqual(new Set(health.members), new Set([...before.instances.map((i) => i.instanceId), ...early.newPending]), 'a launch still Pending is a member');
     await new Promise((resolve) => setTimeout(resolve, 1600));
     const later = await run(naive.describeScaleOut, input);
     assert.deepEqual(later.newInService, early.newPending);

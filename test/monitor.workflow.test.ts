@@ -2,12 +2,13 @@
 // stability window, 10-minute cleanup), real activities, fake AWS groups and the fake Kubernetes API server.
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createMonitorRequestActivities, ensureMonitor } from '../activities/monitor-requests.js';
 import { checkNowSignal, type MonitorStatus, monitorStatusQuery, pauseMonitorSignal, resumeMonitorSignal } from '../workflows/monitor/api.js';
 import { monitorWorkflowId } from '../workflows/shared/ids.js';
 import type { monitorWorkflow } from '../workflows/monitor/workflow.js';
-import { awsError } from './fakes/auto-scaling.js';
+import { awsError, newInstanceId } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
@@ -52,15 +53,41 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   const status = (): Promise<MonitorStatus> => handle().query(monitorStatusQuery);
   const terminations = () => h.aws.callsOf('TerminateInstanceInAutoScalingGroup');
 
-  /** Starts the monitor as the worker does, and reports the fallback as a rebalance workflow does. */
-  async function startWithFallback(): Promise<void> {
-    await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+  /**
+   * Reports the fallback as a rebalance workflow does. The warned spot instance it stands in for has by default been
+   * drained and terminated already: it is no longer in the spot group.
+   */
+  async function reportFallback(warned = { instanceId: newInstanceId(), nodeName: 'spot-warned' }): Promise<void> {
     await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
       spotAsgName: h.spot,
       onDemandAsgName: h.onDemand,
       // The test server's clock runs ahead of this process's once earlier tests skipped time: use its clock.
-      report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
+      report: { onDemandInstanceId: fallback, warnedInstanceId: warned.instanceId, warnedNodeName: warned.nodeName, launchedAt: new Date(await env.currentTimeMs()).toISOString() },
     });
+  }
+
+  /** Starts the monitor as the worker does, and reports the fallback. */
+  async function startWithFallback(warned?: { instanceId: string; nodeName: string }): Promise<void> {
+    await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
+    await reportFallback(warned);
+  }
+
+  /** od-1 given back, not terminated: schedulable again (Spot Guard had cordoned it), its scale-down taint off. */
+  function assertOd1Released(): void {
+    assert.equal(terminations().length, 0);
+    const od1 = h.k8s.nodes.get('od-1');
+    assert.notEqual(od1?.spec?.unschedulable, true, 'uncordoned');
+    assert.deepEqual(od1?.spec?.taints, [], 'scale-down taint removed');
+  }
+
+  /** Starts with the fallback while AWS refuses `times` terminations: returns at the check after 2 minutes, stuck terminating. */
+  async function startStuckAtTermination(times: number): Promise<MonitorStatus> {
+    h.aws.fail('TerminateInstanceInAutoScalingGroup', times, () => awsError('ValidationError', 'simulated refusal before terminate', 400));
+    await startWithFallback();
+    await env.sleep(135 * SECOND);
+    const stuck = await status();
+    assert.equal(stuck.inFlight?.step, 'terminating');
+    return stuck;
   }
 
   it('removes exactly the fallback instance after 2 healthy minutes, terminating it with decrement', async function () {
@@ -93,14 +120,27 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
       await ensureMonitor(env.client, h.taskQueue, h.spot, h.onDemand);
       await env.sleep(5 * MINUTE);
       assert.equal((await status()).phase, 'idle');
-      await createMonitorRequestActivities(env.client, h.taskQueue).reportFallbackToMonitor({
-        spotAsgName: h.spot,
-        onDemandAsgName: h.onDemand,
-        report: { onDemandInstanceId: fallback, warnedInstanceId: spotIds[0], warnedNodeName: 'spot-0', launchedAt: new Date(await env.currentTimeMs()).toISOString() },
-      });
+      await reportFallback();
       await env.sleep(100 * SECOND);
       assert.equal(terminations().length, 0, 'it may still be taking the warned node\'s pods');
       await env.sleep(60 * SECOND);
+      assert.equal((await status()).scaleDowns, 1);
+    });
+    assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('keeps a fallback while the spot instance it stands in for is still in the spot group, and says why', async function () {
+    await h.run(async () => {
+      await startWithFallback({ instanceId: spotIds[0], nodeName: 'spot-0' }); // still waiting for a drain slot, or held
+      await env.sleep(4 * MINUTE);
+      const kept = await status();
+      assert.equal(kept.phase, 'blocked');
+      assert.equal(kept.lastSafety?.reason, `kept while the spot instance it stands in for, ${spotIds[0]} (spot-0), is still in "${h.spot}"`);
+      assert.equal(terminations().length, 0);
+
+      h.aws.reclaim(spotIds[0]); // drained and terminated with decrement at last
+      h.aws.groups.get(h.spot)!.desired = 2;
+      await env.sleep(30 * SECOND);
       assert.equal((await status()).scaleDowns, 1);
     });
     assert.deepEqual(terminations(), [{ InstanceId: fallback, ShouldDecrementDesiredCapacity: true }]);
@@ -308,11 +348,8 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   });
 
   it('an instance that left the group while its scale-down was under way changes nothing', async function () {
-    h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => awsError('ValidationError', 'simulated crash before terminate', 400));
     await h.run(async () => {
-      await startWithFallback();
-      await env.sleep(135 * SECOND);
-      assert.equal((await status()).inFlight?.step, 'terminating');
+      await startStuckAtTermination(1);
       h.aws.reclaim(fallback); // terminated by an operator meanwhile, desired already adjusted by them
       await env.sleep(60 * SECOND);
       const done = await status();
@@ -360,6 +397,91 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'its node is schedulable again');
   });
 
+  it('an activity that fails for good never fails the monitor: its node release is tried again next cycle, the fallback kept', async function () {
+    h.activityOverrides.evictPods = async () => ({ evicted: [], skipped: [], remaining: ['default/web-1'], complete: false });
+    let releaseFails = true;
+    h.activityOverrides.releaseNode = async (input) => {
+      if (releaseFails) throw ApplicationFailure.nonRetryable('simulated: the API server refuses the patch', 'Forbidden');
+      return h.real!.releaseNode(input);
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND); // the drain at the check after 2 minutes stayed incomplete: resumed next cycle
+      assert.equal((await status()).inFlight?.step, 'draining');
+      h.k8s.setNodeReady('spot-1', false); // spot turns unhealthy: the scale-down is given up, and its release fails
+      await env.sleep(30 * SECOND);
+      assert.equal((await handle().describe()).status.name, 'RUNNING', 'the monitor did not fail');
+      const failing = await status();
+      assert.equal(failing.inFlight?.step, 'releasing', 'the release is still to do');
+      assert.deepEqual(failing.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'tracked']], 'the fallback is kept');
+      assert.match(failing.notes.at(-1) ?? '', /scale-down of \S+ stopped at step releasing, tried again next cycle: simulated: the API server refuses the patch/);
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'not released yet');
+
+      releaseFails = false;
+      await env.sleep(30 * SECOND);
+      const released = await status();
+      assert.equal(released.inFlight, undefined);
+      assert.match(released.lastSafety?.reason ?? '', /^spot turned unhealthy/);
+      assert.deepEqual(released.events.map((e) => [e.onDemandInstanceId, e.state]), [[fallback, 'tracked']]);
+    });
+    assertOd1Released();
+  });
+
+  it('a scale-down that turns unsafe halfway is given up at once and its node released', async function () {
+    let drains = 0;
+    h.activityOverrides.evictPods = async (input) => {
+      if (++drains === 1) return { evicted: [], skipped: [], remaining: ['default/web-1', 'default/web-2'], complete: false };
+      return h.real!.evictPods(input);
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND); // the first drain stayed incomplete: the node is cordoned, resumed next cycle
+      assert.equal((await status()).inFlight?.step, 'draining');
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true);
+      h.k8s.addBudget({ name: 'web-pdb', matchLabels: { app: 'web' }, disruptionsAllowed: 1 }); // a budget appears meanwhile
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.equal(after.lastSafety?.reason, 'turned unsafe: PodDisruptionBudget default/web-pdb allows 1 disruption(s) but 2 of its pods are on node od-1');
+      assert.equal(after.events[0]?.failedAttempts, 1);
+    });
+    assert.equal(drains, 1, 'not drained again');
+    assertOd1Released();
+  });
+
+  it('a stuck scale-down (every termination refused) is given up at its time limit, 33.5 minutes with the defaults, and its node released', async function () {
+    await h.run(async () => {
+      const started = await startStuckAtTermination(1000);
+      const giveUpAt = Date.parse(started.inFlight?.giveUpAt ?? '');
+      // 3 drains of 300 s, each with a 30 s check interval, the 120 s wait for the moved pods, 15 min for the termination's answer.
+      assert.equal(giveUpAt - Date.parse(started.inFlight?.startedAt ?? ''), 2010 * SECOND);
+      await env.sleep(giveUpAt - (await env.currentTimeMs()) - 20 * SECOND);
+      const stuck = await status();
+      assert.equal(stuck.inFlight?.step, 'terminating', 'tried again every cycle until then');
+      assert.ok(terminations().length > 50);
+      assert.equal(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true);
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.match(after.lastSafety?.reason ?? '', /^not done within 2010 s of its start \(at step terminating\)/);
+      assert.equal(after.events[0]?.failedAttempts, 1);
+      assert.equal(after.events[0]?.state, 'tracked');
+      assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'released');
+    });
+  });
+
+  it('spot turning unhealthy while a termination is stuck gives the scale-down up at once', async function () {
+    await h.run(async () => {
+      await startStuckAtTermination(1000);
+      h.k8s.setNodeReady('spot-1', false);
+      await env.sleep(30 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined);
+      assert.match(after.lastSafety?.reason ?? '', /^spot turned unhealthy \(node spot-1/);
+    });
+    assert.notEqual(h.k8s.nodes.get('od-1')?.spec?.unschedulable, true, 'released');
+  });
+
   it('a node an operator had cordoned stays cordoned when its scale-down is given up; only the scale-down taint comes off', async function () {
     h.settings = defaultFlowSettings(h.spot, h.onDemand, { SPOT_GUARD_POD_RESCHEDULE_TIMEOUT: '0' });
     h.k8s.evictedPodsStayPending = true;
@@ -383,6 +505,28 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
     });
     assert.equal(terminations().length, 0);
     assert.equal(h.k8s.requestsMatching('POST', '/eviction').length, 0);
+  });
+
+  it('the on-demand group reaching its MinSize between the pick and the termination: given up, node released, not tried again', async function () {
+    h.activityOverrides.awaitPodsRescheduled = async () => {
+      h.aws.groups.get(h.onDemand)!.min = 2; // an operator raises MinSize while the moved pods land
+      return { settled: true, waitingFor: [] };
+    };
+    await h.run(async () => {
+      await startWithFallback();
+      await env.sleep(135 * SECOND);
+      const after = await status();
+      assert.equal(after.inFlight, undefined, JSON.stringify(after.notes));
+      assert.match(after.lastSafety?.reason ?? '', /^the on-demand group reached its MinSize before the termination: .*below its MinSize \(2\)/);
+      assert.equal(after.events[0]?.state, 'tracked');
+      assert.equal(after.events[0]?.failedAttempts, 1);
+      assert.match(after.events[0]?.lastGivenUp ?? '', /reached its MinSize/, 'the event keeps why');
+      const patches = h.k8s.requestsMatching('PATCH', '/nodes/od-1').length;
+      await env.sleep(10 * MINUTE);
+      assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/od-1').length, patches, 'the node is not taken again');
+      assert.match((await status()).events[0]?.lastGivenUp ?? '', /reached its MinSize/);
+    });
+    assertOd1Released();
   });
 
   it('never touches on-demand nodes it did not launch, unless configured to', async function () {

@@ -36,6 +36,8 @@ export class Harness {
   startMonitor = false;
   /** Activities to run instead of the real ones (a step that takes its time, say). */
   activityOverrides: Partial<ReturnType<typeof createActivities>> = {};
+  /** The real activities of the latest worker, for an override that only fails for a while and then hands over. */
+  real?: ReturnType<typeof createActivities>;
 
   constructor(readonly env: TestWorkflowEnvironment) {}
 
@@ -60,6 +62,7 @@ export class Harness {
       settings: this.settings,
       evictionRetrySeconds: 0.05,
     });
+    this.real = activities;
     const reportFallbackToMonitor = activities.reportFallbackToMonitor;
     return Worker.create({
       connection: this.env.nativeConnection,

@@ -45,6 +45,20 @@ describe('request ledger (no server)', function () {
     assert.match(ledger.refusalOf(retire('x', 0)) ?? '', /requestId "x" was already used for a increase request/);
   });
 
+  it('a failed request is answered with its failure\'s type, when it had one (BelowMinSize, say)', function () {
+    const ledger = new RequestLedger();
+    ledger.take(retire('typed', 0));
+    const typed = ledger.takeBatch(0);
+    ledger.finish(typed, 'below its MinSize (2)', 'BelowMinSize');
+    ledger.take(retire('plain', 0));
+    const plain = ledger.takeBatch(0);
+    ledger.finish(plain, 'AWS said no');
+    assert.deepEqual(ledger.answersFor([...typed, ...plain]).map((a) => a.answer), [
+      { requestId: 'typed', status: 'failed', message: 'below its MinSize (2)', type: 'BelowMinSize' },
+      { requestId: 'plain', status: 'failed', message: 'AWS said no' },
+    ]);
+  });
+
   it('random sequences: applied at most once unless it failed, answered with its first result, never queued twice', function () {
     forSeeds(300, (random) => runSequence(random));
   });

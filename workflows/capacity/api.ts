@@ -59,7 +59,18 @@ export type IncreaseGrant =
   | { status: 'granted'; desiredBefore: number; desiredTarget: number; /** When SetDesiredCapacity was sent (ISO 8601). */ appliedAt: string }
   | { status: 'at-max-size'; desired: number; maxSize: number };
 
-export type CapacityAnswer = { requestId: string } & (IncreaseGrant | { status: 'failed'; message: string });
+/** A request the capacity workflow could not apply, with its failure's type when it had one. */
+export interface FailedAnswer {
+  status: 'failed';
+  message: string;
+  /** BELOW_MIN_SIZE: a terminate with decrement refused because the group is at its MinSize. */
+  type?: string;
+}
+
+/** The failure type of a terminate with decrement refused because it would take the group below its MinSize. */
+export const BELOW_MIN_SIZE = 'BelowMinSize';
+
+export type CapacityAnswer = { requestId: string } & (IncreaseGrant | FailedAnswer);
 
 /** What a capacity workflow tells a waiting workflow about the instance it asked for. */
 export type ReplacementAnswer =
@@ -102,7 +113,7 @@ export type RetireInstanceResult =
   | { status: 'not-in-group' }
   | { status: 'still-running' };
 
-export type RetirementAnswer = { requestId: string } & (RetireInstanceResult | { status: 'failed'; message: string });
+export type RetirementAnswer = { requestId: string } & (RetireInstanceResult | FailedAnswer);
 
 // --- the disruption budget --------------------------------------------------------------------------------------
 

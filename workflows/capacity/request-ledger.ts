@@ -30,7 +30,7 @@ export class RequestLedger {
   readonly queue: Pending[] = [];
   /** Requests answered before and received again (the sender did not see its acknowledgement): answered again. */
   readonly toAnswerAgain: Pending[] = [];
-  private readonly failed: Record<string, string> = {};
+  private readonly failed: Record<string, { message: string; type?: string }> = {};
   /** Requests of the batch being applied: a copy arriving meanwhile gets the batch's answer, not a batch of its own. */
   private readonly applying = new Set<string>();
 
@@ -117,10 +117,10 @@ export class RequestLedger {
     this.completed[requestId] = { requestId, kind, at, result };
   }
 
-  /** The batch is done: requests it did not answer failed with this message. */
-  finish(batch: Pending[], failure?: string): void {
+  /** The batch is done: requests it did not answer failed with this message (and failure type, if it had one). */
+  finish(batch: Pending[], failure?: string, failureType?: string): void {
     for (const { request } of batch) {
-      if (failure !== undefined && !this.completed[request.requestId]) this.failed[request.requestId] = failure;
+      if (failure !== undefined && !this.completed[request.requestId]) this.failed[request.requestId] = { message: failure, ...(failureType ? { type: failureType } : {}) };
     }
     this.applying.clear();
   }
@@ -130,7 +130,7 @@ export class RequestLedger {
     return batch.flatMap((pending): WorkflowAnswer[] => {
       const { requestId } = pending.request;
       const record = this.completed[requestId];
-      const failed = { status: 'failed' as const, message: this.failed[requestId] ?? 'request failed' };
+      const failed = { status: 'failed' as const, ...(this.failed[requestId] ?? { message: 'request failed' }) };
       if (pending.kind === 'increase') {
         const { workflowId } = pending.request.waiter;
         const answer = { requestId, ...(record ? record.result : failed) } as CapacityAnswer;

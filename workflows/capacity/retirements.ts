@@ -6,7 +6,7 @@ import { ActivityFailure, ApplicationFailure, log } from '@temporalio/workflow';
 import type { GroupSnapshot, TerminationOutcome } from '../shared/activity-types.js';
 import { isTerminatingState } from '../shared/ids.js';
 import { terminateInstanceInGroup } from './activities.js';
-import type { RetireInstanceRequest } from './api.js';
+import { BELOW_MIN_SIZE, type RetireInstanceRequest } from './api.js';
 import type { GroupState } from './group-state.js';
 import type { Pending } from './request-ledger.js';
 
@@ -63,7 +63,7 @@ async function terminateWithDecrement(state: GroupState, request: RetireInstance
   const decrement = request.decrement ?? true;
   const desiredAfter = decrement ? group.desiredCapacity - 1 : group.desiredCapacity;
   if (desiredAfter < group.minSize) {
-    throw ApplicationFailure.nonRetryable(`terminating ${instanceId} with decrement would take "${asgName}" below its MinSize (${group.minSize})`, 'BelowMinSize');
+    throw ApplicationFailure.nonRetryable(`terminating ${instanceId} with decrement would take "${asgName}" below its MinSize (${group.minSize})`, BELOW_MIN_SIZE);
   }
   // Recorded before the call: if the call takes effect but its answer is lost for good, a later request about this
   // instance finds it gone and must not take that for an AWS reclaim and decrement again.

@@ -4,7 +4,7 @@
 // in history, so a retried activity re-applies the same number instead of adding again. It is also the group's only
 // poller while workflows wait for new instances, and it keeps the group's disruption budget.
 import { allHandlersFinished, condition, continueAsNew, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { rootMessage } from '../shared/failures.js';
+import { failureType, rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import {
   capacityStatusQuery,
@@ -156,14 +156,16 @@ async function lookForDepartures(state: GroupState): Promise<void> {
 
 async function applyBatch(state: GroupState, batch: Pending[]): Promise<void> {
   let failure: string | undefined;
+  let type: string | undefined;
   try {
     if (batch[0]?.kind === 'retire') await applyRetirements(state, batch);
     else await applyIncreases(state, batch.map((p) => p.request as IncreaseCapacityRequest));
   } catch (error) {
     failure = `Auto Scaling group "${state.asgName}": ${rootMessage(error)}`;
+    type = failureType(error);
     log.error('capacity change failed', { asgName: state.asgName, error: failure });
   }
-  state.ledger.finish(batch, failure);
+  state.ledger.finish(batch, failure, type);
   await state.outbox.send(state.ledger.answersFor(batch));
 }
 

@@ -15,11 +15,19 @@ export interface FallbackEvent extends FallbackReport {
   /** tracked: still to be removed; removed: Spot Guard terminated it; gone: it left the group some other way. */
   state: 'tracked' | 'removed' | 'gone';
   closedAt?: string;
-  /** Scale-downs of it given up (drain or rescheduling failed); at MAX_SCALE_DOWN_ATTEMPTS it is left to the operator. */
+  /**
+   * Scale-downs of it given up for a reason of its own (drain or rescheduling failed, turned unsafe halfway, MinSize
+   * reached, past the time limit; spot's health does not count); at MAX_SCALE_DOWN_ATTEMPTS it is left to the operator.
+   */
   failedAttempts?: number;
+  /** When and why its latest scale-down was given up. */
+  lastGivenUp?: string;
 }
 
-/** A fallback instance whose scale-down failed this often is no longer picked (its event says so). */
+/**
+ * A fallback instance whose scale-down failed this often is no longer picked (its event says so); a drain that stays
+ * incomplete this many times gives its scale-down up. The time limit bounds a scale-down whatever holds it.
+ */
 export const MAX_SCALE_DOWN_ATTEMPTS = 3;
 
 export interface HealthCheck {
@@ -41,13 +49,18 @@ export interface ScaleDownInFlight {
   instanceId: string;
   nodeName?: string;
   launchedBySpotGuard: boolean;
-  step: 'draining' | 'awaiting-pods' | 'terminating';
+  /** releasing: given up (see `givenUp`), its node still to be released; a failed release is tried again next cycle. */
+  step: 'draining' | 'awaiting-pods' | 'terminating' | 'releasing';
   startedAt: string;
+  /** When it is given up, whatever holds it (set when it starts changing the node). */
+  giveUpAt?: string;
   attempts: number;
   /** Controllers of the pods moved away, to see them running elsewhere. */
   owners: PodOwner[];
   /** Whether Spot Guard cordoned the node (false: it was cordoned already): only its own cordon is undone. */
   cordonedBySpotGuard?: boolean;
+  /** Why it was given up (step releasing). */
+  givenUp?: string;
 }
 
 export interface MonitorState {

@@ -22,10 +22,12 @@ export function closeAndForgetEvents(run: MonitorRun, onDemand: GroupSnapshot): 
 
 /**
  * The oldest fallback instance still InService that has itself been up for the stability window (a fresh one may
- * still be taking the warned node's pods); others only when configured to. Never below the group's MinSize.
+ * still be taking the warned node's pods) and whose warned spot instance has left the spot group; others only when
+ * configured to. Never below the group's MinSize. Nothing to remove: no safety verdict, or why a fallback is kept.
  */
 export function pickCandidate(run: MonitorRun, onDemand: GroupSnapshot): ScaleDownInFlight | undefined {
   const { state, settings } = run;
+  state.lastSafety = undefined; // a verdict is about this cycle's candidate
   if (onDemand.desiredCapacity <= onDemand.minSize) {
     if (state.events.some((e) => e.state === 'tracked')) run.note(`on-demand group at its MinSize (${onDemand.minSize}): nothing to remove`);
     return undefined;
@@ -36,7 +38,16 @@ export function pickCandidate(run: MonitorRun, onDemand: GroupSnapshot): ScaleDo
     .filter((e) => e.state === 'tracked' && inService.has(e.onDemandInstanceId))
     .filter((e) => (e.failedAttempts ?? 0) < MAX_SCALE_DOWN_ATTEMPTS && Date.parse(e.launchedAt) <= settledBefore)
     .sort((a, b) => a.launchedAt.localeCompare(b.launchedAt));
-  if (tracked[0]) return newScaleDown(tracked[0].onDemandInstanceId, true);
+  // A fallback stands in for its warned instance while that one is still in the spot group: waiting for a drain slot,
+  // or held. The spot group's members come with the cycle's health check, so knowing costs no call of its own.
+  const free = tracked.find((e) => run.spotMembers?.has(e.warnedInstanceId) !== true);
+  if (free) return newScaleDown(free.onDemandInstanceId, true);
+  if (tracked[0]) {
+    const { onDemandInstanceId, warnedInstanceId, warnedNodeName } = tracked[0];
+    const reason = `kept while the spot instance it stands in for, ${warnedInstanceId} (${warnedNodeName}), is still in "${run.spotAsgName}"`;
+    state.lastSafety = { at: isoNow(), instanceId: onDemandInstanceId, safe: false, reason };
+    return undefined;
+  }
   if (!settings.monitor.removeUnlaunchedOnDemand) return undefined;
   const known = new Set(state.events.map((e) => e.onDemandInstanceId));
   const other = [...inService].find((id) => !known.has(id));

@@ -30,6 +30,8 @@ export class MonitorRun {
   settings!: FlowSettings;
   steps!: SpotGuardActivities;
   checkRequested = false;
+  /** The spot group's instances at the latest health check (undefined: it could not look); not carried. */
+  spotMembers: ReadonlySet<string> | undefined;
   /** Answers of the on-demand group's capacity workflow to this monitor's terminations, by request id. */
   readonly retirementAnswers: Record<string, RetirementAnswer> = {};
   private publishedPhase: MonitorPhase | undefined;

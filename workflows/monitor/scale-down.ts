@@ -3,21 +3,47 @@
 // pods to run elsewhere, and terminate that very instance with decrement through the on-demand group's capacity
 // workflow. The scale-down under way is kept in state: a failure or restart resumes the same node, never another one.
 import { ApplicationFailure, condition } from '@temporalio/workflow';
-import type { RetireInstanceResult } from '../capacity/api.js';
+import { BELOW_MIN_SIZE, type RetirementAnswer } from '../capacity/api.js';
 import type { PodOwner } from '../shared/activity-types.js';
+import type { FlowSettings } from '../shared/settings.js';
 import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
 import { isoNow, type MonitorRun } from './run.js';
 import { checkSpotHealth, updateHealthyStreak } from './stability.js';
 
 /** The on-demand group's capacity workflow answers within minutes; this bound only matters if it was terminated. */
-const TERMINATION_ANSWER_BACKSTOP_MS = 15 * 60_000;
+const TERMINATION_ANSWER_BACKSTOP_SECONDS = 15 * 60;
+
+/**
+ * How long a scale-down may be under way before it is given up and its node released, whatever holds it (steps that
+ * keep failing, a termination never answered, a pause): the drains it may try (one per cycle), the wait for the moved
+ * pods to run elsewhere, and the termination's answer. 2010 s (33.5 min) with the default settings.
+ */
+export function scaleDownTimeLimitSeconds(settings: FlowSettings): number {
+  const { drainTimeoutSeconds, monitor } = settings;
+  const drains = MAX_SCALE_DOWN_ATTEMPTS * (drainTimeoutSeconds + monitor.checkIntervalSeconds);
+  return drains + monitor.podRescheduleTimeoutSeconds + TERMINATION_ANSWER_BACKSTOP_SECONDS;
+}
+
+function giveUpAt(run: MonitorRun, candidate: ScaleDownInFlight): string {
+  return new Date(Date.parse(candidate.startedAt) + scaleDownTimeLimitSeconds(run.settings) * 1000).toISOString();
+}
+
+/** A scale-down past its time limit (one carried from before the limit existed counts from its start). */
+export function pastTimeLimit(run: MonitorRun, inFlight: ScaleDownInFlight): boolean {
+  return Date.now() >= Date.parse(inFlight.giveUpAt ?? giveUpAt(run, inFlight));
+}
 
 export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
   if (candidate.step === 'draining') {
-    if (!(await safeToRemove(run, candidate))) return;
+    if (!(await safeToRemove(run, candidate))) {
+      // Resumed (its node cordoned, partly drained) and unsafe now: the node is needed as it is, so it is given up.
+      if (run.state.inFlight === candidate) await abandonScaleDown(run, candidate, `turned unsafe: ${run.state.lastSafety?.reason ?? ''}`, true);
+      return;
+    }
     // From here on the node is changed: remember it, so a failure resumes this node and never starts on another.
     run.state.inFlight = candidate;
+    candidate.giveUpAt ??= giveUpAt(run, candidate);
     candidate.attempts++;
     run.publishPhase();
     if (candidate.nodeName && !(await drainOnDemandNode(run, candidate, candidate.nodeName))) return;
@@ -113,6 +139,12 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
   const requestId = `${workflowId}/scale-down/${instanceId}/${candidate.attempts}`;
   await steps.requestInstanceRetirement({ asgName: run.onDemandAsgName, requestId, instanceId, terminate: true, ifAbsent: 'leave', replyTo: workflowId });
   const retired = await terminationAnswer(run, requestId);
+  if (retired.status === 'failed') {
+    if (retired.type !== BELOW_MIN_SIZE) throw ApplicationFailure.retryable(retired.message, 'CapacityRequestFailed');
+    // MinSize reached since the pick (an operator, another tool): the node stays. It is picked again only once the
+    // group is above its MinSize, and the attempt counts, so the same node is never tried for ever.
+    return abandonScaleDown(run, candidate, `the on-demand group reached its MinSize before the termination: ${retired.message}`, true);
+  }
   const event = state.events.find((e) => e.onDemandInstanceId === instanceId);
   if (event) {
     event.state = retired.status === 'not-in-group' ? 'gone' : 'removed';
@@ -127,28 +159,38 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
   run.note(`on-demand ${instanceId} removed (${retired.status}); ${state.scaleDowns} removed so far`);
 }
 
-async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetireInstanceResult> {
-  await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_MS);
+async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetirementAnswer> {
+  await condition(() => run.retirementAnswers[requestId] !== undefined, TERMINATION_ANSWER_BACKSTOP_SECONDS * 1000);
   const answer = run.retirementAnswers[requestId];
   if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${run.onDemandAsgName}" did not answer ${requestId}`);
-  if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
   return answer;
 }
 
 /**
  * Gives a scale-down up: its taint comes off, the node is made schedulable again if Spot Guard cordoned it (an operator's
- * cordon stays), and, when it failed, the event counts the attempt.
+ * cordon stays), and, when it failed, the event counts the attempt. It is kept in state as releasing until the release
+ * went through: a release that fails is tried again next cycle, and nothing else is done meanwhile.
  */
 export async function abandonScaleDown(run: MonitorRun, candidate: ScaleDownInFlight, reason: string, failed: boolean): Promise<void> {
+  const { state } = run;
+  const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
+  if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
+  if (event) event.lastGivenUp = `${isoNow()} ${reason}`;
+  candidate.step = 'releasing';
+  candidate.givenUp = reason;
+  state.inFlight = candidate;
+  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
+  await releaseGivenUp(run, candidate);
+}
+
+/** Releases the node of a given-up scale-down; the scale-down is over once that went through. */
+export async function releaseGivenUp(run: MonitorRun, candidate: ScaleDownInFlight): Promise<void> {
   const { state, settings, steps } = run;
   if (candidate.nodeName) {
     await steps.releaseNode({ nodeName: candidate.nodeName, taintKey: settings.monitor.scaleDownTaint.key, uncordon: candidate.cordonedBySpotGuard === true });
   }
-  const event = state.events.find((e) => e.onDemandInstanceId === candidate.instanceId);
-  if (event && failed) event.failedAttempts = (event.failedAttempts ?? 0) + 1;
   state.inFlight = undefined;
-  state.lastSafety = { at: isoNow(), instanceId: candidate.instanceId, nodeName: candidate.nodeName, safe: false, reason };
-  run.note(`scale-down of ${candidate.instanceId} given up, node schedulable again: ${reason}`);
+  run.note(`scale-down of ${candidate.instanceId} given up, its node released: ${candidate.givenUp ?? 'no reason recorded'}`);
 }
 
 function mergeOwners(a: PodOwner[], b: PodOwner[]): PodOwner[] {

@@ -46,8 +46,10 @@ export async function checkSpotHealth(run: MonitorRun): Promise<HealthCheck> {
     const nodes = await checks.findUnreadyNodes({ instanceIds: health.inService, ignoreTaintKeys: [settings.taint.key, settings.monitor.scaleDownTaint.key] });
     reasons.push(...nodes.unready);
     state.failuresCountedSince = at;
+    run.spotMembers = new Set(health.members);
     return { at, healthy: reasons.length === 0, reasons };
   } catch (error) {
+    run.spotMembers = undefined;
     return { at, healthy: false, reasons: [`could not check the spot group: ${rootMessage(error)}`] };
   }
 }

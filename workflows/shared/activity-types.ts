@@ -47,6 +47,8 @@ export interface GroupHealth {
   inService: string[];
   /** Instances on their way in or out (Pending, Terminating, Standby, ...), with their state. */
   notInService: string[];
+  /** Ids of the instances still in the group: every one not on its way out (Terminating..., Terminated). */
+  members: string[];
   /** Scaling activities not finished yet. */
   activitiesInProgress: string[];
   /** Failed scaling activities that started at or after `since`. */

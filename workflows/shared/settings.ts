@@ -63,6 +63,6 @@ export interface MonitorSettings {
   capacityBufferPercent: number;
   /** Also remove on-demand instances Spot Guard did not launch (oldest first) once no fallback event is left. */
   removeUnlaunchedOnDemand: boolean;
-  /** How long to wait for evicted pods to run elsewhere before the instance is terminated anyway. */
+  /** How long to wait for evicted pods to run elsewhere; past it the scale-down is given up and the node released. */
   podRescheduleTimeoutSeconds: number;
 }
