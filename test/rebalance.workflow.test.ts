@@ -73,6 +73,14 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.deepEqual(h.k8s.podsOn('node-a').sort(), ['kube-system/aws-node-x', 'kube-system/kube-proxy-node-a']);
   }
 
+  /** A pod nobody recreates (no controller) and one whose emptyDir data would be lost, beside node-a's web pods. */
+  function addPodsAnEvictionWouldLose(): void {
+    h.k8s.addPod({ namespace: 'ops', name: 'debug-shell', nodeName: 'node-a' });
+    h.k8s.addPod({ name: 'cache-0', nodeName: 'node-a', ownerKind: 'ReplicaSet', emptyDirs: ['scratch'] });
+  }
+  const LEFT_PODS = ['ops/debug-shell (no controller: nothing recreates it)', 'default/cache-0 (emptyDir local storage (scratch): its data would be lost)'];
+  const NOTICE = { action: 'terminate', time: '2026-11-21T10:00:00Z' };
+
   it('spot success: +1 spot, taint, drain, terminate the drained instance with decrement', async function () {
     const result = await h.run(async () => {
       await start();
@@ -219,9 +227,10 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
   });
 
-  it('both fail, then an operator asks to drain: the held node is drained and retired', async function () {
+  it('both fail, then an operator asks to drain: the held node is drained and retired, the pods nothing recreates too', async function () {
     h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
     h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    addPodsAnEvictionWouldLose(); // drainNow is the operator's decision: every pod goes
     const result = await h.run(async () => {
       await start();
       await waitForStatus(handle(), (s) => s.phase === 'holding');
@@ -251,14 +260,6 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(result.instanceFate, 'terminated');
     assertTaintedAndDrained();
   });
-
-  /** A pod nobody recreates (no controller) and one whose emptyDir data would be lost, beside node-a's web pods. */
-  function addPodsAnEvictionWouldLose(): void {
-    h.k8s.addPod({ namespace: 'ops', name: 'debug-shell', nodeName: 'node-a' });
-    h.k8s.addPod({ name: 'cache-0', nodeName: 'node-a', ownerKind: 'ReplicaSet', emptyDirs: ['scratch'] });
-  }
-  const LEFT_PODS = ['ops/debug-shell (no controller: nothing recreates it)', 'default/cache-0 (emptyDir local storage (scratch): its data would be lost)'];
-  const NOTICE = { action: 'terminate', time: '2026-11-21T10:00:00Z' };
 
   it('a rebalance recommendation leaves the pods nothing recreates and keeps the instance; an interruption notice then evicts them and retires it', async function () {
     addPodsAnEvictionWouldLose();
