@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { activityInfo, heartbeat, log, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { type DrainReport, type KubernetesActivities, type NodeLook } from '../workflows/shared/activity-types.js';
+import { type DrainReport, type KubernetesActivities, type NodeLook, type PodsToLeave } from '../workflows/shared/activity-types.js';
 import { CLUSTER_AUTOSCALER_SAFE_TO_EVICT_ANNOTATION, SAFE_TO_EVICT_ANNOTATION } from '../workflows/shared/ids.js';
 import { type TaintSpec } from '../workflows/shared/settings.js';
 import { FailureType, kubernetesCall, kubernetesStatus, nonRetryable } from './errors.js';
@@ -66,13 +66,36 @@ export function evictionForbiddenBy(pod: V1Pod): string | undefined {
   return [SAFE_TO_EVICT_ANNOTATION, CLUSTER_AUTOSCALER_SAFE_TO_EVICT_ANNOTATION].find((key) => annotations[key] === 'false');
 }
 
+/**
+ * The pod's emptyDir volumes: what kubectl drain calls local storage (any medium, memory too) and refuses to evict
+ * without --delete-emptydir-data, since their data is gone with the pod.
+ */
+export function emptyDirVolumes(pod: V1Pod): string[] {
+  return (pod.spec?.volumes ?? []).filter((v) => v.emptyDir !== undefined).map((v) => v.name);
+}
+
+/**
+ * Why a drain told to leave these pods leaves this one on the node, or undefined when it evicts it. A pod without a
+ * controller (kubectl drain's "declares no controller", refused without --force) is gone for good once evicted; an
+ * emptyDir's data is gone even when a controller recreates the pod. An operator's safe-to-evict "false" keeps it,
+ * "true" (ours) lets it go.
+ */
+export function leaveReason(pod: V1Pod, leave: PodsToLeave): string | undefined {
+  const forbiddenBy = evictionForbiddenBy(pod);
+  if (leave.onlyRecreatable && forbiddenBy) return `annotated ${forbiddenBy}=false: an operator forbade moving it`;
+  if (pod.metadata?.annotations?.[SAFE_TO_EVICT_ANNOTATION] === 'true') return undefined;
+  const reasons: string[] = [];
+  if (leave.onlyRecreatable && !(pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true)) {
+    reasons.push('no controller: nothing recreates it');
+  }
+  const volumes = leave.keepLocalData ? emptyDirVolumes(pod) : [];
+  if (volumes.length > 0) reasons.push(`emptyDir local storage (${volumes.join(', ')}): its data would be lost`);
+  return reasons.length > 0 ? reasons.join('; ') : undefined;
+}
+
 /** A pod that will come back elsewhere after eviction, or that an operator allowed to go; never one it forbade to move. */
 export function isRecreatable(pod: V1Pod): boolean {
-  if (evictionForbiddenBy(pod)) return false;
-  return (
-    (pod.metadata?.ownerReferences ?? []).some((o) => o.controller === true) ||
-    pod.metadata?.annotations?.[SAFE_TO_EVICT_ANNOTATION] === 'true'
-  );
+  return leaveReason(pod, { onlyRecreatable: true }) === undefined;
 }
 
 export function withTaint(existing: V1Taint[] | undefined, taint: TaintSpec): V1Taint[] | undefined {
@@ -329,17 +352,19 @@ async function cordonNode(ctx: KubernetesContext, input: { nodeName: string }): 
 type DrainProgress = { evicted: string[]; remaining: string[]; blocked: string[] };
 
 /**
- * One pass of a drain over the pods on the node: skips the pods a drain leaves alone, evicts the others (adding each
- * evicted pod to `evicted`), and answers what it skipped, what is still on the node and what a budget blocked.
+ * One pass of a drain over the pods on the node: skips the pods no drain evicts, leaves those it was told to leave,
+ * evicts the others (adding each evicted pod to `evicted`), and answers what it skipped and left, what it evicts that
+ * is still on the node, and what a budget blocked.
  */
 async function drainRound(
   ctx: KubernetesContext,
-  input: { nodeName: string; onlyRecreatable?: boolean },
+  input: { nodeName: string } & PodsToLeave,
   evicted: Set<string>,
   recordProgress: (progress: DrainProgress) => void,
-): Promise<{ skipped: string[]; remaining: string[]; blocked: string[] }> {
+): Promise<{ skipped: string[]; left: string[]; remaining: string[]; blocked: string[] }> {
   const pods = await listPodsOnNode(ctx, input.nodeName);
   const skipped: string[] = [];
+  const left: string[] = [];
   const remaining: string[] = [];
   const blocked: string[] = [];
   for (const pod of pods) {
@@ -348,27 +373,31 @@ async function drainRound(
       skipped.push(`${podKey(pod)} (${reason})`);
       continue;
     }
+    if (pod.metadata?.deletionTimestamp) {
+      remaining.push(podKey(pod)); // evicted, terminating: wait for it to be gone
+      continue;
+    }
+    const leaveIt = leaveReason(pod, input);
+    if (leaveIt) {
+      left.push(`${podKey(pod)} (${leaveIt})`);
+      continue;
+    }
     remaining.push(podKey(pod));
-    if (pod.metadata?.deletionTimestamp) continue; // evicted, terminating: wait for it to be gone
-    // The monitor only moves pods something will recreate (or that are explicitly allowed to go).
-    if (input.onlyRecreatable && !isRecreatable(pod)) continue;
     const outcome = await evict(ctx, pod);
     if (outcome === 'evicted') evicted.add(podKey(pod));
     if (outcome === 'blocked') blocked.push(podKey(pod));
     recordProgress({ evicted: [...evicted], remaining, blocked }); // per pod: a large node never misses a heartbeat
   }
-  return { skipped, remaining, blocked };
+  return { skipped, left, remaining, blocked };
 }
 
 /**
- * Drains the node through the Eviction API until no evictable pod is left on it or the deadline passes. Pods a
- * PodDisruptionBudget protects are retried every round. The deadline is absolute (decided by the workflow), so a
- * retried attempt does not extend the drain; heartbeats carry the progress for that attempt and the Temporal UI.
+ * Drains the node through the Eviction API until no pod it evicts is left on it or the deadline passes; the pods it
+ * was told to leave are not waited for, and make the drain incomplete. Pods a PodDisruptionBudget protects are
+ * retried every round. The deadline is absolute (decided by the workflow), so a retried attempt does not extend the
+ * drain; heartbeats carry the progress for that attempt and the Temporal UI.
  */
-async function evictPods(
-  ctx: KubernetesContext,
-  input: { nodeName: string; deadline: string; onlyRecreatable?: boolean },
-): Promise<DrainReport> {
+async function evictPods(ctx: KubernetesContext, input: { nodeName: string; deadline: string } & PodsToLeave): Promise<DrainReport> {
   requireNodeName(input.nodeName);
   const deadline = parseDeadline(input.deadline, 'drain');
   const previous = (activityInfo().heartbeatDetails as { evicted?: string[] } | undefined)?.evicted ?? [];
@@ -378,11 +407,15 @@ async function evictPods(
     if (Date.now() - attemptStarted >= ctx.firstHeartbeatAfterMs) heartbeat(progress);
   };
   for (;;) {
-    const { skipped, remaining, blocked } = await drainRound(ctx, input, evicted, recordProgress);
-    const report: DrainReport = { evicted: [...evicted], skipped, remaining, complete: remaining.length === 0 || ctx.dryRun };
+    const { skipped, left, remaining, blocked } = await drainRound(ctx, input, evicted, recordProgress);
+    const report: DrainReport = { evicted: [...evicted], skipped, left, remaining, complete: (remaining.length === 0 && left.length === 0) || ctx.dryRun };
     recordProgress({ evicted: report.evicted, remaining, blocked });
     if (report.complete) {
       log.info('node drained', { node: input.nodeName, evicted: report.evicted.length, skipped: skipped.length });
+      return report;
+    }
+    if (remaining.length === 0) {
+      log.info('node drained but for the pods it was told to leave', { node: input.nodeName, evicted: report.evicted.length, left });
       return report;
     }
     if (Date.now() >= deadline) {

@@ -40,6 +40,22 @@ describe('worker configuration', function () {
     assert.match(errorsOf({ ...base, SPOT_GUARD_COALESCE_WINDOW: '90' })[0] ?? '', /SPOT_GUARD_COALESCE_WINDOW="90" is out of range: expected between 0 and 60 seconds/);
   });
 
+  it('evicts the pods nothing recreates on an interruption notice only by default, or always; anything else is refused, naming it', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.flow.evictUnrecreatablePods, 'on-interruption');
+    for (const [text, expected] of [['always', 'always'], ['Always', 'always'], [' on-interruption ', 'on-interruption'], ['', 'on-interruption']] as const) {
+      const loaded = loadConfig({ ...base, SPOT_GUARD_EVICT_UNRECREATABLE_PODS: text });
+      assert.ok(loaded.ok, text);
+      assert.equal(loaded.config.flow.evictUnrecreatablePods, expected, text);
+    }
+    for (const bad of ['never', 'true', 'on-rebalance', 'on_interruption']) {
+      assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_EVICT_UNRECREATABLE_PODS: bad }), [
+        `SPOT_GUARD_EVICT_UNRECREATABLE_PODS="${bad}" is not when to evict the pods nothing recreates (no controller, emptyDir data): expected on-interruption (on an interruption notice or drainNow, not on a rebalance recommendation) or always`,
+      ]);
+    }
+  });
+
   it('refuses the removed settings, naming each (the SDK\'s safety nets stay on; the naive strategy is the benchmark\'s own)', function () {
     for (const [name, value] of [
       ['SPOT_GUARD_WORKFLOW_DEADLOCK_TIMEOUT', 'off'],

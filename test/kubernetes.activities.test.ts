@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { ApplicationFailure } from '@temporalio/common';
 import { activityEnvironment } from './helpers/temporal.js';
-import { createKubernetesActivities, instanceIdFromProviderId } from '../activities/kubernetes.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import { createKubernetesActivities, instanceIdFromProviderId, isRecreatable, leaveReason } from '../activities/kubernetes.js';
 import type { DrainReport } from '../workflows/shared/activity-types.js';
 import { FakeKubernetesApi } from './fakes/kubernetes-api.js';
 
@@ -80,6 +81,58 @@ describe('Kubernetes activities', function () {
       metadata: { name: 'web', namespace: 'default' },
     });
     assert.deepEqual(k8s.podsOn('node-b'), ['default/elsewhere']);
+  });
+
+  it('tells the pods an eviction would lose: no controller (kubectl drain\'s --force), emptyDir of any medium (--delete-emptydir-data), an operator\'s annotation', function () {
+    const pod = (metadata: V1Pod['metadata'], volumes: NonNullable<V1Pod['spec']>['volumes'] = []): V1Pod => ({
+      metadata: { namespace: 'default', name: 'p', ...metadata },
+      spec: { containers: [], volumes },
+    });
+    const owned = { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'rs', uid: 'u', controller: true }] };
+    const both = { onlyRecreatable: true, keepLocalData: true };
+    const scratch = [{ name: 'scratch', emptyDir: {} }, { name: 'shm', emptyDir: { medium: 'Memory' } }, { name: 'logs', hostPath: { path: '/var/log' } }];
+    assert.equal(leaveReason(pod(owned), both), undefined, 'a controller recreates it, no local data: it goes');
+    assert.equal(leaveReason(pod({}), both), 'no controller: nothing recreates it');
+    const notController = { ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'c', uid: 'u', controller: false }] };
+    assert.equal(leaveReason(pod(notController), both), 'no controller: nothing recreates it', 'an owner that is no controller recreates nothing');
+    assert.equal(leaveReason(pod(owned, scratch), both), 'emptyDir local storage (scratch, shm): its data would be lost', 'hostPath is no local storage to kubectl drain');
+    assert.equal(leaveReason(pod({}, scratch), both), 'no controller: nothing recreates it; emptyDir local storage (scratch, shm): its data would be lost');
+    assert.equal(leaveReason(pod(owned, [{ name: 'logs', hostPath: { path: '/var/log' } }]), both), undefined);
+    assert.equal(leaveReason(pod({ annotations: { 'spot-guard.io/safe-to-evict': 'true' } }, scratch), both), undefined, 'an operator let it go');
+    const forbidden = { ...owned, annotations: { 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' } };
+    assert.equal(leaveReason(pod(forbidden), both), 'annotated cluster-autoscaler.kubernetes.io/safe-to-evict=false: an operator forbade moving it');
+    // Each option alone, and neither: a plain drain evicts them all.
+    assert.equal(leaveReason(pod({}, scratch), { onlyRecreatable: true }), 'no controller: nothing recreates it');
+    assert.equal(leaveReason(pod({}, scratch), { keepLocalData: true }), 'emptyDir local storage (scratch, shm): its data would be lost');
+    assert.equal(leaveReason(pod({}, scratch), {}), undefined);
+    assert.equal(leaveReason(pod(forbidden), {}), undefined);
+    // The monitor's check is the same rule without local data.
+    assert.deepEqual([pod(owned, scratch), pod({}), pod(forbidden)].map(isRecreatable), [true, false, false]);
+  });
+
+  it('a drain told to leave those pods evicts the rest, names each left pod with why, and is not complete; without it they go too', async function () {
+    k8s.addPod({ name: 'web', nodeName: 'node-a', ownerKind: 'ReplicaSet' });
+    k8s.addPod({ name: 'cache', nodeName: 'node-a', ownerKind: 'ReplicaSet', emptyDirs: ['scratch'] });
+    k8s.addPod({ namespace: 'jobs', name: 'bare', nodeName: 'node-a' });
+    k8s.addPod({ namespace: 'kube-system', name: 'cni', nodeName: 'node-a', ownerKind: 'DaemonSet', emptyDirs: ['run'] });
+    const started = Date.now();
+    const deadline = new Date(Date.now() + 10_000).toISOString();
+    const report = await run(activities.evictPods, { nodeName: 'node-a', deadline, onlyRecreatable: true, keepLocalData: true });
+    assert.ok(Date.now() - started < 5_000, 'the pods left are not waited for until the deadline');
+    assert.deepEqual(report, {
+      evicted: ['default/web'],
+      skipped: ['kube-system/cni (DaemonSet pod)'],
+      left: ['default/cache (emptyDir local storage (scratch): its data would be lost)', 'jobs/bare (no controller: nothing recreates it)'],
+      remaining: [],
+      complete: false,
+    });
+    assert.deepEqual(k8s.requestsMatching('POST', '/eviction').map((r) => r.path), ['/api/v1/namespaces/default/pods/web/eviction']);
+
+    const everything = await run(activities.evictPods, { nodeName: 'node-a', deadline });
+    assert.equal(everything.complete, true);
+    assert.deepEqual(everything.evicted.sort(), ['default/cache', 'jobs/bare']);
+    assert.deepEqual(everything.left, []);
+    assert.deepEqual(k8s.podsOn('node-a'), ['kube-system/cni']);
   });
 
   it('the lists looked at until a condition holds are read from the API server\'s watch cache (resourceVersion=0)', async function () {

@@ -10,7 +10,7 @@ import { drainNowSignal, rebalanceStatusQuery } from '../workflows/rebalance/api
 import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
-import { Harness } from './helpers/harness.js';
+import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { recordHistory } from './helpers/histories.js';
 import { activityNames, waitForStatus } from './helpers/workflows.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
@@ -72,6 +72,14 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(node?.spec?.unschedulable, true);
     assert.deepEqual(h.k8s.podsOn('node-a').sort(), ['kube-system/aws-node-x', 'kube-system/kube-proxy-node-a']);
   }
+
+  /** A pod nobody recreates (no controller) and one whose emptyDir data would be lost, beside node-a's web pods. */
+  function addPodsAnEvictionWouldLose(): void {
+    h.k8s.addPod({ namespace: 'ops', name: 'debug-shell', nodeName: 'node-a' });
+    h.k8s.addPod({ name: 'cache-0', nodeName: 'node-a', ownerKind: 'ReplicaSet', emptyDirs: ['scratch'] });
+  }
+  const LEFT_PODS = ['ops/debug-shell (no controller: nothing recreates it)', 'default/cache-0 (emptyDir local storage (scratch): its data would be lost)'];
+  const NOTICE = { action: 'terminate', time: '2026-11-21T10:00:00Z' };
 
   it('spot success: +1 spot, taint, drain, terminate the drained instance with decrement', async function () {
     const result = await h.run(async () => {
@@ -219,9 +227,10 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
   });
 
-  it('both fail, then an operator asks to drain: the held node is drained and retired', async function () {
+  it('both fail, then an operator asks to drain: the held node is drained and retired, the pods nothing recreates too', async function () {
     h.aws.setLaunch(h.spot, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
     h.aws.setLaunch(h.onDemand, { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY });
+    addPodsAnEvictionWouldLose(); // drainNow is the operator's decision: every pod goes
     const result = await h.run(async () => {
       await start();
       await waitForStatus(handle(), (s) => s.phase === 'holding');
@@ -250,6 +259,73 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(result.drained, true);
     assert.equal(result.instanceFate, 'terminated');
     assertTaintedAndDrained();
+  });
+
+  it('a rebalance recommendation leaves the pods nothing recreates and keeps the instance; an interruption notice then evicts them and retires it', async function () {
+    addPodsAnEvictionWouldLose();
+    const [result, status] = await h.run(async () => {
+      await start();
+      const kept = await waitForStatus(handle(), (s) => s.phase === 'awaiting-reclaim');
+      assert.equal(kept.drain?.complete, false);
+      assert.deepEqual(kept.drain?.evicted.sort(), ['default/web-1', 'default/web-2']);
+      assert.deepEqual(kept.drain?.left, LEFT_PODS, 'the status says which pods were left and why');
+      assert.deepEqual(kept.drain?.remaining, []);
+      assert.ok(kept.notes.some((n) => n.includes(`left 2 pod(s) an eviction would lose, until an interruption notice or drainNow`) && n.includes(LEFT_PODS.join(', '))), kept.notes.join('\n'));
+      assert.deepEqual(h.k8s.podsOn('node-a').sort(), ['default/cache-0', 'kube-system/aws-node-x', 'kube-system/kube-proxy-node-a', 'ops/debug-shell']);
+      assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [], 'not terminated: that would kill the pods it left');
+      assert.equal(h.aws.desired(h.spot), 4, 'the replacement stays, and so does the instance it was raised for');
+
+      await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, NOTICE);
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assert.ok(result.notes.some((n) => n.includes('draining again (attempt 2): an interruption notice or drainNow arrived')), result.notes.join('\n'));
+    assertTaintedAndDrained();
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3, 'the group ends at its original size');
+    assert.deepEqual(status.drain?.evicted.sort(), ['default/cache-0', 'ops/debug-shell']);
+    assert.deepEqual(status.drain?.left, []);
+  });
+
+  it('with SPOT_GUARD_EVICT_UNRECREATABLE_PODS=always a rebalance recommendation evicts the pods nothing recreates too, and retires the instance', async function () {
+    h.settings = defaultFlowSettings(h.spot, h.onDemand, { SPOT_GUARD_EVICT_UNRECREATABLE_PODS: 'always' });
+    addPodsAnEvictionWouldLose();
+    const [result, status] = await h.run(async () => {
+      await start();
+      return [await handle().result(), await handle().query(rebalanceStatusQuery)] as const;
+    });
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assertTaintedAndDrained();
+    assert.deepEqual(status.drain?.evicted.sort(), ['default/cache-0', 'default/web-1', 'default/web-2', 'ops/debug-shell']);
+    assert.deepEqual((await activityNames(handle())).filter((name) => name === 'evictPods'), ['evictPods'], 'one drain, at once');
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+  });
+
+  it('an interruption notice while a recommendation\'s drain leaves those pods (a budget holding another) evicts them at once', async function () {
+    addPodsAnEvictionWouldLose();
+    h.k8s.pdbBlocks.set('default/web-1', Number.MAX_SAFE_INTEGER); // the drain runs on, up to its 300 s timeout
+    const result = await h.run(async () => {
+      await start();
+      await waitForStatus(handle(), (s) => s.phase === 'draining');
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a few rounds of the drain that leaves them
+      assert.ok(h.k8s.podsOn('node-a').includes('ops/debug-shell'));
+      await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, NOTICE);
+      const cutShort = await waitForStatus(handle(), (s) => s.notes.some((n) => n.includes('interruption notice or drainNow during the drain')), 10_000);
+      assert.equal(cutShort.phase, 'draining');
+      for (let i = 0; i < 100 && h.k8s.podsOn('node-a').some((p) => p === 'ops/debug-shell' || p === 'default/cache-0'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(h.k8s.podsOn('node-a').sort(), ['default/web-1', 'kube-system/aws-node-x', 'kube-system/kube-proxy-node-a'], 'evicted while the budget still holds web-1');
+      h.k8s.pdbBlocks.delete('default/web-1');
+      return handle().result();
+    });
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    assertTaintedAndDrained();
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: atRisk, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3);
   });
 
   it('interruption notice mid-wait: taints and drains at once while the capacity steps go on', async function () {

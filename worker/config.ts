@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ASG_NAME_PATTERN, TASK_QUEUE_DEFAULT } from '../workflows/shared/ids.js';
-import { type DrainBudget, type FlowSettings, type TaintSpec } from '../workflows/shared/settings.js';
+import { type DrainBudget, type FlowSettings, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
 import type { HeapGrowthSetting } from './memory.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -69,6 +69,7 @@ export const DEFAULTS = {
   SPOT_GUARD_DRAIN_TIMEOUT: '300',
   SPOT_GUARD_TAINT: 'spot-instance-terminating=true:NoSchedule',
   SPOT_GUARD_TERMINATE_DRAINED: 'true',
+  SPOT_GUARD_EVICT_UNRECREATABLE_PODS: 'on-interruption',
   SPOT_GUARD_RECLAIM_POLL_INTERVAL: '60',
   SPOT_GUARD_RECLAIM_WAIT: '6h',
   SPOT_GUARD_COALESCE_WINDOW: '2',
@@ -259,6 +260,16 @@ function drainBudgetSetting(input: ConfigInput): DrainBudget | undefined {
   return drainBudget;
 }
 
+function unrecreatablePodsSetting(input: ConfigInput): UnrecreatablePodEviction {
+  const text = read(input, 'SPOT_GUARD_EVICT_UNRECREATABLE_PODS');
+  const value = text.toLowerCase();
+  if (value === 'on-interruption' || value === 'always') return value;
+  input.errors.push(
+    `SPOT_GUARD_EVICT_UNRECREATABLE_PODS="${text}" is not when to evict the pods nothing recreates (no controller, emptyDir data): expected on-interruption (on an interruption notice or drainNow, not on a rebalance recommendation) or always`,
+  );
+  return 'on-interruption';
+}
+
 /** The settings of the revert-to-spot monitor. */
 function monitorSettings(input: ConfigInput, scaleDownTaint: TaintSpec): FlowSettings['monitor'] {
   return {
@@ -290,6 +301,7 @@ function flowSettings(
     drainTimeoutSeconds: seconds(input, 'SPOT_GUARD_DRAIN_TIMEOUT', 10, 24 * 3600),
     taint: taints.taint,
     terminateDrainedInstance: bool(input, 'SPOT_GUARD_TERMINATE_DRAINED'),
+    evictUnrecreatablePods: unrecreatablePodsSetting(input),
     reclaimPollSeconds: seconds(input, 'SPOT_GUARD_RECLAIM_POLL_INTERVAL', 5, 3600),
     reclaimWaitSeconds: seconds(input, 'SPOT_GUARD_RECLAIM_WAIT', 0, 7 * 24 * 3600),
     coalesceWindowSeconds: seconds(input, 'SPOT_GUARD_COALESCE_WINDOW', 0, 60),

@@ -33,6 +33,8 @@ export interface FakePodOptions {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   requests?: { cpu?: string; memory?: string };
+  /** Names of emptyDir volumes (kubectl drain's "local storage"). Without `ownerKind` a pod is bare: no controller. */
+  emptyDirs?: string[];
 }
 
 export class FakeKubernetesApi {
@@ -128,6 +130,7 @@ export class FakeKubernetesApi {
       spec: {
         nodeName: pod.nodeName,
         containers: [{ name: 'main', image: 'busybox', resources: pod.requests ? { requests: pod.requests } : undefined }],
+        volumes: pod.emptyDirs?.map((name) => ({ name, emptyDir: {} })),
       },
       status: {
         phase: pod.phase ?? 'Running',

@@ -108,7 +108,8 @@ async function drainOnDemandNode(run: MonitorRun, candidate: ScaleDownInFlight, 
   const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
   const report = await steps.evictPods({ nodeName, deadline, onlyRecreatable: true });
   if (report.complete) return true;
-  const reason = `drain incomplete, ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`;
+  const left = [...report.remaining, ...report.left];
+  const reason = `drain incomplete, ${left.length} pod(s) left: ${left.join(', ')}`;
   if (candidate.attempts >= MAX_SCALE_DOWN_ATTEMPTS) {
     await abandonScaleDown(run, candidate, reason, true);
     return false;

@@ -1,8 +1,10 @@
 // Taint, then drain: the taint keeps new pods off the at-risk node (after the replacement is there, after both
 // scale-ups failed, or at once on an interruption notice); the drain waits for a slot of the spot group's disruption
-// budget (never for an interruption notice or drainNow), cordons, and evicts every pod through the Eviction API.
-import { condition } from '@temporalio/workflow';
+// budget (never for an interruption notice or drainNow), cordons, and evicts the pods through the Eviction API: on a
+// rebalance recommendation only those that come back whole elsewhere, on an interruption notice or drainNow all.
+import { CancellationScope, condition } from '@temporalio/workflow';
 import type { DrainSlotRequest } from '../capacity/api.js';
+import type { DrainReport, PodsToLeave } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
 import { describeDrainBudget } from '../shared/settings.js';
 import { cordonNode, evictPodsFor, releaseDrainSlot, requestDrainSlot, taintNode } from './activities.js';
@@ -93,23 +95,79 @@ async function giveBackDrainSlot(run: RebalanceRun): Promise<void> {
   }
 }
 
-/** Cordon, then evict every pod (PodDisruptionBudgets respected) until the drain timeout. */
+/** Cordon, then evict the pods (PodDisruptionBudgets respected) until the drain timeout; true when none is left. */
 async function evictEveryPod(run: RebalanceRun): Promise<boolean> {
-  const { nodeName, settings } = run;
+  const { nodeName } = run;
   run.enterPhase('draining');
   const cordoned = await cordonNode({ nodeName });
   if (cordoned.nodeGone) {
     run.note(`node ${nodeName} is gone from Kubernetes: nothing left to drain`);
     return true;
   }
-  const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
   try {
-    const report = await evictPodsFor(settings)({ nodeName, deadline });
+    const report = await evictThePods(run);
     run.status.drain = { ...report, finishedAt: isoNow() };
-    if (!report.complete) run.note(`drain stopped at its timeout with ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`);
+    if (!report.complete) noteWhatIsLeft(run, report);
     return report.complete;
   } catch (error) {
     run.note(`drain failed: ${rootMessage(error)}`);
     return false;
+  }
+}
+
+/** What a drain on a rebalance recommendation leaves: the pods an eviction would lose for good. */
+const LEAVE_UNRECREATABLE: PodsToLeave = { onlyRecreatable: true, keepLocalData: true };
+
+/**
+ * Every pod goes on an interruption notice or drainNow (AWS takes the node two minutes after the notice, pods or not;
+ * drainNow is an operator's decision), or with SPOT_GUARD_EVICT_UNRECREATABLE_PODS=always. On a mere rebalance
+ * recommendation, which may come hours before any interruption, the pods an eviction would lose for good (no
+ * controller, emptyDir data) stay, and the drain is incomplete: the instance is kept until they go or a notice comes.
+ * A notice while that drain runs cuts it short: every pod goes at once.
+ */
+async function evictThePods(run: RebalanceRun): Promise<DrainReport> {
+  if (run.drainRequested() || run.settings.evictUnrecreatablePods === 'always') return evictPodsNow(run, {});
+  const report = await drainUntilNotice(run);
+  if (report && (report.complete || !run.drainRequested())) return report;
+  run.note('interruption notice or drainNow during the drain: evicting every pod now, those it was leaving too');
+  return evictPodsNow(run, {});
+}
+
+/** The drain that leaves the pods nothing recreates; undefined when a notice cut it short (its activity is cancelled). */
+async function drainUntilNotice(run: RebalanceRun): Promise<DrainReport | undefined> {
+  let outcome: { report: DrainReport } | { error: unknown } | undefined;
+  const scope = new CancellationScope();
+  const drained = scope.run(() => evictPodsNow(run, LEAVE_UNRECREATABLE)).then(
+    (report) => {
+      outcome = { report };
+    },
+    (error: unknown) => {
+      outcome = { error };
+    },
+  );
+  await condition(() => outcome !== undefined || run.drainRequested());
+  if (outcome === undefined) {
+    scope.cancel();
+    await drained;
+    return undefined;
+  }
+  if ('error' in outcome) throw outcome.error;
+  return outcome.report;
+}
+
+function evictPodsNow(run: RebalanceRun, leave: PodsToLeave): Promise<DrainReport> {
+  const { nodeName, settings } = run;
+  const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
+  return evictPodsFor(settings)({ nodeName, deadline, ...leave });
+}
+
+function noteWhatIsLeft(run: RebalanceRun, report: DrainReport): void {
+  if (report.left.length > 0) {
+    run.note(
+      `left ${report.left.length} pod(s) an eviction would lose, until an interruption notice or drainNow (SPOT_GUARD_EVICT_UNRECREATABLE_PODS=on-interruption), the instance kept for them: ${report.left.join(', ')}`,
+    );
+  }
+  if (report.remaining.length > 0) {
+    run.note(`drain stopped at its timeout with ${report.remaining.length} pod(s) left: ${report.remaining.join(', ')}`);
   }
 }

@@ -63,9 +63,25 @@ export interface NodeLook {
 
 export interface DrainReport {
   evicted: string[];
+  /** Pods no drain evicts (DaemonSet, mirror and finished pods), each `namespace/name (why)`. */
   skipped: string[];
+  /** Pods this drain was told to leave (see `PodsToLeave`), each `namespace/name (why)`: the drain is not complete. */
+  left: string[];
+  /** Pods it evicts that are still on the node (a PodDisruptionBudget refused them, or they are still terminating). */
   remaining: string[];
+  /** No pod left on the node but those no drain evicts. */
   complete: boolean;
+}
+
+/**
+ * Pods a drain leaves on the node, each named in its report's `left` with why. `onlyRecreatable`: pods nothing
+ * recreates elsewhere (no controller) and pods an operator forbade to move (`safe-to-evict: "false"`, ours or Cluster
+ * Autoscaler's). `keepLocalData`: pods with an emptyDir volume, whose data dies with the pod (kubectl drain's "local
+ * storage", refused without --delete-emptydir-data). Our `safe-to-evict: "true"` lets a pod go either way.
+ */
+export interface PodsToLeave {
+  onlyRecreatable?: boolean;
+  keepLocalData?: boolean;
 }
 
 export interface PodOwner {
@@ -109,7 +125,7 @@ export interface KubernetesActivities {
   /** Removes the taint with this key and, unless `uncordon` is false, makes the node schedulable. */
   releaseNode(input: { nodeName: string; taintKey: string; uncordon?: boolean }): Promise<{ nodeGone?: boolean }>;
   cordonNode(input: { nodeName: string }): Promise<{ alreadyCordoned: boolean; nodeGone?: boolean }>;
-  evictPods(input: { nodeName: string; deadline: string; onlyRecreatable?: boolean }): Promise<DrainReport>;
+  evictPods(input: { nodeName: string; deadline: string } & PodsToLeave): Promise<DrainReport>;
 }
 
 export interface ScaleDownSafetyActivities {

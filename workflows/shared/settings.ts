@@ -25,6 +25,12 @@ export interface FlowSettings {
   drainTimeoutSeconds: number;
   /** Terminate the drained instance (with ShouldDecrementDesiredCapacity) instead of waiting for AWS to take it. */
   terminateDrainedInstance: boolean;
+  /**
+   * SPOT_GUARD_EVICT_UNRECREATABLE_PODS: when the rebalance drain evicts the pods an eviction would lose (no
+   * controller, emptyDir data, an operator's safe-to-evict "false"). Absent in settings recorded before it existed:
+   * read as `on-interruption`.
+   */
+  evictUnrecreatablePods: UnrecreatablePodEviction;
   /** While the at-risk instance is kept (no capacity, or termination disabled), how often to look whether it is gone. */
   reclaimPollSeconds: number;
   /** How long to keep watching a kept instance before the workflow ends and leaves it to the operator. */
@@ -35,6 +41,12 @@ export interface FlowSettings {
   drainBudget: DrainBudget;
   monitor: MonitorSettings;
 }
+
+/**
+ * `on-interruption`: on a rebalance recommendation the drain leaves those pods (the instance is kept, not terminated,
+ * until they go), and evicts them on an interruption notice or an operator's drainNow; `always`: every drain evicts them.
+ */
+export type UnrecreatablePodEviction = 'on-interruption' | 'always';
 
 /** A disruption budget: a fixed number of nodes, or a percentage of the group's desired capacity (rounded up, >= 1). */
 export type DrainBudget = { nodes: number } | { percent: number };
