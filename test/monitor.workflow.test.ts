@@ -398,7 +398,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   });
 
   it('an activity that fails for good never fails the monitor: its node release is tried again next cycle, the fallback kept', async function () {
-    h.activityOverrides.evictPods = async () => ({ evicted: [], skipped: [], remaining: ['default/web-1'], complete: false });
+    h.activityOverrides.evictPods = async () => ({ evicted: [], skipped: [], left: [], remaining: ['default/web-1'], complete: false });
     let releaseFails = true;
     h.activityOverrides.releaseNode = async (input) => {
       if (releaseFails) throw ApplicationFailure.nonRetryable('simulated: the API server refuses the patch', 'Forbidden');
@@ -430,7 +430,7 @@ describe('revert-to-spot monitor (time-skipping, default timings)', function () 
   it('a scale-down that turns unsafe halfway is given up at once and its node released', async function () {
     let drains = 0;
     h.activityOverrides.evictPods = async (input) => {
-      if (++drains === 1) return { evicted: [], skipped: [], remaining: ['default/web-1', 'default/web-2'], complete: false };
+      if (++drains === 1) return { evicted: [], skipped: [], left: [], remaining: ['default/web-1', 'default/web-2'], complete: false };
       return h.real!.evictPods(input);
     };
     await h.run(async () => {
