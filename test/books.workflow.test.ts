@@ -199,4 +199,17 @@ describe('books per instance (time-skipping)', function () {
     assert.equal(h.aws.desired(h.spot), 3);
     assert.equal(h.aws.instanceIds(h.spot).length, 3);
   });
+
+  it('a notice for an instance already leaving its group is refused with nothing changed', async function () {
+    const leaving = h.aws.groups.get(h.spot)?.instances.find((i) => i.instanceId === atRisk);
+    assert.ok(leaving);
+    leaving.lifecycleState = 'Terminating:Wait';
+    await h.run(async () => {
+      await start();
+      const failure = await handle().result().then(() => 'completed', (error: WorkflowFailedError) => String(error.cause?.message));
+      assert.match(failure, new RegExp(`rejected, nothing changed: instance ${atRisk} is already leaving`));
+    });
+    assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
+    assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
+  });
 });

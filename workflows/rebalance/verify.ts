@@ -2,6 +2,7 @@
 // is changed before this passes; a mismatch fails the run for good.
 import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
 import { rootMessage } from '../shared/failures.js';
+import { isTerminatingState } from '../shared/ids.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import { verifyInstanceInGroup, verifyNode } from './activities.js';
 import type { RebalanceRun } from './run.js';
@@ -10,7 +11,9 @@ export async function verify(run: RebalanceRun): Promise<void> {
   const { instanceId, nodeName, settings } = run;
   try {
     await verifyNode({ nodeName, instanceId });
-    await verifyInstanceInGroup({ instanceId, asgName: settings.spotAsgName });
+    const { lifecycleState } = await verifyInstanceInGroup({ instanceId, asgName: settings.spotAsgName });
+    // Already leaving (terminated by Spot Guard or by someone else): its books are settled or being settled.
+    if (isTerminatingState(lifecycleState)) throw new Error(`instance ${instanceId} is already leaving "${settings.spotAsgName}" (${lifecycleState})`);
   } catch (error) {
     run.enterPhase('failed');
     upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'rejected' }]);
