@@ -146,7 +146,7 @@ async function describeGroup(ctx: AutoScalingContext, input: { asgName: string }
 async function setDesiredCapacity(
   ctx: AutoScalingContext,
   input: { asgName: string; desiredCapacity: number },
-): Promise<{ requestedAt: string }> {
+): Promise<{ requestedAt: string; dryRun?: true }> {
   requireGroupName(input.asgName);
   if (!Number.isInteger(input.desiredCapacity) || input.desiredCapacity < 0) {
     throw nonRetryable(
@@ -158,7 +158,7 @@ async function setDesiredCapacity(
   const requestedAt = new Date().toISOString();
   if (ctx.dryRun) {
     log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
-    return { requestedAt };
+    return { requestedAt, dryRun: true };
   }
   await awsCall(`set the desired capacity of "${input.asgName}" to ${input.desiredCapacity}`, () =>
     ctx.client.send(
@@ -181,7 +181,7 @@ async function setDesiredCapacity(
 async function terminateInstanceInGroup(
   ctx: AutoScalingContext,
   input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean },
-): Promise<{ terminated: TerminationOutcome }> {
+): Promise<{ terminated: TerminationOutcome; dryRun?: true }> {
   requireInstanceId(input.instanceId);
   const group = await ctx.readGroup(input.asgName);
   const member = group.Instances?.find((i) => i.InstanceId === input.instanceId);
@@ -190,7 +190,7 @@ async function terminateInstanceInGroup(
   }
   if (ctx.dryRun) {
     log.info('dry run: would terminate instance', input);
-    return { terminated: 'now' };
+    return { terminated: 'now', dryRun: true };
   }
   await awsCall(`terminate ${input.instanceId} in "${input.asgName}"`, () =>
     ctx.client.send(

@@ -213,11 +213,11 @@ describe('Auto Scaling activities', function () {
     }
   });
 
-  it('dry run changes nothing', async function () {
+  it('dry run changes nothing, and says so in its answer', async function () {
     const dry = createAutoScalingActivities(client, { dryRun: true });
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }]));
-    await run(dry.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 4 });
-    await run(dry.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true });
+    assert.equal((await run(dry.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 4 })).dryRun, true);
+    assert.deepEqual(await run(dry.terminateInstanceInGroup, { asgName: GROUP, instanceId: I1, decrementDesiredCapacity: true }), { terminated: 'now', dryRun: true });
     assert.equal(aws.commandCalls(SetDesiredCapacityCommand).length, 0);
     assert.equal(aws.commandCalls(TerminateInstanceInAutoScalingGroupCommand).length, 0);
   });

@@ -2,6 +2,7 @@
 // that survives continue-as-new, MaxSize, and the retirement of drained or reclaimed instances.
 import assert from 'node:assert/strict';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import { createAutoScalingActivities } from '../activities/auto-scaling.js';
 import { capacityStatusQuery, increaseCapacityRequestSignal, releaseDrainSlotSignal } from '../workflows/capacity/api.js';
 import type { capacityWorkflow } from '../workflows/capacity/workflow.js';
 import { capacityWorkflowId } from '../workflows/shared/ids.js';
@@ -59,6 +60,34 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     assert.deepEqual(again, first);
     assert.equal(h.aws.desired(h.spot), 3);
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 1);
+  });
+
+  it('dry run answers as if it changed the group, but keeps its pretend changes out of the records: the same requests act for real later', async function () {
+    const [warned, drained] = h.aws.addGroup(h.spot, { desired: 3, max: 10 }) as [string, string];
+    // The worker's SPOT_GUARD_DRY_RUN, switched off mid-test: the same capacity workflow, first dry, then for real.
+    let dryRun = true;
+    const dry = createAutoScalingActivities(h.aws.client, { dryRun: true });
+    const real = createAutoScalingActivities(h.aws.client);
+    h.activityOverrides.setDesiredCapacity = (input) => (dryRun ? dry : real).setDesiredCapacity(input);
+    h.activityOverrides.terminateInstanceInGroup = (input) => (dryRun ? dry : real).terminateInstanceInGroup(input);
+    await h.run(async () => {
+      assert.equal((await ask.increase('raise-1', { forInstanceId: warned })).status, 'granted');
+      assert.deepEqual(await ask.retire({ requestId: 'retire-1', instanceId: drained, terminate: true }), { status: 'terminated', desiredAfter: 2 });
+      const status = await handle().query(capacityStatusQuery);
+      assert.deepEqual([status.appliedChanges, status.books, status.recent.map((r) => r.requestId)], [0, [], []], 'nothing recorded');
+      assert.equal(h.aws.desired(h.spot), 3);
+      assert.equal(h.aws.callsOf('SetDesiredCapacity').length + h.aws.callsOf('TerminateInstanceInAutoScalingGroup').length, 0);
+
+      dryRun = false;
+      await ask.increase('raise-1', { forInstanceId: warned });
+      await until('the real answer to raise-1', () => ask.answersTo('capacityAnswer', 'raise-1').length === 2);
+      await ask.retire({ requestId: 'retire-1', instanceId: drained, terminate: true });
+      await until('the real answer to retire-1', () => ask.answersTo('retirementAnswer', 'retire-1').length === 2);
+      assert.deepEqual(ask.answersTo('retirementAnswer', 'retire-1')[1], { requestId: 'retire-1', status: 'terminated', desiredAfter: 3 });
+      assert.deepEqual((await handle().query(capacityStatusQuery)).books.map((b) => b.instanceId), [warned]);
+    });
+    assert.equal(h.aws.desired(h.spot), 3, 'raised to 4 for real, lowered with the drained instance');
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: drained, ShouldDecrementDesiredCapacity: true }]);
   });
 
   it('grants increases in arrival order while MaxSize allows, and says so for the rest', async function () {

@@ -34,6 +34,8 @@ export class Harness {
    */
   readonly fallbackReports: FallbackReport[] = [];
   startMonitor = false;
+  /** The worker's SPOT_GUARD_DRY_RUN: the activities log changes instead of making them. */
+  dryRun = false;
   /** Activities to run instead of the real ones (a step that takes its time, say). */
   activityOverrides: Partial<ReturnType<typeof createActivities>> = {};
   /** The real activities of the latest worker, for an override that only fails for a while and then hands over. */
@@ -60,6 +62,7 @@ export class Harness {
       temporal: this.env.client,
       taskQueue: this.taskQueue,
       settings: this.settings,
+      dryRun: this.dryRun,
       evictionRetrySeconds: 0.05,
     });
     this.real = activities;

@@ -42,7 +42,7 @@ async function settle(state: GroupState, group: GroupSnapshot, settlement: Settl
       return 'removed-by-someone-else';
     case 'lower-desired':
       if (settlement.desiredAfter < group.minSize) return unsettled(state, instanceId, `lowering desired to ${settlement.desiredAfter} would go below MinSize ${group.minSize}`);
-      await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter });
+      if ((await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter })).dryRun) return unsettled(state, instanceId, 'dry run: desired capacity not lowered');
       state.appliedChanges++;
       log.info('a warned instance left the group without a decrement: desired lowered before the group replaced it', { asgName, instanceId, desired: settlement.desiredAfter });
       group.desiredCapacity = settlement.desiredAfter;
@@ -58,8 +58,9 @@ async function settle(state: GroupState, group: GroupSnapshot, settlement: Settl
 async function terminateReplacement(state: GroupState, group: GroupSnapshot, instanceId: string, replacementId: string): Promise<RetiredInstance['how']> {
   const { asgName } = state;
   if (group.desiredCapacity - 1 < group.minSize) return unsettled(state, instanceId, `terminating its replacement with decrement would go below MinSize ${group.minSize}`);
-  const { terminated } = await terminateInstanceInGroup({ asgName, instanceId: replacementId, decrementDesiredCapacity: true });
+  const { terminated, dryRun } = await terminateInstanceInGroup({ asgName, instanceId: replacementId, decrementDesiredCapacity: true });
   if (terminated === 'already-leaving') return unsettled(state, instanceId, `its replacement ${replacementId} was leaving the group itself`);
+  if (dryRun) return unsettled(state, instanceId, `dry run: its replacement ${replacementId} not terminated`);
   state.appliedChanges++;
   log.info('a warned instance left the group without a decrement: the replacement the group launched for it was terminated with decrement', { asgName, instanceId, replacementId });
   group.desiredCapacity--;

@@ -65,7 +65,8 @@ async function giveBackLapsedFallbacks(state: GroupState, progress: GroupProgres
   if (giveBack <= 0) return;
   const desiredCapacity = progress.desiredCapacity - giveBack;
   await setDesiredCapacity({ asgName: state.asgName, desiredCapacity }).then(
-    () => {
+    ({ dryRun }) => {
+      if (dryRun) return;
       state.appliedChanges++;
       state.books.ownDesired(desiredCapacity);
       log.info('on-demand fallback increases that never launched were given back', { asgName: state.asgName, desiredCapacity });

@@ -13,17 +13,20 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
   const granted = batch.slice(0, room);
   if (granted.length > 0) {
     const desiredTarget = group.desiredCapacity + granted.length;
-    const { requestedAt } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget });
-    state.appliedChanges++;
-    state.books.ownDesired(desiredTarget);
+    const { requestedAt, dryRun } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget });
+    if (!dryRun) {
+      state.appliedChanges++;
+      state.books.ownDesired(desiredTarget);
+    }
     const instancesBefore = liveInstances(group);
     const at = new Date().toISOString();
     for (const request of granted) {
       // Raised for a warned member of this group: held on purpose until it leaves (an on-demand fallback is not booked here).
-      if (request.forInstanceId && instancesBefore.includes(request.forInstanceId)) state.books.raisedFor(request.forInstanceId, request.requestId, at);
+      if (!dryRun && request.forInstanceId && instancesBefore.includes(request.forInstanceId)) state.books.raisedFor(request.forInstanceId, request.requestId, at);
       state.waiters.add(request, requestedAt, instancesBefore, Date.now());
       const result = { status: 'granted' as const, desiredBefore: group.desiredCapacity, desiredTarget, appliedAt: requestedAt };
-      state.ledger.record(request.requestId, 'increase', result, at);
+      if (dryRun) state.ledger.pretend(request.requestId, 'increase', result, at);
+      else state.ledger.record(request.requestId, 'increase', result, at);
     }
     log.info('desired capacity raised', { asgName: state.asgName, from: group.desiredCapacity, to: desiredTarget, requests: granted.length });
   }

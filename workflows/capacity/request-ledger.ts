@@ -31,6 +31,8 @@ export class RequestLedger {
   /** Requests answered before and received again (the sender did not see its acknowledgement): answered again. */
   readonly toAnswerAgain: Pending[] = [];
   private readonly failed: Record<string, { message: string; type?: string }> = {};
+  /** Dry run's pretend answers: answered once, never remembered (a real run later must not take them for changes made). */
+  private readonly pretended: Record<string, CapacityRecord> = {};
   /** Requests of the batch being applied: a copy arriving meanwhile gets the batch's answer, not a batch of its own. */
   private readonly applying = new Set<string>();
 
@@ -117,6 +119,11 @@ export class RequestLedger {
     this.completed[requestId] = { requestId, kind, at, result };
   }
 
+  /** A dry run's answer: sent like any other, but kept out of the records. */
+  pretend(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result'], at: string): void {
+    this.pretended[requestId] = { requestId, kind, at, result };
+  }
+
   /** The batch is done: requests it did not answer failed with this message (and failure type, if it had one). */
   finish(batch: Pending[], failure?: string, failureType?: string): void {
     for (const { request } of batch) {
@@ -129,7 +136,8 @@ export class RequestLedger {
   answersFor(batch: Pending[]): WorkflowAnswer[] {
     return batch.flatMap((pending): WorkflowAnswer[] => {
       const { requestId } = pending.request;
-      const record = this.completed[requestId];
+      const record = this.completed[requestId] ?? this.pretended[requestId];
+      delete this.pretended[requestId];
       const failed = { status: 'failed' as const, ...(this.failed[requestId] ?? { message: 'request failed' }) };
       if (pending.kind === 'increase') {
         const { workflowId } = pending.request.waiter;

@@ -69,8 +69,9 @@ async function terminateWithDecrement(state: GroupState, request: RetireInstance
   // instance finds it gone and must not take that for an AWS reclaim and decrement again.
   ledger.retired[instanceId] = { how: 'terminating', at: new Date().toISOString(), desiredAfter };
   let outcome: TerminationOutcome;
+  let dryRun: true | undefined;
   try {
-    ({ terminated: outcome } = await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: decrement }));
+    ({ terminated: outcome, dryRun } = await terminateInstanceInGroup({ asgName, instanceId, decrementDesiredCapacity: decrement }));
   } catch (error) {
     // AWS answered no (a 4xx): nothing happened, so nothing is pending. Any other failure leaves it unknown.
     if (isAwsRefusal(error)) delete ledger.retired[instanceId];
@@ -82,6 +83,12 @@ async function terminateWithDecrement(state: GroupState, request: RetireInstance
     return applyRetirement(state, request, undefined, true);
   }
   const at = new Date().toISOString();
+  if (dryRun) {
+    // Nothing happened: answered, but kept out of the records, the books and the view.
+    delete ledger.retired[instanceId];
+    ledger.pretend(request.requestId, 'retire', { status: 'terminated', desiredAfter }, at);
+    return;
+  }
   ledger.retired[instanceId] = { how: 'terminated', at, desiredAfter };
   state.books.close(instanceId);
   state.books.ownTermination(instanceId, decrement);

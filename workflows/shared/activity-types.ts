@@ -110,9 +110,10 @@ export interface AutoScalingActivities {
   describeGroup(input: { asgName: string }): Promise<GroupSnapshot>;
   describeGroupProgress(input: { asgName: string; since: string; instancesOnly?: boolean }): Promise<GroupProgress>;
   describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth>;
-  setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string }>;
+  /** `dryRun`: nothing was changed (SPOT_GUARD_DRY_RUN); the workflow keeps it out of its durable records. */
+  setDesiredCapacity(input: { asgName: string; desiredCapacity: number }): Promise<{ requestedAt: string; dryRun?: true }>;
   /** `already-leaving`: Terminating or gone at the first attempt, so not by this call: no decrement came from it. */
-  terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ terminated: TerminationOutcome }>;
+  terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ terminated: TerminationOutcome; dryRun?: true }>;
   verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }>;
 }
 
