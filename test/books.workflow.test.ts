@@ -212,4 +212,21 @@ describe('books per instance (time-skipping)', function () {
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
     assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
   });
+
+  it('AWS takes the instance between the notice and the +1: the increase made for it is settled, no running node goes', async function () {
+    h.activityOverrides.verifyInstanceInGroup = async (input) => {
+      const verified = await (h.real as NonNullable<typeof h.real>).verifyInstanceInGroup(input);
+      h.aws.reclaim(atRisk); // right after the verification, before the capacity workflow looks at the group
+      return verified;
+    };
+    const running = spotInstances.filter((id) => id !== atRisk);
+    await h.run(async () => {
+      await start();
+      const result = await handle().result();
+      assert.equal(result.instanceFate, 'reclaimed-by-aws');
+      assert.deepEqual(await books(), []);
+    });
+    assert.equal(h.aws.desired(h.spot), 3, 'back at its size: three instances for three');
+    for (const id of running) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
+  });
 });

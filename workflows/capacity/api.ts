@@ -24,8 +24,9 @@ export interface IncreaseCapacityRequest {
   coalesceSeconds?: number;
   waiter: ReplacementWaiterRequest;
   /**
-   * The warned instance this increase replaces. When it is a live member of this group, the group's books keep "raised
-   * by one for it" until it leaves the group, and settle that exactly once (see books.ts).
+   * The warned member of this group this increase replaces (verified to be in the group): the group's books keep
+   * "raised by one for it" until it leaves the group, and settle that exactly once (see books.ts). Not for an on-demand
+   * fallback, whose warned instance is in another group.
    */
   forInstanceId?: string;
 }

@@ -21,8 +21,9 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     const instancesBefore = liveInstances(group);
     const at = new Date().toISOString();
     for (const request of granted) {
-      // Raised for a warned member of this group: held on purpose until it leaves (an on-demand fallback is not booked here).
-      if (!dryRun && request.forInstanceId && instancesBefore.includes(request.forInstanceId)) state.books.raisedFor(request.forInstanceId, request.requestId, at);
+      // Raised for a warned member of this group: held on purpose until it leaves. Already gone at this look (AWS took it
+      // before the +1 was applied), the next look settles it at once.
+      if (!dryRun && request.forInstanceId) state.books.raisedFor(request.forInstanceId, request.requestId, at);
       state.waiters.add(request, requestedAt, instancesBefore, Date.now());
       const result = { status: 'granted' as const, desiredBefore: group.desiredCapacity, desiredTarget, appliedAt: requestedAt };
       if (dryRun) state.ledger.pretend(request.requestId, 'increase', result, at);

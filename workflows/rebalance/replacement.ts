@@ -103,7 +103,7 @@ async function askForIncrease(run: RebalanceRun, attempt: ScaleAttempt, requestI
     await requestCapacityIncrease({
       asgName: attempt.asgName,
       requestId,
-      forInstanceId: run.instanceId,
+      ...(withDrainSlot ? { forInstanceId: run.instanceId } : {}),
       coalesceSeconds: settings.coalesceWindowSeconds,
       waiter: {
         workflowId: run.workflowId,
