@@ -102,8 +102,13 @@ export class EndToEnd {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Fresh groups and cluster contents for a scenario: spot with `spot` instances, on-demand empty. */
+  /**
+   * Fresh groups and cluster contents for a scenario: spot with `spot` instances, on-demand empty. Spot Guard's
+   * long-lived workflows of the previous scenario are ended first: their books and late watches were about groups
+   * that are recreated here under the same names, as no real account does.
+   */
   async groups(spot: number): Promise<string[]> {
+    await this.endRunningWorkflows();
     await this.aws.reset();
     await this.autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: 'nodes', ImageId: 'ami-12c6146b', InstanceType: 'm5.large' }));
     for (const [name, desired] of [[SPOT, spot], [ON_DEMAND, 0]] as const) {
@@ -115,6 +120,12 @@ export class EndToEnd {
     clearInterval(this.kubelet);
     this.kubelet = setInterval(() => void this.syncNodes().catch(() => undefined), 500);
     return (await this.group(SPOT)).instances.map((i) => i.id);
+  }
+
+  private async endRunningWorkflows(): Promise<void> {
+    for await (const workflow of this.client.workflow.list({ query: 'ExecutionStatus="Running"' })) {
+      await this.client.workflow.getHandle(workflow.workflowId, workflow.runId).terminate('a new end-to-end scenario').catch(() => undefined);
+    }
   }
 
   async group(name: string): Promise<GroupView> {

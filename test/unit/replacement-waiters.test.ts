@@ -58,7 +58,7 @@ function runSequence(random: Random): void {
       const waitSeconds = 5 + random.int(60);
       // As the capacity workflow does: the group's instances just before the increase. A wave's waiters share the
       // baseline of its first: any instance new since then is replacement capacity, whoever's increase launched it.
-      if (waiters.count === 0 && waiters.lateCount === 0) waveBefore = [...inService];
+      if (waiters.count === 0) waveBefore = [...inService];
       waiters.add(increase(id, waitSeconds), iso(now), [...inService], now);
       added.set(id, { before: waveBefore, deadline: now + waitSeconds * 1000 });
     } else if (op === 1 && random.chance(0.8)) {

@@ -187,6 +187,8 @@ export const LATE_SUFFIX = '/late';
 export interface GroupWaits {
   /** Waiters whose wait ended without an instance: watched for a late one (absent in runs recorded before). */
   late?: LateWaiter[];
+  /** Instances that are no late waiter's: InService when a watch began, or given to a waiter since. */
+  lateKnown?: string[];
   waiters: ReplacementWaiter[];
   /** Instances in the group when the first of the current waiters was granted: none of them is anyone's replacement. */
   baseline: string[];

@@ -67,7 +67,7 @@ export class ReplacementWaiters {
   add(request: IncreaseCapacityRequest, since: string, instancesBefore: string[], now: number): void {
     const { waiter } = request;
     if (this.waits.waiters.some((w) => w.requestId === request.requestId)) return;
-    if (this.waits.waiters.length === 0 && this.late.length === 0) {
+    if (this.waits.waiters.length === 0) {
       this.waits.baseline = instancesBefore;
       this.waits.assigned = [];
       // The first waiter of a wave gets a look at once (AWS often refuses capacity within seconds); later ones ride
@@ -138,9 +138,11 @@ export class ReplacementWaiters {
       add(waiter, this.answer(waiter, at, { status: 'timed-out', waitSeconds: waiter.waitSeconds }));
     }
     const workflowOf = new Map(this.waits.waiters.map((w) => [w.requestId, w.workflowId]));
-    for (const answer of answers) if (answer.status !== 'in-service') this.watchLate(this.waits.waiters.find((w) => w.requestId === answer.requestId), now);
+    const ended = answers.filter((a) => a.status !== 'in-service').map((a) => this.waits.waiters.find((w) => w.requestId === a.requestId));
     this.waits.waiters = unanswered();
+    // Those already watched get this poll's new instances first; then the waits that just ended start watching.
     if (progress) answers.push(...this.answerLate(progress, at, workflowOf));
+    for (const waiter of ended) this.watchLate(waiter, now, progress);
     this.lapseLate(now);
     this.schedule(progress ? this.launchingFresh(progress) : 0, now);
     return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
@@ -150,22 +152,34 @@ export class ReplacementWaiters {
     return this.waits.waiters.length > 0 || this.late.length > 0 ? this.waits : undefined;
   }
 
-  /** Its wait ended without an instance, but desired stays raised for it: a later instance is still its own. */
-  private watchLate(waiter: ReplacementWaiter | undefined, now: number): void {
+  /**
+   * Its wait ended without an instance, but desired stays raised for it: a later instance is still its own. What is
+   * InService now (and the wave's instances) is nobody's late instance; one still launching may be.
+   */
+  private watchLate(waiter: ReplacementWaiter | undefined, now: number, progress: GroupProgress | undefined): void {
     if (!waiter) return;
     const { requestId, workflowId, since, fallbackFor } = waiter;
     this.late.push({ requestId, workflowId, since, lateUntil: new Date(now + LATE_WATCH_MS).toISOString(), ...(fallbackFor ? { fallbackFor } : {}) });
+    this.knowForLate([...this.waits.baseline, ...this.waits.assigned, ...(progress?.inService ?? [])]);
+  }
+
+  /** Instances that are no late waiter's: those there when a watch began, and those given to any waiter since. */
+  private knowForLate(instanceIds: string[]): void {
+    if (this.late.length === 0) return;
+    const known = new Set(this.waits.lateKnown ?? []);
+    for (const id of instanceIds) known.add(id);
+    this.waits.lateKnown = [...known];
   }
 
   /** New InService instances the waiters left over go to late waiters, oldest first, each told under `<id>/late`. */
   private answerLate(progress: GroupProgress, at: string, workflowOf: Map<string, string>): ReplacementAnswer[] {
-    const taken = new Set([...this.waits.baseline, ...this.waits.assigned]);
+    const taken = new Set([...(this.waits.lateKnown ?? []), ...this.waits.assigned]);
     const fresh = progress.inService.filter((id) => !taken.has(id));
     const answers: ReplacementAnswer[] = [];
     while (fresh.length > 0 && this.late.length > 0) {
       const late = this.late.shift() as LateWaiter;
       const instanceId = fresh.shift() as string;
-      this.waits.assigned.push(instanceId);
+      this.knowForLate([instanceId]);
       const requestId = `${late.requestId}${LATE_SUFFIX}`;
       workflowOf.set(requestId, late.workflowId);
       answers.push({ requestId, status: 'in-service', instanceId, at, polls: 0 });
@@ -191,6 +205,7 @@ export class ReplacementWaiters {
       const instanceId = fresh.shift();
       if (!instanceId) break;
       this.waits.assigned.push(instanceId);
+      this.knowForLate([instanceId]);
       // The drain slot it will need now goes with the instance: no request and answer of their own per node.
       const drainSlot = waiter.drainSlot ? drainSlotFor(waiter.drainSlot) : undefined;
       answers.push(this.answer(waiter, at, { status: 'in-service', instanceId, ...(drainSlot ? { drainSlot } : {}) }));
@@ -207,6 +222,7 @@ export class ReplacementWaiters {
   private schedule(launching: number, now: number): void {
     const waiters = this.waits.waiters;
     this.launchingForWaiters = waiters.length > 0 && launching >= waiters.length ? launching : undefined;
+    if (this.late.length === 0) delete this.waits.lateKnown;
     if (waiters.length === 0 && this.late.length > 0) {
       const firstLapse = Math.min(...this.late.map((l) => Date.parse(l.lateUntil)));
       this.nextPollAt = Math.min(now + LATE_POLL_MS, Math.max(firstLapse, now + 1000));
