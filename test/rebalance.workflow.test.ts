@@ -175,9 +175,9 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.match(status.spot.failure ?? '', /capacity problem: Failed: We currently do not have sufficient m5.large capacity/);
     const activityReads = h.aws.callsOf('DescribeScalingActivities').filter((c) => c.AutoScalingGroupName === h.spot);
     assert.equal(activityReads.length, 2, 'read at the first poll, skipped while the instance was launching, read again once it was gone');
-    const polls = await groupPolls(h.spot);
+    const polls = status.spot.polls ?? 0;
     assert.ok(polls >= 3 && polls <= 5, `${polls} spot polls: the first, instances-only looks until the launch was lost, then one that found why`);
-    assert.equal(status.spot.polls, polls);
+    assert.ok((await groupPolls(h.spot)) >= polls, 'then one a minute, watching for an instance that comes late');
     assertTaintedAndDrained();
   });
 
