@@ -12,6 +12,7 @@ import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
 import { waitForStatus } from './helpers/workflows.js';
+import { until } from '../scripts/peers/wait.js';
 import { createTimeSkippingEnv } from './helpers/temporal.js';
 
 describe('books per instance (time-skipping)', function () {
@@ -42,11 +43,11 @@ describe('books per instance (time-skipping)', function () {
     h.settings = defaultFlowSettings(h.spot, h.onDemand, overrides);
   };
   /**
-   * The run's result, skipping time a minute at a time: once a held run has been woken by a late instance, the test
-   * server was seen not to skip time for a result() call alone.
+   * The run's result once it ended, waited for in real time: a late instance is found by a poll once a minute, and the
+   * test server was seen not to skip time reliably once a held run had been woken by one.
    */
-  const resultSkippingTime = async () => {
-    for (let minute = 0; minute < 60 && (await handle().describe()).status.name === 'RUNNING'; minute++) await env.sleep('1 minute');
+  const resultInRealTime = async () => {
+    await until('the run to end', async () => (await handle().describe()).status.name !== 'RUNNING', 150_000);
     return handle().result();
   };
   const noCapacityAnywhere = () => {
@@ -162,13 +163,14 @@ describe('books per instance (time-skipping)', function () {
   });
 
   it('a late on-demand instance ends a hold: the node is drained, and the instance goes to the monitor as a fallback', async function () {
+    this.timeout(240_000); // the late poll, once a minute, in real time
     noCapacityAnywhere();
     await h.run(async () => {
       await start();
       await waitForStatus(handle(), (s) => s.phase === 'holding');
       h.aws.setLaunch(h.onDemand, { kind: 'in-service-after-looks', looks: 1 });
       h.aws.relaunch(h.onDemand); // capacity is back, after the 120 s wait ended
-      const result = await resultSkippingTime();
+      const result = await resultInRealTime();
       const [late] = h.aws.instanceIds(h.onDemand);
       assert.equal(result.replacement, 'on-demand');
       assert.equal(result.replacementInstanceId, late);
@@ -182,13 +184,14 @@ describe('books per instance (time-skipping)', function () {
   });
 
   it('a late spot instance ends a hold; the on-demand increase that never launched is given back after its late watch', async function () {
+    this.timeout(240_000); // the late poll, once a minute, in real time
     noCapacityAnywhere();
     await h.run(async () => {
       await start();
       await waitForStatus(handle(), (s) => s.phase === 'holding');
       h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 1 });
       h.aws.relaunch(h.spot);
-      const result = await resultSkippingTime();
+      const result = await resultInRealTime();
       assert.equal(result.replacement, 'spot');
       assert.equal(result.instanceFate, 'terminated');
       assert.equal(h.aws.desired(h.onDemand), 1, 'still watched for a late instance');
