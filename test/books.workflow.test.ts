@@ -162,27 +162,6 @@ describe('books per instance (time-skipping)', function () {
     assert.equal(h.aws.desired(h.spot), 3);
   });
 
-  it('a late on-demand instance ends a hold: the node is drained, and the instance goes to the monitor as a fallback', async function () {
-    this.timeout(240_000); // the late poll, once a minute, in real time
-    noCapacityAnywhere();
-    await h.run(async () => {
-      await start();
-      await waitForStatus(handle(), (s) => s.phase === 'holding');
-      h.aws.setLaunch(h.onDemand, { kind: 'in-service-after-looks', looks: 1 });
-      h.aws.relaunch(h.onDemand); // capacity is back, after the 120 s wait ended
-      const result = await resultInRealTime();
-      const [late] = h.aws.instanceIds(h.onDemand);
-      assert.equal(result.replacement, 'on-demand');
-      assert.equal(result.replacementInstanceId, late);
-      assert.equal(result.drained, true);
-      assert.equal(result.instanceFate, 'terminated');
-      assert.deepEqual(h.fallbackReports.map((r) => [r.onDemandInstanceId, r.warnedInstanceId]), [[late, atRisk]]);
-    });
-    assert.deepEqual(h.k8s.podsOn('node-a'), []);
-    assert.equal(h.aws.desired(h.spot), 3);
-    assert.equal(h.aws.desired(h.onDemand), 1, 'tracked by the monitor, which removes it once spot is healthy');
-  });
-
   it('a late spot instance ends a hold; the on-demand increase that never launched is given back after its late watch', async function () {
     this.timeout(240_000); // the late poll, once a minute, in real time
     noCapacityAnywhere();
