@@ -1,7 +1,7 @@
 // One test's world: fake AWS groups, a fake Kubernetes API server, the real activities over them, and a worker on a
 // task queue of its own against the test's own time-skipping test server.
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../worker/config.js';
 import type { FallbackReport } from '../../workflows/monitor/api.js';
@@ -40,6 +40,8 @@ export class Harness {
   activityOverrides: Partial<ReturnType<typeof createActivities>> = {};
   /** The real activities of the latest worker, for an override that only fails for a while and then hands over. */
   real?: ReturnType<typeof createActivities>;
+  /** Options of the workers this harness creates (a connection of their own, an identity), beyond its task queue, bundle and activities. */
+  workerOptions: Partial<Omit<WorkerOptions, 'taskQueue' | 'activities' | 'workflowBundle' | 'workflowsPath'>> = {};
 
   constructor(readonly env: TestWorkflowEnvironment) {}
 
@@ -69,6 +71,7 @@ export class Harness {
     const reportFallbackToMonitor = activities.reportFallbackToMonitor;
     return Worker.create({
       connection: this.env.nativeConnection,
+      ...this.workerOptions,
       taskQueue: this.taskQueue,
       workflowBundle: await workflowBundle(),
       activities: {
