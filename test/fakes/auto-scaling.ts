@@ -68,6 +68,11 @@ export class FakeAutoScaling {
   private readonly faults = new Map<CommandName, Fault>();
   /** Called once for each launched instance when it becomes InService. */
   onInService: (instanceId: string) => void = () => undefined;
+  /**
+   * Called as an instance is terminated, before it leaves its group: by a TerminateInstanceInAutoScalingGroup call
+   * ('terminate-call'), or picked by the group itself because desired went below its instance count ('scale-in').
+   */
+  onTerminate: (instanceId: string, asgName: string, how: 'terminate-call' | 'scale-in') => void = () => undefined;
 
   constructor() {
     const mock = mockClient(this.client);
@@ -151,6 +156,18 @@ export class FakeAutoScaling {
     return this.group(name).desired;
   }
 
+  /** The group's instances and their lifecycle states, in launch order. */
+  instances(name: string): { instanceId: string; lifecycleState: string }[] {
+    return this.group(name).instances.map((i) => ({ instanceId: i.instanceId, lifecycleState: i.lifecycleState }));
+  }
+
+  /** Launches stuck Pending (kind 'never', or a long 'in-service-after-looks') become InService after `looks` more describes. */
+  finishLaunches(name: string, looks: number): void {
+    for (const instance of this.group(name).instances) {
+      if (instance.lifecycleState === 'Pending' && instance.looksUntilInService > looks) instance.looksUntilInService = looks;
+    }
+  }
+
   instanceIds(name: string): string[] {
     return this.group(name).instances.map((i) => i.instanceId);
   }
@@ -226,6 +243,7 @@ export class FakeAutoScaling {
     for (const group of this.groups.values()) {
       const index = group.instances.findIndex((i) => i.instanceId === instanceId);
       if (index === -1) continue;
+      this.onTerminate(group.instances[index].instanceId, group.name, 'terminate-call');
       group.instances.splice(index, 1);
       if (decrement) group.desired--;
       this.reconcile(group);
@@ -234,11 +252,16 @@ export class FakeAutoScaling {
     throw awsError('ValidationError', `Instance Id not found - No managed instance found for instance ID: ${instanceId}`, 400);
   }
 
-  /** AWS took the instance back (spot interruption): it leaves the group, which would launch a replacement. */
-  reclaim(instanceId: string): void {
+  /**
+   * AWS took the instance back (spot interruption): it leaves the group, which would launch a replacement. By default
+   * the launch waits for the group's next change of desired capacity; `relaunch` makes it at once.
+   */
+  reclaim(instanceId: string, options: { relaunch?: boolean } = {}): void {
     for (const group of this.groups.values()) {
       const index = group.instances.findIndex((i) => i.instanceId === instanceId);
-      if (index !== -1) group.instances.splice(index, 1);
+      if (index === -1) continue;
+      group.instances.splice(index, 1);
+      if (options.relaunch) this.reconcile(group);
     }
   }
 
@@ -277,6 +300,10 @@ export class FakeAutoScaling {
         looksUntilInService: launch.kind === 'never' ? Number.POSITIVE_INFINITY : launch.looks,
       });
     }
-    while (group.instances.length > group.desired) group.instances.pop();
+    while (group.instances.length > group.desired) {
+      const victim = group.instances[group.instances.length - 1];
+      this.onTerminate(victim.instanceId, group.name, 'scale-in');
+      group.instances.pop();
+    }
   }
 }

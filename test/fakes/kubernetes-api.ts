@@ -46,6 +46,11 @@ export class FakeKubernetesApi {
   rescheduleEvictedTo?: string;
   /** When set, evicted pods with a controller come back Pending and unscheduled (nowhere they fit). */
   evictedPodsStayPending = false;
+  /**
+   * When set, a scheduler of the test's own: an evicted pod with a controller comes back Running and Ready on the node
+   * this returns, or Pending and unscheduled when it returns undefined. Takes precedence over the two settings above.
+   */
+  placeEvicted?: (pod: V1Pod) => string | undefined;
   private replacements = 0;
   /** Pod key → how many more evictions to refuse with 429. */
   readonly pdbBlocks = new Map<string, number>();
@@ -212,13 +217,14 @@ export class FakeKubernetesApi {
     this.pods.delete(key);
     const owner = pod?.metadata?.ownerReferences?.find((o) => o.controller);
     if (!pod || !owner || owner.kind === 'DaemonSet') return;
-    if (this.rescheduleEvictedTo === undefined && !this.evictedPodsStayPending) return;
+    if (this.rescheduleEvictedTo === undefined && !this.evictedPodsStayPending && !this.placeEvicted) return;
     const name = `${pod.metadata?.name}-r${++this.replacements}`;
-    const pending = this.evictedPodsStayPending;
+    const placed = this.placeEvicted ? this.placeEvicted(pod) : this.rescheduleEvictedTo;
+    const pending = this.placeEvicted ? placed === undefined : this.evictedPodsStayPending;
     this.pods.set(`${pod.metadata?.namespace}/${name}`, {
       ...pod,
       metadata: { ...pod.metadata, name, deletionTimestamp: undefined },
-      spec: { containers: [], ...pod.spec, nodeName: pending ? undefined : this.rescheduleEvictedTo },
+      spec: { containers: [], ...pod.spec, nodeName: pending ? undefined : placed },
       status: pending
         ? { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False' }] }
         : { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
