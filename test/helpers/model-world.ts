@@ -1,0 +1,538 @@
+// One sequence of the model-based test (test/model.workflow.test.ts): a time-skipping server of its own, fake groups
+// and a fake Kubernetes API with a small scheduler, a worker that can be restarted, the steps that act on them, the
+// settling at the end, and the three invariants. The definitions the invariants rest on are in the test's header.
+import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { reportInterruption, requestRebalance } from '../../signaler/workflow-requests.js';
+import { type CapacityStatus, capacityStatusQuery } from '../../workflows/capacity/api.js';
+import { type MonitorStatus, monitorStatusQuery } from '../../workflows/monitor/api.js';
+import { drainNowSignal, type RebalanceStatus, rebalanceStatusQuery } from '../../workflows/rebalance/api.js';
+import { capacityWorkflowId, monitorWorkflowId, rebalanceWorkflowId } from '../../workflows/shared/ids.js';
+import { searchAttributes } from '../../workflows/shared/search-attributes.js';
+import { INSUFFICIENT_CAPACITY, type LaunchBehaviour } from '../fakes/auto-scaling.js';
+import { defaultFlowSettings, Harness } from './harness.js';
+import { createTimeSkippingEnv } from './temporal.js';
+import { connectThrough, StickyQueueSpy, StickyTimeout } from './worker-restarts.js';
+
+export type Group = 'spot' | 'onDemand';
+
+/** How a group launches from now on. `late`: InService only after many looks (past the 120 s waits). */
+export type Launch =
+  | { kind: 'ok'; looks: number }
+  | { kind: 'late'; looks: number }
+  | { kind: 'never' }
+  | { kind: 'capacity-error' }
+  | { kind: 'lost'; looks: number };
+
+export type Step =
+  /** A rebalance recommendation or a spot interruption notice for the `pick`-th InService spot instance. */
+  | { do: 'notice'; kind: 'rebalance' | 'interruption'; pick: number }
+  /** An operator's drainNow to the `pick`-th warned instance whose run is open (nothing when none is). */
+  | { do: 'drainNow'; pick: number }
+  | { do: 'launch'; group: Group; launch: Launch }
+  /** Launches stuck Pending in the group (never, late) come InService after `looks` more looks. */
+  | { do: 'finishLaunches'; group: Group; looks: number }
+  /** An operator's TerminateInstanceInAutoScalingGroup with decrement of the `pick`-th InService instance of the group. */
+  | { do: 'operatorTerminate'; group: Group; pick: number }
+  /** AWS takes the `pick`-th InService spot instance; `relaunch`: the group launches its replacement at once. */
+  | { do: 'reclaim'; pick: number; relaunch: boolean }
+  | { do: 'restart' }
+  | { do: 'sleep'; seconds: number };
+
+export interface Scenario {
+  /** The spot group's starting size, and the room below its MaxSize. */
+  spot: number;
+  spotRoom: number;
+  onDemand: number;
+  /** 0: the on-demand group is at its MaxSize (a fallback is refused; both failing leads to holding). */
+  onDemandRoom: number;
+  terminateDrained: boolean;
+  /** Start the revert-to-spot monitor with the first fallback (the harness's startMonitor). */
+  monitor: boolean;
+  steps: Step[];
+}
+
+export function describeStep(step: Step): string {
+  switch (step.do) {
+    case 'notice':
+      return `${step.kind} notice #${step.pick}`;
+    case 'drainNow':
+      return `drainNow #${step.pick}`;
+    case 'launch':
+      return `${step.group} launches: ${step.launch.kind}${'looks' in step.launch ? ` (${step.launch.looks} looks)` : ''}`;
+    case 'finishLaunches':
+      return `${step.group} pending launches finish after ${step.looks} looks`;
+    case 'operatorTerminate':
+      return `operator terminates ${step.group} #${step.pick} with decrement`;
+    case 'reclaim':
+      return `AWS reclaims spot #${step.pick}${step.relaunch ? ', the group relaunches at once' : ''}`;
+    case 'restart':
+      return 'worker restart';
+    case 'sleep':
+      return `sleep ${step.seconds} s`;
+  }
+}
+
+const LIFETIME_REAL_MS = Number(process.env.SPOT_GUARD_MODEL_SEQUENCE_REAL_MS ?? 120_000);
+const KICK_SIGNAL = 'spotGuardModelKick';
+const STABLE_PHASES = new Set(['holding', 'awaiting-reclaim']);
+
+const nodeNameOf = (instanceId: string): string => `node-${instanceId.slice(2)}`;
+const instanceOfNode = (node: V1Node): string => node.spec?.providerID?.split('/').pop() ?? '';
+const isDaemonOrMirror = (pod: V1Pod): boolean =>
+  pod.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet') === true || pod.metadata?.annotations?.['kubernetes.io/config.mirror'] !== undefined;
+/** A pod a drain must evict before its node may go: running, not a DaemonSet's or a mirror pod, not already evicted. */
+const mustBeEvicted = (pod: V1Pod): boolean => !isDaemonOrMirror(pod) && pod.metadata?.deletionTimestamp === undefined && pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+
+export class ModelWorld {
+  readonly log: string[] = [];
+  /** Invariant 2's breaches, seen as they happen (at the terminate call). */
+  readonly terminationViolations: string[] = [];
+  /** Counted for the test's statistics. */
+  readonly seen = { restarts: 0, notices: 0, operatorTerminations: 0, reclaims: 0, stickyTasksMoved: 0 };
+  private env!: TestWorkflowEnvironment;
+  private spy!: StickyQueueSpy;
+  private connection!: NativeConnection;
+  private stickyTimeout!: StickyTimeout;
+  h!: Harness;
+  private worker?: Worker;
+  private running?: Promise<void>;
+  private workerError?: unknown;
+  private workerNumber = 0;
+  private readonly started = Date.now();
+  /** Starting desired capacity, lowered by an operator's decrement of an instance nobody held on purpose. */
+  readonly baseline: Record<Group, number> = { spot: 0, onDemand: 0 };
+  /** Warned instances (by the model's notices), in order. */
+  readonly warned: string[] = [];
+  private readonly operatorTargets = new Set<string>();
+  private podCounter = 0;
+
+  constructor(readonly scenario: Scenario) {}
+
+  private groupName(group: Group): string {
+    return group === 'spot' ? this.h.spot : this.h.onDemand;
+  }
+
+  private note(text: string): void {
+    this.log.push(`[+${Math.round((Date.now() - this.started) / 100) / 10}s real] ${text}`);
+  }
+
+  async start(): Promise<this> {
+    const { scenario } = this;
+    this.env = await createTimeSkippingEnv();
+    this.spy = await new StickyQueueSpy(this.env.address).start();
+    this.connection = await connectThrough(this.spy);
+    this.stickyTimeout = new StickyTimeout(this.env);
+    this.h = await new Harness(this.env).start();
+    this.h.settings = defaultFlowSettings(this.h.spot, this.h.onDemand, { SPOT_GUARD_TERMINATE_DRAINED: String(scenario.terminateDrained) });
+    this.h.startMonitor = scenario.monitor;
+    const spot = this.h.aws.addGroup(this.h.spot, { desired: scenario.spot, max: scenario.spot + scenario.spotRoom, launch: { kind: 'in-service-after-looks', looks: 2 } });
+    const onDemand = this.h.aws.addGroup(this.h.onDemand, { desired: scenario.onDemand, max: scenario.onDemand + scenario.onDemandRoom, launch: { kind: 'in-service-after-looks', looks: 2 } });
+    this.baseline.spot = scenario.spot;
+    this.baseline.onDemand = scenario.onDemand;
+    for (const instanceId of [...spot, ...onDemand]) this.addNode(instanceId);
+    for (const instanceId of spot) {
+      for (let i = 0; i < 2; i++) this.h.k8s.addPod({ name: `app-${++this.podCounter}`, nodeName: nodeNameOf(instanceId), ownerKind: 'ReplicaSet', ownerUid: `rs-${this.podCounter % 3}` });
+    }
+    this.h.aws.onInService = (instanceId) => this.addNode(instanceId);
+    this.h.aws.onTerminate = (instanceId, asgName, how) => this.terminated(instanceId, asgName, how);
+    this.h.k8s.placeEvicted = () => this.pickNode();
+    this.note(`spot ${spot.join(' ')} (max ${scenario.spot + scenario.spotRoom}); on-demand ${onDemand.join(' ') || '-'} (max ${scenario.onDemand + scenario.onDemandRoom}); terminate drained ${scenario.terminateDrained}; monitor ${scenario.monitor}`);
+    await this.startWorker();
+    return this;
+  }
+
+  /** A node as kubelet registers it, with a DaemonSet pod. */
+  private addNode(instanceId: string): void {
+    const name = nodeNameOf(instanceId);
+    this.h.k8s.addNode({ name, instanceId });
+    this.h.k8s.addPod({ namespace: 'kube-system', name: `ds-${name}`, nodeName: name, ownerKind: 'DaemonSet' });
+  }
+
+  private async startWorker(): Promise<void> {
+    const identity = `model-w${++this.workerNumber}`;
+    this.h.workerOptions = { connection: this.connection, identity, shutdownForceTime: '2s' };
+    const worker = await this.h.worker();
+    this.worker = worker;
+    this.running = worker.run().catch((error: unknown) => {
+      this.workerError = error;
+    });
+  }
+
+  private async stopWorker(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = undefined;
+    worker.shutdown();
+    await this.running;
+    this.stickyTimeout.watch(this.spy.queuesOf(`model-w${this.workerNumber}`));
+  }
+
+  async stop(): Promise<void> {
+    try {
+      await this.stopWorker();
+    } finally {
+      this.seen.stickyTasksMoved = this.stickyTimeout.moved;
+      await this.stickyTimeout.stop();
+      await this.h.stop();
+      await this.connection.close();
+      await this.spy.stop();
+      await this.env.teardown();
+    }
+  }
+
+  // --- the cluster: nodes leave with their instances, a small scheduler places pods ----------------------------------
+
+  private live(group: Group): { instanceId: string; lifecycleState: string }[] {
+    return this.h.aws.instances(this.groupName(group)).filter((i) => !/^Terminat/.test(i.lifecycleState));
+  }
+
+  private liveIds(group: Group): Set<string> {
+    return new Set(this.live(group).map((i) => i.instanceId));
+  }
+
+  private inService(group: Group): string[] {
+    return this.live(group).filter((i) => i.lifecycleState === 'InService').map((i) => i.instanceId);
+  }
+
+  private podsOn(nodeName: string): V1Pod[] {
+    return [...this.h.k8s.pods.values()].filter((p) => p.spec?.nodeName === nodeName);
+  }
+
+  /** Where a scheduler would put a pod: the least loaded Ready, schedulable, untainted node of a live instance. */
+  private pickNode(): string | undefined {
+    const live = new Set([...this.liveIds('spot'), ...this.liveIds('onDemand')]);
+    const candidates = [...this.h.k8s.nodes.values()].filter(
+      (n) =>
+        live.has(instanceOfNode(n)) &&
+        n.spec?.unschedulable !== true &&
+        !(n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute') &&
+        n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+    const load = (n: V1Node): number => this.podsOn(n.metadata?.name ?? '').length;
+    candidates.sort((a, b) => load(a) - load(b) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
+    return candidates[0]?.metadata?.name;
+  }
+
+  /** Pods left Pending (nowhere to go at the time) are placed now, as the scheduler would once a node fits. */
+  private schedulePending(): void {
+    for (const pod of this.h.k8s.pods.values()) {
+      if (pod.spec?.nodeName !== undefined || pod.status?.phase !== 'Pending') continue;
+      const node = this.pickNode();
+      if (!node) return;
+      pod.spec = { ...pod.spec, containers: pod.spec?.containers ?? [], nodeName: node };
+      pod.status = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] };
+    }
+  }
+
+  /** An instance left: its node goes (as the cloud controller deletes it), its controllers' pods wait to be placed again. */
+  private dropNode(instanceId: string): void {
+    const name = nodeNameOf(instanceId);
+    if (!this.h.k8s.nodes.delete(name)) return;
+    for (const [key, pod] of [...this.h.k8s.pods.entries()]) {
+      if (pod.spec?.nodeName !== name) continue;
+      const controlled = pod.metadata?.ownerReferences?.some((o) => o.controller && o.kind !== 'DaemonSet');
+      if (!controlled || pod.metadata?.deletionTimestamp) {
+        this.h.k8s.pods.delete(key);
+        continue;
+      }
+      pod.spec = { ...pod.spec, containers: pod.spec?.containers ?? [], nodeName: undefined };
+      pod.status = { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False' }] };
+    }
+  }
+
+  /** Invariant 2, checked at the moment of the termination: drained by Spot Guard, or removed by the operator. */
+  private terminated(instanceId: string, asgName: string, how: 'terminate-call' | 'scale-in'): void {
+    const byOperator = how === 'terminate-call' && this.operatorTargets.has(instanceId);
+    const node = this.h.k8s.nodes.get(nodeNameOf(instanceId));
+    const running = this.podsOn(nodeNameOf(instanceId)).filter(mustBeEvicted).map((p) => p.metadata?.name);
+    const state = node ? `node ${node.metadata?.name}: cordoned ${node.spec?.unschedulable === true}, taints [${(node.spec?.taints ?? []).map((t) => t.key).join(', ')}], pods to evict [${running.join(', ')}]` : 'no node';
+    this.note(`${asgName}: ${instanceId} terminated (${how}${byOperator ? ', by the operator' : ''}; ${state})`);
+    if (!byOperator) {
+      if (how === 'scale-in') this.terminationViolations.push(`${asgName} picked ${instanceId} to terminate itself (desired set below its instance count): nobody drained it (${state})`);
+      else if (running.length > 0) this.terminationViolations.push(`${instanceId} of ${asgName} was terminated with pods still running (${state})`);
+    }
+    this.dropNode(instanceId);
+  }
+
+  // --- the steps ------------------------------------------------------------------------------------------------
+
+  private remaining(): number {
+    return this.started + LIFETIME_REAL_MS - Date.now();
+  }
+
+  /** env.sleep, bounded in real time: a locked clock fails the sequence instead of hanging the suite. */
+  private async sleep(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const budget = this.remaining();
+    if (budget <= 0) throw new Error(`the sequence took more than ${LIFETIME_REAL_MS} ms of real time (the time-skipping clock locked, or workflows stuck)`);
+    const sleeping = this.env.sleep(ms);
+    sleeping.catch(() => undefined);
+    try {
+      await Promise.race([
+        sleeping,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`a ${ms / 1000} s sleep took more than the ${budget} ms of real time left to the sequence (the time-skipping clock locked, or workflows stuck)`)), budget);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.workerError) throw new Error(`the worker failed: ${this.workerError instanceof Error ? this.workerError.message : JSON.stringify(this.workerError)}`);
+  }
+
+  async play(step: Step): Promise<void> {
+    this.note(describeStep(step));
+    await this.act(step);
+    this.schedulePending();
+    // Lets the workflows take the step in (a notice verified, a request's coalescing window begun) before the next one.
+    if (step.do !== 'sleep') await this.sleep(1000);
+  }
+
+  private async act(step: Step): Promise<void> {
+    const { h } = this;
+    switch (step.do) {
+      case 'notice': {
+        const candidates = this.inService('spot').filter((id) => h.k8s.nodes.has(nodeNameOf(id)));
+        if (candidates.length === 0) return this.note('  (no InService spot instance)');
+        const instanceId = candidates[step.pick % candidates.length];
+        const input = { instanceId, nodeName: nodeNameOf(instanceId), noticeTime: new Date(await this.env.currentTimeMs()).toISOString() };
+        if (!this.warned.includes(instanceId)) this.warned.push(instanceId);
+        this.seen.notices++;
+        this.note(`  → ${instanceId}`);
+        if (step.kind === 'rebalance') await requestRebalance(this.env.client, h.taskQueue, input);
+        else await reportInterruption(this.env.client, h.taskQueue, input, { action: 'terminate', time: new Date((await this.env.currentTimeMs()) + 120_000).toISOString() });
+        return;
+      }
+      case 'drainNow': {
+        const open: string[] = [];
+        for (const instanceId of this.warned) if ((await this.runState(instanceId)) === 'RUNNING') open.push(instanceId);
+        if (open.length === 0) return this.note('  (no open run)');
+        const instanceId = open[step.pick % open.length];
+        this.note(`  → ${instanceId}`);
+        await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).signal(drainNowSignal, { reason: 'model: operator drainNow' });
+        return;
+      }
+      case 'launch':
+        h.aws.setLaunch(this.groupName(step.group), launchBehaviour(step.launch));
+        return;
+      case 'finishLaunches':
+        h.aws.finishLaunches(this.groupName(step.group), step.looks);
+        return;
+      case 'operatorTerminate': {
+        const candidates = this.inService(step.group);
+        if (candidates.length === 0) return this.note('  (no InService instance)');
+        const instanceId = candidates[step.pick % candidates.length];
+        const held = (await this.heldOnPurpose(step.group)).has(instanceId);
+        if (!held) this.baseline[step.group]--;
+        this.seen.operatorTerminations++;
+        this.note(`  → ${instanceId} (${held ? 'held on purpose: its decrement is the one Spot Guard owes' : 'not held on purpose: the starting value comes down by one'})`);
+        this.operatorTargets.add(instanceId);
+        await h.aws.client.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: instanceId, ShouldDecrementDesiredCapacity: true }));
+        return;
+      }
+      case 'reclaim': {
+        const candidates = this.inService('spot');
+        if (candidates.length === 0) return this.note('  (no InService spot instance)');
+        const instanceId = candidates[step.pick % candidates.length];
+        this.seen.reclaims++;
+        this.note(`  → ${instanceId}`);
+        h.aws.reclaim(instanceId, { relaunch: step.relaunch });
+        this.dropNode(instanceId);
+        return;
+      }
+      case 'restart':
+        this.seen.restarts++;
+        await this.stopWorker();
+        await this.startWorker();
+        return;
+      case 'sleep':
+        return this.sleep(step.seconds * 1000);
+    }
+  }
+
+  // --- reading the workflows ---------------------------------------------------------------------------------------
+
+  private async runState(instanceId: string): Promise<string | undefined> {
+    try {
+      return (await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe()).status.name;
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  private async runPhase(instanceId: string): Promise<string | undefined> {
+    const description = await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe();
+    return description.typedSearchAttributes.get(searchAttributes.phase);
+  }
+
+  /**
+   * A query, sent again after a kick (a signal no handler waits for, which only makes a workflow task) when it reached
+   * the sticky queue of a stopped worker: the kick's task moves the workflow to the running worker.
+   */
+  private async query<T>(handle: WorkflowHandle, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        if (attempt >= 5 || !/sticky worker gone/.test(String(error))) throw error;
+        await handle.signal(KICK_SIGNAL);
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
+  }
+
+  private async capacityStatus(group: Group): Promise<CapacityStatus | undefined> {
+    const handle = this.env.client.workflow.getHandle(capacityWorkflowId(this.groupName(group)));
+    try {
+      return await this.query(handle, () => handle.query(capacityStatusQuery));
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  private async monitorStatus(): Promise<MonitorStatus | undefined> {
+    if (!this.scenario.monitor) return undefined;
+    const handle = this.env.client.workflow.getHandle(monitorWorkflowId(this.h.spot, this.h.onDemand));
+    try {
+      return await this.query(handle, () => handle.query(monitorStatusQuery));
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  private async rebalanceStatus(instanceId: string): Promise<RebalanceStatus | undefined> {
+    const handle = this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId));
+    try {
+      return await this.query(handle, () => handle.query(rebalanceStatusQuery));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The instances of a group Spot Guard holds on purpose, by the test's definition: in the spot group, the warned
+   * instances with an open book in its capacity workflow; in the on-demand group, the fallbacks the monitor tracks
+   * (without the monitor: the fallbacks reported to it). Live members only; `books` lists the spot books as they are.
+   */
+  async heldOnPurpose(group: Group): Promise<Set<string>> {
+    const live = this.liveIds(group);
+    if (group === 'spot') return new Set(((await this.capacityStatus('spot'))?.books ?? []).map((b) => b.instanceId).filter((id) => live.has(id)));
+    const monitor = await this.monitorStatus();
+    const tracked = monitor ? monitor.events.filter((e) => e.state === 'tracked').map((e) => e.onDemandInstanceId) : this.h.fallbackReports.map((r) => r.onDemandInstanceId);
+    return new Set(tracked.filter((id) => live.has(id)));
+  }
+
+  // --- settling, and the invariants ----------------------------------------------------------------------------------
+
+  /** Why the workflows are not yet at rest (empty: every run ended or waits in holding or awaiting-reclaim). */
+  private async unsettled(): Promise<string[]> {
+    const reasons: string[] = [];
+    for (const instanceId of this.warned) {
+      if ((await this.runState(instanceId)) !== 'RUNNING') continue;
+      const phase = await this.runPhase(instanceId);
+      if (!phase || !STABLE_PHASES.has(phase)) reasons.push(`run of ${instanceId} in phase ${phase}`);
+    }
+    for (const group of ['spot', 'onDemand'] as const) {
+      const status = await this.capacityStatus(group);
+      if (!status) continue;
+      if (status.waiting.count > 0) reasons.push(`${group} capacity workflow: ${status.waiting.count} waiting for an instance`);
+      if (status.pendingRequests.length > 0) reasons.push(`${group} capacity workflow: pending ${status.pendingRequests.join(', ')}`);
+      if (status.draining.length > 0 || status.drainQueue.length > 0) reasons.push(`${group} capacity workflow: ${status.draining.length} draining, ${status.drainQueue.length} queued`);
+    }
+    const monitor = await this.monitorStatus();
+    if (monitor?.inFlight) reasons.push(`monitor scaling down ${monitor.inFlight.instanceId} (${monitor.inFlight.step})`);
+    return reasons;
+  }
+
+  /** Skipped time until every run has ended or waits in a stable phase, then two more minutes for the books' look. */
+  async settle(): Promise<void> {
+    this.note('settling');
+    let reasons: string[] = [];
+    for (let look = 0; look < 20; look++) {
+      await this.sleep(3 * 60_000);
+      this.schedulePending();
+      reasons = await this.unsettled();
+      if (reasons.length === 0) {
+        await this.sleep(2 * 60_000);
+        this.note(`settled after ${(look + 1) * 3 + 2} min`);
+        return;
+      }
+    }
+    throw new Error(`not settled after 60 minutes: ${reasons.join('; ')}\n${await this.describe()}`);
+  }
+
+  /** The three invariants; throws with every breach and the sequence's record. */
+  async check(): Promise<void> {
+    const problems: string[] = [];
+    // 1. Desired capacity: the starting value plus what Spot Guard holds on purpose.
+    const books = (await this.capacityStatus('spot'))?.books ?? [];
+    const liveSpot = this.liveIds('spot');
+    for (const book of books) if (!liveSpot.has(book.instanceId)) problems.push(`invariant 1: the spot group's book for ${book.instanceId} is open, but that instance left the group`);
+    for (const group of ['spot', 'onDemand'] as const) {
+      const held = await this.heldOnPurpose(group);
+      const expected = this.baseline[group] + held.size;
+      const desired = this.h.aws.desired(this.groupName(group));
+      if (desired !== expected) {
+        problems.push(`invariant 1: ${group} desired ${desired}, expected ${expected} = starting value ${this.baseline[group]} + held on purpose [${[...held].join(', ')}]`);
+      }
+    }
+    // 2. Terminations (checked as they happened).
+    for (const violation of this.terminationViolations) problems.push(`invariant 2: ${violation}`);
+    // 3. Nodes tainted or cordoned by Spot Guard have a live owner.
+    const monitor = await this.monitorStatus();
+    const liveAll = new Set([...liveSpot, ...this.liveIds('onDemand')]);
+    const marks = new Set([this.h.settings.taint.key, this.h.settings.monitor.scaleDownTaint.key]);
+    for (const node of this.h.k8s.nodes.values()) {
+      const instanceId = instanceOfNode(node);
+      if (!liveAll.has(instanceId)) continue;
+      const taints = (node.spec?.taints ?? []).filter((t) => marks.has(t.key)).map((t) => t.key);
+      if (taints.length === 0 && node.spec?.unschedulable !== true) continue;
+      if ((await this.runState(instanceId)) === 'RUNNING') continue;
+      if (monitor?.inFlight?.instanceId === instanceId) continue;
+      problems.push(`invariant 3: node ${node.metadata?.name} (${instanceId}) is ${[taints.length > 0 ? `tainted ${taints.join(', ')}` : '', node.spec?.unschedulable ? 'cordoned' : ''].filter(Boolean).join(' and ')} with no live run that owns it`);
+    }
+    if (problems.length > 0) throw new Error(`${problems.join('\n')}\n${await this.describe()}`);
+  }
+
+  /** The sequence's record: what happened, the groups, the runs and the books, for the failure message. */
+  async describe(): Promise<string> {
+    const lines = ['--- what happened', ...this.log, '--- at the end'];
+    for (const group of ['spot', 'onDemand'] as const) {
+      const name = this.groupName(group);
+      lines.push(`${group}: desired ${this.h.aws.desired(name)}, baseline ${this.baseline[group]}, instances ${this.h.aws.instances(name).map((i) => `${i.instanceId}:${i.lifecycleState}`).join(' ') || '-'}`);
+    }
+    lines.push(`spot books: ${((await this.capacityStatus('spot').catch(() => undefined))?.books ?? []).map((b) => b.instanceId).join(' ') || '-'}`);
+    lines.push(`fallback reports: ${this.h.fallbackReports.map((r) => `${r.onDemandInstanceId} for ${r.warnedInstanceId}`).join(', ') || '-'}`);
+    const monitor = await this.monitorStatus().catch(() => undefined);
+    if (monitor) lines.push(`monitor: ${monitor.phase}, events ${monitor.events.map((e) => `${e.onDemandInstanceId}:${e.state}`).join(' ') || '-'}`);
+    for (const instanceId of this.warned) {
+      const status = await this.rebalanceStatus(instanceId);
+      const state = await this.runState(instanceId).catch(() => '?');
+      lines.push(
+        `run of ${instanceId}: ${state}, phase ${status?.phase}, replacement ${status?.replacement ?? '-'} ${status?.replacementInstanceId ?? ''}, spot ${status?.spot.desiredTarget !== undefined ? `raised to ${status.spot.desiredTarget}` : (status?.spot.failure ?? '-')}, fate ${status?.instanceFate ?? '-'}; notes: ${(status?.notes ?? []).map((n) => n.replace(/^\S+ /, '')).join(' | ')}`,
+      );
+    }
+    return lines.join('\n');
+  }
+}
+
+function launchBehaviour(launch: Launch): LaunchBehaviour {
+  switch (launch.kind) {
+    case 'ok':
+    case 'late':
+      return { kind: 'in-service-after-looks', looks: launch.looks };
+    case 'never':
+      return { kind: 'never' };
+    case 'capacity-error':
+      return { kind: 'capacity-error', message: INSUFFICIENT_CAPACITY };
+    case 'lost':
+      return { kind: 'lost-while-launching', looks: launch.looks, message: INSUFFICIENT_CAPACITY };
+  }
+}
