@@ -1,5 +1,6 @@
 // One test's world: fake AWS groups, a fake Kubernetes API server, the real activities over them, and a worker on a
 // task queue of its own against the test's own time-skipping test server.
+import type { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
@@ -36,6 +37,8 @@ export class Harness {
   startMonitor = false;
   /** The worker's SPOT_GUARD_DRY_RUN: the activities log changes instead of making them. */
   dryRun = false;
+  /** The Temporal client the activities use (signals to capacity workflows, answers); the environment's by default. */
+  activityClient?: Client;
   /** Activities to run instead of the real ones (a step that takes its time, say). */
   activityOverrides: Partial<ReturnType<typeof createActivities>> = {};
   /** The real activities of the latest worker, for an override that only fails for a while and then hands over. */
@@ -61,7 +64,7 @@ export class Harness {
       autoScaling: this.aws.client,
       kubernetes: this.k8s.coreApi(),
       kubernetesPolicy: this.k8s.policyApi(),
-      temporal: this.env.client,
+      temporal: this.activityClient ?? this.env.client,
       taskQueue: this.taskQueue,
       settings: this.settings,
       dryRun: this.dryRun,

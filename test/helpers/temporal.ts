@@ -1,19 +1,38 @@
 import { fileURLToPath } from 'node:url';
 import { MockActivityEnvironment, TestWorkflowEnvironment } from '@temporalio/testing';
+import type { LogLevel } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes.js';
 import { temporalTestServerPath } from '../../scripts/peers/peers.js';
 
 let runtimeInstalled = false;
-/** Keeps test output readable: the SDK logs errors only (LOG_LEVEL overrides). */
+const SEVERITY: Record<LogLevel, number> = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4 };
+const warningListeners = new Set<(message: string, meta: unknown) => void>();
+
+/**
+ * Keeps test output readable: the SDK logs errors only (LOG_LEVEL overrides). Warnings are still seen by the
+ * listeners of `onSdkWarning`, printed or not.
+ */
 export function installQuietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  const level = (process.env.LOG_LEVEL ?? 'ERROR').toUpperCase() as 'ERROR';
-  Runtime.install({
-    logger: new DefaultLogger(level),
-    telemetryOptions: { logging: { filter: { core: level, other: level }, forward: {} } },
+  const level = (process.env.LOG_LEVEL ?? 'ERROR').toUpperCase() as LogLevel;
+  const printer = new DefaultLogger(level);
+  const seen: LogLevel = SEVERITY[level] < SEVERITY.WARN ? level : 'WARN';
+  const logger = new DefaultLogger(seen, (entry) => {
+    if (SEVERITY[entry.level] >= SEVERITY.WARN) for (const listener of warningListeners) listener(entry.message, entry.meta);
+    if (SEVERITY[entry.level] >= SEVERITY[level]) printer.log(entry.level, entry.message, entry.meta);
   });
+  Runtime.install({
+    logger,
+    telemetryOptions: { logging: { filter: { core: seen, other: seen }, forward: {} } },
+  });
+}
+
+/** Calls `listener` with every warning or error the SDK (core and workflows) logs from now on; returns the unsubscribe. */
+export function onSdkWarning(listener: (message: string, meta: unknown) => void): () => void {
+  warningListeners.add(listener);
+  return () => warningListeners.delete(listener);
 }
 
 /**
