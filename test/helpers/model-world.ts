@@ -3,18 +3,23 @@
 // settling at the end, and the three invariants. The definitions the invariants rest on are in the test's header.
 import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
-import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { type InternalConnectionOptions, InternalConnectionOptionsSymbol } from '@temporalio/client/lib/connection.js';
+import { msToTs, tsToMs } from '@temporalio/common/lib/time.js';
+import proto from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { NativeConnection, Worker } from '@temporalio/worker';
+import { Context } from '@temporalio/activity';
+import { createActivities } from '../../activities/index.js';
 import { reportInterruption, requestRebalance } from '../../signaler/workflow-requests.js';
 import { type CapacityStatus, capacityStatusQuery } from '../../workflows/capacity/api.js';
 import { type MonitorStatus, monitorStatusQuery } from '../../workflows/monitor/api.js';
 import { drainNowSignal, type RebalanceStatus, rebalanceStatusQuery } from '../../workflows/rebalance/api.js';
 import { capacityWorkflowId, monitorWorkflowId, rebalanceWorkflowId } from '../../workflows/shared/ids.js';
 import { searchAttributes } from '../../workflows/shared/search-attributes.js';
-import { INSUFFICIENT_CAPACITY, type LaunchBehaviour } from '../fakes/auto-scaling.js';
+import { awsError, INSUFFICIENT_CAPACITY, type LaunchBehaviour } from '../fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './harness.js';
-import { createTimeSkippingEnv } from './temporal.js';
+import { createTimeSkippingEnv, onSdkWarning } from './temporal.js';
 import { connectThrough, StickyQueueSpy, StickyTimeout } from './worker-restarts.js';
 
 export type Group = 'spot' | 'onDemand';
@@ -39,8 +44,20 @@ export type Step =
   | { do: 'operatorTerminate'; group: Group; pick: number }
   /** AWS takes the `pick`-th InService spot instance; `relaunch`: the group launches its replacement at once. */
   | { do: 'reclaim'; pick: number; relaunch: boolean }
+  /**
+   * A PodDisruptionBudget refuses every eviction of the pods now on the `pick`-th InService spot instance's node
+   * (`block`), or no longer refuses any (`lift`, every block lifted).
+   */
+  | { do: 'pdb'; action: 'block' | 'lift'; pick: number }
+  /**
+   * The next `times` calls of an Auto Scaling command fail with a 503; `afterApplying`: AWS made the change and the
+   * answer was lost.
+   */
+  | { do: 'awsFault'; command: AwsCommand; times: number; afterApplying: boolean }
   | { do: 'restart' }
   | { do: 'sleep'; seconds: number };
+
+export type AwsCommand = 'SetDesiredCapacity' | 'TerminateInstanceInAutoScalingGroup' | 'DescribeAutoScalingGroups';
 
 export interface Scenario {
   /** The spot group's starting size, and the room below its MaxSize. */
@@ -69,6 +86,10 @@ export function describeStep(step: Step): string {
       return `operator terminates ${step.group} #${step.pick} with decrement`;
     case 'reclaim':
       return `AWS reclaims spot #${step.pick}${step.relaunch ? ', the group relaunches at once' : ''}`;
+    case 'pdb':
+      return step.action === 'block' ? `a PodDisruptionBudget blocks the pods of spot #${step.pick}` : 'every PodDisruptionBudget block lifted';
+    case 'awsFault':
+      return `the next ${step.times} ${step.command} fail with a 503${step.afterApplying ? ' after AWS applied them' : ''}`;
     case 'restart':
       return 'worker restart';
     case 'sleep':
@@ -77,6 +98,26 @@ export function describeStep(step: Step): string {
 }
 
 const LIFETIME_REAL_MS = Number(process.env.SPOT_GUARD_MODEL_SEQUENCE_REAL_MS ?? 120_000);
+/**
+ * The activities that wait until an absolute deadline the workflow decided (a drain blocked by a PodDisruptionBudget,
+ * a node turning Ready, moved pods starting) compare it with the worker's clock, while the workflow decided it on the
+ * server's skipped clock, hours ahead: such an activity would run for hours of real time, holding the server's clock.
+ * In the model they wait as long as the workflow asked, at most this much real time, and then report as they do at
+ * their deadline.
+ */
+const REAL_WAIT_CAP_MS = 1500;
+/** Calls still retrying after a sequence (see connectionOfTheWorld) have given up by then. */
+const CONNECTION_LINGER_MS = 90_000;
+
+/**
+ * The Java test server rejects a CancelTimer command for a timer that fired while the workflow task cancelling it was
+ * running ("invalid history builder state for action"; a real server drops the buffered TimerFired instead), and on
+ * the task's timeout it loses that buffered event: the workflow is wedged for good and the server's clock stays
+ * locked. It happens when a timer falls due, in real time, during a workflow task (the clock runs in real time while a
+ * task is outstanding). A sequence that meets it is not a verdict on Spot Guard: the test skips it and says so.
+ */
+export class TestServerFault extends Error {}
+const TEST_SERVER_FAULT = /invalid history builder state for action/;
 const KICK_SIGNAL = 'spotGuardModelKick';
 const STABLE_PHASES = new Set(['holding', 'awaiting-reclaim']);
 
@@ -89,19 +130,33 @@ const mustBeEvicted = (pod: V1Pod): boolean => !isDaemonOrMirror(pod) && pod.met
 
 export class ModelWorld {
   readonly log: string[] = [];
+  /** What the workflows warned about (their log at WARN and ERROR; complete once the world has stopped). */
+  readonly warnings: string[] = [];
   /** Invariant 2's breaches, seen as they happen (at the terminate call). */
   readonly terminationViolations: string[] = [];
   /** Counted for the test's statistics. */
-  readonly seen = { restarts: 0, notices: 0, operatorTerminations: 0, reclaims: 0, stickyTasksMoved: 0 };
+  readonly seen = { restarts: 0, notices: 0, operatorTerminations: 0, reclaims: 0, stickyTasksMoved: 0, spotRetired: 0, onDemandRemoved: 0, held: 0 };
   private env!: TestWorkflowEnvironment;
   private spy!: StickyQueueSpy;
-  private connection!: NativeConnection;
+  private workerConnection!: NativeConnection;
   private stickyTimeout!: StickyTimeout;
   h!: Harness;
   private worker?: Worker;
   private running?: Promise<void>;
   private workerError?: unknown;
   private workerNumber = 0;
+  /**
+   * Every call of the world and of its activities goes through this connection, closed well after the sequence: a
+   * long call (a sleep, a poll) cut by the test server's GOAWAY is retried on a timer, which throws (uncaught) if it
+   * fires after its channel has closed. The environment's own connection carries no call of the world's.
+   */
+  private connectionOfTheWorld?: Connection;
+  private client!: Client;
+  private stopped = false;
+  private testServerFault?: string;
+  private faultSeen: () => void = () => undefined;
+  private readonly fault = new Promise<void>((resolve) => (this.faultSeen = resolve));
+  private stopListening: () => void = () => undefined;
   private readonly started = Date.now();
   /** Starting desired capacity, lowered by an operator's decrement of an instance nobody held on purpose. */
   readonly baseline: Record<Group, number> = { spot: 0, onDemand: 0 };
@@ -110,7 +165,11 @@ export class ModelWorld {
   private readonly operatorTargets = new Set<string>();
   private podCounter = 0;
 
-  constructor(readonly scenario: Scenario) {}
+  /** `checkHoldEnds`: check invariant 4 (see the test's header). */
+  constructor(
+    readonly scenario: Scenario,
+    private readonly options: { checkHoldEnds: boolean },
+  ) {}
 
   private groupName(group: Group): string {
     return group === 'spot' ? this.h.spot : this.h.onDemand;
@@ -123,11 +182,38 @@ export class ModelWorld {
   async start(): Promise<this> {
     const { scenario } = this;
     this.env = await createTimeSkippingEnv();
+    this.stopListening = onSdkWarning((message, meta) => {
+      const text = `${message} ${JSON.stringify(meta)}`;
+      const { instanceId, reason, asgName } = (meta ?? {}) as Record<string, unknown>;
+      if (typeof asgName === 'string' || typeof instanceId === 'string') this.warnings.push(`${message}${typeof instanceId === 'string' ? ` (${instanceId})` : ''}${typeof reason === 'string' ? `: ${reason}` : ''}`);
+      if (!TEST_SERVER_FAULT.test(text) || this.testServerFault) return;
+      this.testServerFault = text;
+      this.faultSeen();
+    });
+    // The test service (sleep, the server's time) as the environment's own connection has it.
+    const options: InternalConnectionOptions = { address: this.env.address, [InternalConnectionOptionsSymbol]: { supportsTestService: true } };
+    this.connectionOfTheWorld = await Connection.connect(options);
+    this.client = new Client({ connection: this.connectionOfTheWorld, namespace: this.env.namespace ?? 'default' });
     this.spy = await new StickyQueueSpy(this.env.address).start();
-    this.connection = await connectThrough(this.spy);
-    this.stickyTimeout = new StickyTimeout(this.env);
+    this.workerConnection = await connectThrough(this.spy);
+    this.stickyTimeout = new StickyTimeout(this.connectionOfTheWorld, this.env.namespace ?? 'default');
     this.h = await new Harness(this.env).start();
+    this.h.activityClient = this.client;
     this.h.settings = defaultFlowSettings(this.h.spot, this.h.onDemand, { SPOT_GUARD_TERMINATE_DRAINED: String(scenario.terminateDrained) });
+    const real = createActivities({
+      autoScaling: this.h.aws.client,
+      kubernetes: this.h.k8s.coreApi(),
+      kubernetesPolicy: this.h.k8s.policyApi(),
+      temporal: this.h.activityClient,
+      taskQueue: this.h.taskQueue,
+      settings: this.h.settings,
+      evictionRetrySeconds: 0.05,
+    });
+    this.h.activityOverrides = {
+      evictPods: onWorkerClock(real.evictPods),
+      awaitNodeReady: onWorkerClock(real.awaitNodeReady),
+      awaitPodsRescheduled: onWorkerClock(real.awaitPodsRescheduled),
+    };
     this.h.startMonitor = scenario.monitor;
     const spot = this.h.aws.addGroup(this.h.spot, { desired: scenario.spot, max: scenario.spot + scenario.spotRoom, launch: { kind: 'in-service-after-looks', looks: 2 } });
     const onDemand = this.h.aws.addGroup(this.h.onDemand, { desired: scenario.onDemand, max: scenario.onDemand + scenario.onDemandRoom, launch: { kind: 'in-service-after-looks', looks: 2 } });
@@ -154,33 +240,44 @@ export class ModelWorld {
 
   private async startWorker(): Promise<void> {
     const identity = `model-w${++this.workerNumber}`;
-    this.h.workerOptions = { connection: this.connection, identity, shutdownForceTime: '2s' };
+    this.h.workerOptions = { connection: this.workerConnection, identity, shutdownForceTime: '10s' };
     const worker = await this.h.worker();
     this.worker = worker;
-    this.running = worker.run().catch((error: unknown) => {
-      this.workerError = error;
+    const running = worker.run().catch((error: unknown) => {
+      if (this.running === running) this.workerError = error;
     });
+    this.running = running;
   }
 
   private async stopWorker(): Promise<void> {
     const worker = this.worker;
     if (!worker) return;
     this.worker = undefined;
+    const running = this.running;
+    // A failure of the worker that is being stopped (forced after 10 s) is not one of the sequence's.
+    this.running = undefined;
     worker.shutdown();
-    await this.running;
+    await running;
+    if (this.workerError) this.note(`worker ${this.workerNumber} stopped with: ${errorText(this.workerError)}`);
+    this.workerError = undefined;
     this.stickyTimeout.watch(this.spy.queuesOf(`model-w${this.workerNumber}`));
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     try {
       await this.stopWorker();
     } finally {
       this.seen.stickyTasksMoved = this.stickyTimeout.moved;
       await this.stickyTimeout.stop();
       await this.h.stop();
-      await this.connection.close();
+      await this.workerConnection.close();
       await this.spy.stop();
       await this.env.teardown();
+      this.stopListening();
+      const connection = this.connectionOfTheWorld;
+      setTimeout(() => void connection?.close().catch(() => undefined), CONNECTION_LINGER_MS).unref();
     }
   }
 
@@ -251,11 +348,27 @@ export class ModelWorld {
     const running = this.podsOn(nodeNameOf(instanceId)).filter(mustBeEvicted).map((p) => p.metadata?.name);
     const state = node ? `node ${node.metadata?.name}: cordoned ${node.spec?.unschedulable === true}, taints [${(node.spec?.taints ?? []).map((t) => t.key).join(', ')}], pods to evict [${running.join(', ')}]` : 'no node';
     this.note(`${asgName}: ${instanceId} terminated (${how}${byOperator ? ', by the operator' : ''}; ${state})`);
+    if (!byOperator && how === 'terminate-call') this.seen[asgName === this.h.spot ? 'spotRetired' : 'onDemandRemoved']++;
     if (!byOperator) {
       if (how === 'scale-in') this.terminationViolations.push(`${asgName} picked ${instanceId} to terminate itself (desired set below its instance count): nobody drained it (${state})`);
       else if (running.length > 0) this.terminationViolations.push(`${instanceId} of ${asgName} was terminated with pods still running (${state})`);
     }
     this.dropNode(instanceId);
+  }
+
+  private connection(): Connection {
+    if (!this.connectionOfTheWorld) throw new Error('the world has not started');
+    return this.connectionOfTheWorld;
+  }
+
+  private testService(): NonNullable<Connection['testService']> {
+    const { testService } = this.connection();
+    if (!testService) throw new Error('no test service on the connection');
+    return testService;
+  }
+
+  private async serverTimeMs(): Promise<number> {
+    return tsToMs((await this.testService().getCurrentTime({})).time);
   }
 
   // --- the steps ------------------------------------------------------------------------------------------------
@@ -268,20 +381,30 @@ export class ModelWorld {
   private async sleep(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const budget = this.remaining();
-    if (budget <= 0) throw new Error(`the sequence took more than ${LIFETIME_REAL_MS} ms of real time (the time-skipping clock locked, or workflows stuck)`);
-    const sleeping = this.env.sleep(ms);
+    if (this.testServerFault) throw new TestServerFault(this.testServerFault);
+    if (budget <= 0) throw new Error(`the sequence took more than ${LIFETIME_REAL_MS} ms of real time (the time-skipping clock locked, or workflows stuck)\n${await this.diagnose()}`);
+    const abort = new AbortController();
+    // Aborted when the budget runs out: a call left running would be retried on a connection closed by then.
+    const sleeping = this.connection().withAbortSignal(abort.signal, () => this.testService().unlockTimeSkippingWithSleep({ duration: msToTs(ms) }));
     sleeping.catch(() => undefined);
     try {
       await Promise.race([
         sleeping,
+        this.fault.then(() => {
+          throw new TestServerFault(this.testServerFault);
+        }),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`a ${ms / 1000} s sleep took more than the ${budget} ms of real time left to the sequence (the time-skipping clock locked, or workflows stuck)`)), budget);
         }),
       ]);
+    } catch (error) {
+      if (error instanceof TestServerFault) throw error;
+      throw new Error(`${(error as Error).message}\n${await this.diagnose()}`, { cause: error });
     } finally {
       clearTimeout(timer);
+      abort.abort();
     }
-    if (this.workerError) throw new Error(`the worker failed: ${this.workerError instanceof Error ? this.workerError.message : JSON.stringify(this.workerError)}`);
+    if (this.workerError) throw new Error(`the worker failed: ${errorText(this.workerError)}`);
   }
 
   async play(step: Step): Promise<void> {
@@ -299,12 +422,12 @@ export class ModelWorld {
         const candidates = this.inService('spot').filter((id) => h.k8s.nodes.has(nodeNameOf(id)));
         if (candidates.length === 0) return this.note('  (no InService spot instance)');
         const instanceId = candidates[step.pick % candidates.length];
-        const input = { instanceId, nodeName: nodeNameOf(instanceId), noticeTime: new Date(await this.env.currentTimeMs()).toISOString() };
+        const input = { instanceId, nodeName: nodeNameOf(instanceId), noticeTime: new Date(await this.serverTimeMs()).toISOString() };
         if (!this.warned.includes(instanceId)) this.warned.push(instanceId);
         this.seen.notices++;
         this.note(`  → ${instanceId}`);
-        if (step.kind === 'rebalance') await requestRebalance(this.env.client, h.taskQueue, input);
-        else await reportInterruption(this.env.client, h.taskQueue, input, { action: 'terminate', time: new Date((await this.env.currentTimeMs()) + 120_000).toISOString() });
+        if (step.kind === 'rebalance') await requestRebalance(this.client, h.taskQueue, input);
+        else await reportInterruption(this.client, h.taskQueue, input, { action: 'terminate', time: new Date((await this.serverTimeMs()) + 120_000).toISOString() });
         return;
       }
       case 'drainNow': {
@@ -313,7 +436,7 @@ export class ModelWorld {
         if (open.length === 0) return this.note('  (no open run)');
         const instanceId = open[step.pick % open.length];
         this.note(`  → ${instanceId}`);
-        await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).signal(drainNowSignal, { reason: 'model: operator drainNow' });
+        await this.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).signal(drainNowSignal, { reason: 'model: operator drainNow' });
         return;
       }
       case 'launch':
@@ -331,8 +454,17 @@ export class ModelWorld {
         this.seen.operatorTerminations++;
         this.note(`  → ${instanceId} (${held ? 'held on purpose: its decrement is the one Spot Guard owes' : 'not held on purpose: the starting value comes down by one'})`);
         this.operatorTargets.add(instanceId);
-        await h.aws.client.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: instanceId, ShouldDecrementDesiredCapacity: true }));
-        return;
+        // The operator runs the command again when AWS answers with an error (a fault injected for Spot Guard's calls hits
+        // it too); an instance not found means an earlier try went through.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await h.aws.client.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: instanceId, ShouldDecrementDesiredCapacity: true }));
+            return;
+          } catch (error) {
+            if (/not found/i.test(errorText(error))) return;
+            if (attempt >= 5) throw error;
+          }
+        }
       }
       case 'reclaim': {
         const candidates = this.inService('spot');
@@ -344,6 +476,19 @@ export class ModelWorld {
         this.dropNode(instanceId);
         return;
       }
+      case 'pdb': {
+        if (step.action === 'lift') return h.k8s.pdbBlocks.clear();
+        const candidates = this.inService('spot').filter((id) => h.k8s.nodes.has(nodeNameOf(id)));
+        if (candidates.length === 0) return this.note('  (no InService spot instance)');
+        const instanceId = candidates[step.pick % candidates.length];
+        const pods = [...h.k8s.pods.entries()].filter(([, p]) => p.spec?.nodeName === nodeNameOf(instanceId) && mustBeEvicted(p)).map(([key]) => key);
+        for (const key of pods) h.k8s.pdbBlocks.set(key, Number.MAX_SAFE_INTEGER);
+        this.note(`  → ${instanceId}: ${pods.join(', ') || 'no pods'}`);
+        return;
+      }
+      case 'awsFault':
+        h.aws.fail(step.command, step.times, () => awsError('ServiceUnavailable', 'Service Unavailable', 503), step.afterApplying);
+        return;
       case 'restart':
         this.seen.restarts++;
         await this.stopWorker();
@@ -354,11 +499,29 @@ export class ModelWorld {
     }
   }
 
+  /** What each workflow is doing: for a sleep that does not end (which workflow holds the test server's clock). */
+  private async diagnose(): Promise<string> {
+    const ids = [...this.warned.map(rebalanceWorkflowId), capacityWorkflowId(this.h.spot), capacityWorkflowId(this.h.onDemand), monitorWorkflowId(this.h.spot, this.h.onDemand)];
+    const lines = [`--- workflows (worker ${this.workerNumber}, sticky tasks moved ${this.stickyTimeout.moved}, queries refused ${this.stickyTimeout.refusedQueries})`];
+    for (const id of ids) {
+      try {
+        const handle = this.client.workflow.getHandle(id);
+        const d = await handle.describe();
+        const activities = (d.raw.pendingActivities ?? []).map((a) => `${a.activityType?.name}:${a.state}:attempt ${a.attempt}:${a.lastFailure?.message ?? ''}`);
+        const events = ((await handle.fetchHistory()).events ?? []).slice(-6).map((e) => proto.temporal.api.enums.v1.EventType[e.eventType ?? 0].replace('EVENT_TYPE_', ''));
+        lines.push(`${id}: ${d.status.name}, history ${d.historyLength}, pending activities [${activities.join(', ')}], last events [${events.join(' ')}]`);
+      } catch (error) {
+        lines.push(`${id}: ${(error as Error).message}`);
+      }
+    }
+    return [...lines, ...this.log.slice(-15)].join('\n');
+  }
+
   // --- reading the workflows ---------------------------------------------------------------------------------------
 
   private async runState(instanceId: string): Promise<string | undefined> {
     try {
-      return (await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe()).status.name;
+      return (await this.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe()).status.name;
     } catch (error) {
       if (error instanceof WorkflowNotFoundError) return undefined;
       throw error;
@@ -366,7 +529,7 @@ export class ModelWorld {
   }
 
   private async runPhase(instanceId: string): Promise<string | undefined> {
-    const description = await this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe();
+    const description = await this.client.workflow.getHandle(rebalanceWorkflowId(instanceId)).describe();
     return description.typedSearchAttributes.get(searchAttributes.phase);
   }
 
@@ -387,7 +550,7 @@ export class ModelWorld {
   }
 
   private async capacityStatus(group: Group): Promise<CapacityStatus | undefined> {
-    const handle = this.env.client.workflow.getHandle(capacityWorkflowId(this.groupName(group)));
+    const handle = this.client.workflow.getHandle(capacityWorkflowId(this.groupName(group)));
     try {
       return await this.query(handle, () => handle.query(capacityStatusQuery));
     } catch (error) {
@@ -398,7 +561,7 @@ export class ModelWorld {
 
   private async monitorStatus(): Promise<MonitorStatus | undefined> {
     if (!this.scenario.monitor) return undefined;
-    const handle = this.env.client.workflow.getHandle(monitorWorkflowId(this.h.spot, this.h.onDemand));
+    const handle = this.client.workflow.getHandle(monitorWorkflowId(this.h.spot, this.h.onDemand));
     try {
       return await this.query(handle, () => handle.query(monitorStatusQuery));
     } catch (error) {
@@ -408,7 +571,7 @@ export class ModelWorld {
   }
 
   private async rebalanceStatus(instanceId: string): Promise<RebalanceStatus | undefined> {
-    const handle = this.env.client.workflow.getHandle(rebalanceWorkflowId(instanceId));
+    const handle = this.client.workflow.getHandle(rebalanceWorkflowId(instanceId));
     try {
       return await this.query(handle, () => handle.query(rebalanceStatusQuery));
     } catch {
@@ -434,10 +597,12 @@ export class ModelWorld {
   /** Why the workflows are not yet at rest (empty: every run ended or waits in holding or awaiting-reclaim). */
   private async unsettled(): Promise<string[]> {
     const reasons: string[] = [];
+    let held = 0;
     for (const instanceId of this.warned) {
       if ((await this.runState(instanceId)) !== 'RUNNING') continue;
       const phase = await this.runPhase(instanceId);
       if (!phase || !STABLE_PHASES.has(phase)) reasons.push(`run of ${instanceId} in phase ${phase}`);
+      if (phase === 'holding') held++;
     }
     for (const group of ['spot', 'onDemand'] as const) {
       const status = await this.capacityStatus(group);
@@ -448,6 +613,7 @@ export class ModelWorld {
     }
     const monitor = await this.monitorStatus();
     if (monitor?.inFlight) reasons.push(`monitor scaling down ${monitor.inFlight.instanceId} (${monitor.inFlight.step})`);
+    this.seen.held = held;
     return reasons;
   }
 
@@ -498,7 +664,21 @@ export class ModelWorld {
       if (monitor?.inFlight?.instanceId === instanceId) continue;
       problems.push(`invariant 3: node ${node.metadata?.name} (${instanceId}) is ${[taints.length > 0 ? `tainted ${taints.join(', ')}` : '', node.spec?.unschedulable ? 'cordoned' : ''].filter(Boolean).join(' and ')} with no live run that owns it`);
     }
+    // 4. A hold lasts only while the replacement capacity is missing.
+    if (this.options.checkHoldEnds) await this.checkHoldEnds(problems);
     if (problems.length > 0) throw new Error(`${problems.join('\n')}\n${await this.describe()}`);
+  }
+
+  private async checkHoldEnds(problems: string[]): Promise<void> {
+    const spotInService = this.inService('spot').length;
+    const spotDesired = this.h.aws.desired(this.h.spot);
+    for (const instanceId of this.warned) {
+      if ((await this.runState(instanceId)) !== 'RUNNING' || (await this.runPhase(instanceId)) !== 'holding') continue;
+      const status = await this.rebalanceStatus(instanceId);
+      if (status?.spot.desiredTarget !== undefined && spotInService >= spotDesired) {
+        problems.push(`invariant 4: ${instanceId} is held (tainted, its pods kept) although the spot capacity raised for it is there: ${spotInService} InService, desired ${spotDesired}`);
+      }
+    }
   }
 
   /** The sequence's record: what happened, the groups, the runs and the books, for the failure message. */
@@ -522,6 +702,17 @@ export class ModelWorld {
     return lines.join('\n');
   }
 }
+
+/** The activity with its deadline moved from the server's clock to the worker's, and capped (see REAL_WAIT_CAP_MS). */
+function onWorkerClock<I extends { deadline: string }, R>(activity: (input: I) => Promise<R>): (input: I) => Promise<R> {
+  return (input) => {
+    const serverNow = Context.current().info.currentAttemptScheduledTimestampMs || Date.now();
+    const wait = Math.min(REAL_WAIT_CAP_MS, Math.max(0, Date.parse(input.deadline) - serverNow));
+    return activity({ ...input, deadline: new Date(Date.now() + wait).toISOString() });
+  };
+}
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : JSON.stringify(error));
 
 function launchBehaviour(launch: Launch): LaunchBehaviour {
   switch (launch.kind) {

@@ -13,7 +13,7 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { NativeConnection } from '@temporalio/worker';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 
 const { temporal } = proto;
@@ -86,7 +86,10 @@ export class StickyTimeout {
   moved = 0;
   refusedQueries = 0;
 
-  constructor(private readonly env: TestWorkflowEnvironment) {}
+  constructor(
+    private readonly connection: Connection,
+    private readonly namespace: string,
+  ) {}
 
   /** Starts watching these sticky queues (of a worker that has stopped) until `stop`. */
   watch(queues: string[]): void {
@@ -94,13 +97,13 @@ export class StickyTimeout {
   }
 
   private async drain(queue: string): Promise<void> {
-    const service = this.env.client.workflowService;
-    const namespace = this.env.namespace ?? 'default';
+    const service = this.connection.workflowService;
+    const { namespace } = this;
     const { TaskQueueKind, WorkflowTaskFailedCause, QueryResultType } = temporal.api.enums.v1;
     while (!this.abort.signal.aborted) {
       let task: proto.temporal.api.workflowservice.v1.IPollWorkflowTaskQueueResponse;
       try {
-        task = await this.env.connection.withAbortSignal(this.abort.signal, () =>
+        task = await this.connection.withAbortSignal(this.abort.signal, () =>
           service.pollWorkflowTaskQueue({ namespace, taskQueue: { name: queue, kind: TaskQueueKind.TASK_QUEUE_KIND_STICKY }, identity: 'sticky-timeout' }),
         );
       } catch (error) {
