@@ -33,6 +33,9 @@
 //    instances that left their group are gone (the fake deletes them as the cloud controller would). The model itself
 //    never taints or cordons.
 // 4. (Off by default, see CHECK_HOLD_ENDS.) A run holds its node only while the spot capacity raised for it is missing.
+// 5. A slot of the spot group's disruption budget is held only by a run that is draining: no holder older than two
+//    minutes whose run has ended or is past its drain at any look while settling, and no lease that runs out without
+//    a release (the capacity workflow's own warning) during the sequence.
 //
 // The model's world: the operator terminates any InService instance (one with an open run too: the books must cope),
 // and runs the command again when AWS answers with an error. Notices come only for InService spot instances (the
@@ -144,10 +147,11 @@ describe('model: random sequences of notices, capacity problems, operators, AWS 
       const world = await new ModelWorld(generated, { checkHoldEnds: CHECK_HOLD_ENDS }).start();
       let fault: TestServerFault | undefined;
       let failure: Error | undefined;
+      let verdict: { problems: string[]; record: string } | undefined;
       try {
         for (const s of generated.steps) await world.play(s);
         await world.settle();
-        await world.check();
+        verdict = await world.check();
       } catch (error) {
         if (error instanceof TestServerFault) fault = error;
         else failure = error instanceof Error ? error : new Error(String(error));
@@ -158,7 +162,10 @@ describe('model: random sequences of notices, capacity problems, operators, AWS 
         for (const key of ['restarts', 'notices', 'operatorTerminations', 'reclaims', 'stickyTasksMoved', 'spotRetired', 'onDemandRemoved', 'held'] as const) totals[key] += world.seen[key];
       }
       // The workflows' warnings reach the logger by the time their worker has stopped.
-      if (failure) throw new Error(`${failure.message}\n--- Spot Guard warned\n${world.warnings.join('\n') || '-'}`, { cause: failure });
+      const warned = `--- Spot Guard warned\n${world.warnings.join('\n') || '-'}`;
+      if (failure) throw new Error(`${failure.message}\n${warned}`, { cause: failure });
+      const problems = [...(verdict?.problems ?? []), ...(fault ? [] : world.leakedDrainSlots())];
+      if (problems.length > 0) throw new Error(`${problems.join('\n')}\n${verdict?.record || world.log.join('\n')}\n${warned}`);
       if (fault) {
         // The test server wedged a workflow (see TestServerFault): no verdict on this sequence; another is drawn.
         skipped.push(generated.steps.map(describeStep).join('; '));
