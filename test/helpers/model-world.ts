@@ -1,6 +1,6 @@
 // One sequence of the model-based test (test/model.workflow.test.ts): a time-skipping server of its own, fake groups
 // and a fake Kubernetes API with a small scheduler, a worker that can be restarted, the steps that act on them, the
-// settling at the end, and the three invariants. The definitions the invariants rest on are in the test's header.
+// settling at the end, and the invariants. The definitions the invariants rest on are in the test's header.
 import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
@@ -389,12 +389,14 @@ export class ModelWorld {
     // Aborted when the budget runs out: a call left running would be retried on a connection closed by then.
     const sleeping = this.connection().withAbortSignal(abort.signal, () => this.testService().unlockTimeSkippingWithSleep({ duration: msToTs(ms) }));
     sleeping.catch(() => undefined);
+    const faulted = this.fault.then(() => {
+      throw new TestServerFault(this.testServerFault);
+    });
+    faulted.catch(() => undefined); // a fault after this sleep is the next one's
     try {
       await Promise.race([
         sleeping,
-        this.fault.then(() => {
-          throw new TestServerFault(this.testServerFault);
-        }),
+        faulted,
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`a ${ms / 1000} s sleep took more than the ${budget} ms of real time left to the sequence (the time-skipping clock locked, or workflows stuck)`)), budget);
         }),
