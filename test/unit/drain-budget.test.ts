@@ -28,6 +28,14 @@ describe('disruption budget (no server)', function () {
     assert.deepEqual(budget.promote(10, 0).map((r) => r.requestId), ['c']);
   });
 
+  it('a release that arrives before its request was answered leaves no slot taken (an interruption notice drains at once)', function () {
+    const budget = new DrainBudget();
+    budget.incoming.push(request('n', true), request('b'));
+    budget.release('n');
+    assert.deepEqual(budget.incoming.map((r) => r.requestId), ['b'], 'only the released request is dropped');
+    assert.equal(budget.busy(), false);
+  });
+
   it('a slot whose holder never gives it back is freed by its lease', function () {
     const budget = new DrainBudget();
     budget.answer(request('a', false, 60), 10, 0);

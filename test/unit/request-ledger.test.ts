@@ -39,6 +39,24 @@ describe('request ledger (no server)', function () {
     assert.deepEqual(ledger.queue.map((p) => p.request.requestId), ['kill']);
   });
 
+  it('a drain slot asked for or given back on its own is dropped from the increase that carries it, queued or being applied', function () {
+    const ledger = new RequestLedger();
+    const withSlot = (requestId: string, arrivedAt: number, slot: string): Pending => ({
+      kind: 'increase',
+      request: { requestId, waiter: { ...waiter, drainSlot: { requestId: slot, workflowId: 'wf', instanceId: 'i-0123456789abcdef0', nodeName: 'n', budget: { nodes: 1 }, leaseSeconds: 60 } } },
+      arrivedAt,
+    });
+    ledger.take(withSlot('applying', 0, 'slot-a'));
+    const batch = ledger.takeBatch(0);
+    ledger.take(withSlot('queued', 1, 'slot-q'));
+    ledger.take(withSlot('other', 1, 'slot-o'));
+    ledger.dropDrainSlot('slot-a');
+    ledger.dropDrainSlot('slot-q');
+    const slotOf = (p: Pending | undefined): string | undefined => (p?.kind === 'increase' ? p.request.waiter.drainSlot?.requestId : 'not an increase');
+    assert.equal(slotOf(batch[0]), undefined, 'the batch being applied holds the same request');
+    assert.deepEqual(ledger.queue.map(slotOf), [undefined, 'slot-o']);
+  });
+
   it('a request id used for another kind is refused, naming it', function () {
     const ledger = new RequestLedger();
     ledger.record('x', 'increase', { status: 'at-max-size', desired: 1, maxSize: 1 }, 'now');

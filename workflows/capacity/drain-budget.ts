@@ -39,7 +39,9 @@ export class DrainBudget {
     return { requestId, status: 'queued', position: this.queue.queued.length, limit: this.limit(groupSize) };
   }
 
+  /** Also a request not answered yet: its drain can end before this workflow took it (an interruption notice drains at once). */
   release(requestId: string): void {
+    this.incoming.splice(0, this.incoming.length, ...this.incoming.filter((r) => r.requestId !== requestId));
     this.queue.draining = this.queue.draining.filter((d) => d.requestId !== requestId);
     this.queue.queued = this.queue.queued.filter((q) => q.requestId !== requestId);
   }

@@ -34,7 +34,7 @@ export class RequestLedger {
   /** Dry run's pretend answers: answered once, never remembered (a real run later must not take them for changes made). */
   private readonly pretended: Record<string, CapacityRecord> = {};
   /** Requests of the batch being applied: a copy arriving meanwhile gets the batch's answer, not a batch of its own. */
-  private readonly applying = new Set<string>();
+  private readonly applying = new Map<string, Pending>();
 
   constructor(carried?: Partial<Pick<CapacityCarriedState, 'completed' | 'retired'>>) {
     this.completed = { ...(carried?.completed ?? {}) };
@@ -101,7 +101,7 @@ export class RequestLedger {
       const end = this.queue.findIndex((p) => p.kind !== 'increase');
       batch = this.queue.splice(0, end === -1 ? this.queue.length : end);
     }
-    for (const pending of batch) this.applying.add(pending.request.requestId);
+    for (const pending of batch) this.applying.set(pending.request.requestId, pending);
     return batch;
   }
 
@@ -111,8 +111,19 @@ export class RequestLedger {
     if (batch[0] === undefined || !isLook(batch[0])) return;
     const looks = this.queue.filter(isLook);
     this.queue.splice(0, this.queue.length, ...this.queue.filter((p) => !isLook(p)));
-    for (const look of looks) this.applying.add(look.request.requestId);
+    for (const look of looks) this.applying.set(look.request.requestId, look);
     batch.push(...looks);
+  }
+
+  /**
+   * The drain slot an increase asked for with its replacement was asked for or given back on its own (an interruption
+   * notice drains at once, often before this workflow applied the increase): its waiter must not take it again.
+   */
+  dropDrainSlot(drainSlotRequestId: string): void {
+    for (const pending of [...this.queue, ...this.applying.values()]) {
+      // In place: a batch being applied holds these very requests.
+      if (pending.kind === 'increase' && pending.request.waiter.drainSlot?.requestId === drainSlotRequestId) delete pending.request.waiter.drainSlot;
+    }
   }
 
   record(requestId: string, kind: CapacityRecord['kind'], result: CapacityRecord['result'], at: string): void {

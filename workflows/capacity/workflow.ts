@@ -75,6 +75,11 @@ function handleRequests(state: GroupState): void {
     };
     return guarded(what, check, (request) => ledger.take(pending(request, Date.now())));
   }
+  /** The drain slot a waiting (or not yet applied) increase asked for with its replacement: taken care of on its own. */
+  function dropReplacementsDrainSlot(requestId: string): void {
+    waiters.dropDrainSlot(requestId);
+    ledger.dropDrainSlot(requestId);
+  }
   setHandler(capacityStatusQuery, () => state.status());
   setHandler(
     increaseCapacityRequestSignal,
@@ -89,11 +94,17 @@ function handleRequests(state: GroupState): void {
     guarded<DrainSlotRequest>('drain slot request', validateDrainSlotRequest, (request) => {
       // Asked for on its own (an interruption notice drains at once): not again when its instance is InService, where
       // it would take a slot nobody gives back.
-      waiters.dropDrainSlot(request.requestId);
+      dropReplacementsDrainSlot(request.requestId);
       drains.incoming.push(request);
     }),
   );
-  setHandler(releaseDrainSlotSignal, guarded('drain slot release', validateReleaseRequest, (request) => drains.release(request.requestId)));
+  setHandler(
+    releaseDrainSlotSignal,
+    guarded('drain slot release', validateReleaseRequest, (request) => {
+      dropReplacementsDrainSlot(request.requestId);
+      drains.release(request.requestId);
+    }),
+  );
 }
 
 /** The earliest moment something is due by the clock: a coalesced batch, a poll, a drain lease. */
