@@ -195,20 +195,25 @@ describe('books per instance (time-skipping)', function () {
     assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
   });
 
-  it('AWS takes the instance between the notice and the +1: the increase made for it is settled, no running node goes', async function () {
-    h.activityOverrides.verifyInstanceInGroup = async (input) => {
-      const verified = await (h.real as NonNullable<typeof h.real>).verifyInstanceInGroup(input);
-      h.aws.reclaim(atRisk); // right after the verification, before the capacity workflow looks at the group
-      return verified;
-    };
-    const running = spotInstances.filter((id) => id !== atRisk);
-    await h.run(async () => {
-      await start();
-      const result = await handle().result();
-      assert.equal(result.instanceFate, 'reclaimed-by-aws');
-      assert.deepEqual(await books(), []);
+  for (const relaunch of [false, true]) {
+    it(`AWS takes the instance between the notice and the +1${relaunch ? ', the group relaunching at once' : ''}: no +1 is made for it, no running node goes`, async function () {
+      h.activityOverrides.verifyInstanceInGroup = async (input) => {
+        const verified = await (h.real as NonNullable<typeof h.real>).verifyInstanceInGroup(input);
+        h.aws.reclaim(atRisk, { relaunch }); // right after the verification, before the capacity workflow looks at the group
+        return verified;
+      };
+      const running = spotInstances.filter((id) => id !== atRisk);
+      await h.run(async () => {
+        await start();
+        const result = await handle().result();
+        assert.equal(result.replacement, 'not-needed');
+        assert.equal(result.instanceFate, 'not-in-group');
+        assert.deepEqual(await books(), []);
+      });
+      assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0, 'the spot group replaces its own instance: no +1, no decrement');
+      assert.equal(h.aws.desired(h.spot), 3, 'back at its size: three instances for three');
+      assert.equal(h.aws.desired(h.onDemand), 0, 'no on-demand fallback either');
+      for (const id of running) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
     });
-    assert.equal(h.aws.desired(h.spot), 3, 'back at its size: three instances for three');
-    for (const id of running) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
-  });
+  }
 });

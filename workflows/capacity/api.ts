@@ -58,7 +58,12 @@ export interface FallbackTarget {
 /** What the increase came to: the absolute target applied, or no room below MaxSize. */
 export type IncreaseGrant =
   | { status: 'granted'; desiredBefore: number; desiredTarget: number; /** When SetDesiredCapacity was sent (ISO 8601). */ appliedAt: string }
-  | { status: 'at-max-size'; desired: number; maxSize: number };
+  | { status: 'at-max-size'; desired: number; maxSize: number }
+  /**
+   * The warned instance it was for had left the group by the look before the +1 (AWS took it, or an operator): its
+   * capacity is the group's own business again (it relaunches to desired, or the operator lowered desired), so no +1.
+   */
+  | { status: 'warned-instance-gone'; desired: number };
 
 /** A request the capacity workflow could not apply, with its failure's type when it had one. */
 export interface FailedAnswer {

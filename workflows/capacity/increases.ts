@@ -3,14 +3,16 @@
 // concurrently, so no increment is lost, and the target is absolute, so a retried activity never adds twice.
 import { log } from '@temporalio/workflow';
 import { setDesiredCapacity } from './activities.js';
+import type { GroupSnapshot } from '../shared/activity-types.js';
 import type { IncreaseCapacityRequest } from './api.js';
 import { liveInstances } from './books.js';
 import type { GroupState } from './group-state.js';
 
 export async function applyIncreases(state: GroupState, batch: IncreaseCapacityRequest[]): Promise<void> {
   const group = await state.lookAtGroup();
+  const wanted = answerWarnedInstancesGone(state, group, batch);
   const room = Math.max(0, group.maxSize - group.desiredCapacity);
-  const granted = batch.slice(0, room);
+  const granted = wanted.slice(0, room);
   if (granted.length > 0) {
     const desiredTarget = group.desiredCapacity + granted.length;
     const { requestedAt, dryRun } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget });
@@ -21,8 +23,7 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     const instancesBefore = liveInstances(group);
     const at = new Date().toISOString();
     for (const request of granted) {
-      // Raised for a warned member of this group: held on purpose until it leaves. Already gone at this look (AWS took it
-      // before the +1 was applied), the next look settles it at once.
+      // Raised for a warned member of this group: held on purpose until it leaves.
       if (!dryRun && request.forInstanceId) state.books.raisedFor(request.forInstanceId, request.requestId, at);
       state.waiters.add(request, requestedAt, instancesBefore, Date.now());
       const result = { status: 'granted' as const, desiredBefore: group.desiredCapacity, desiredTarget, appliedAt: requestedAt };
@@ -31,8 +32,22 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     }
     log.info('desired capacity raised', { asgName: state.asgName, from: group.desiredCapacity, to: desiredTarget, requests: granted.length });
   }
-  for (const request of batch.slice(granted.length)) {
+  for (const request of wanted.slice(granted.length)) {
     const result = { status: 'at-max-size' as const, desired: group.desiredCapacity, maxSize: group.maxSize };
     state.ledger.record(request.requestId, 'increase', result, new Date().toISOString());
   }
+}
+
+/**
+ * An increase for a warned instance that has already left the group (AWS took it between the notice and this look, or
+ * an operator removed it) is not applied: booked, it could not be settled once the group had relaunched. Returns the rest.
+ */
+function answerWarnedInstancesGone(state: GroupState, group: GroupSnapshot, batch: IncreaseCapacityRequest[]): IncreaseCapacityRequest[] {
+  const live = new Set(liveInstances(group));
+  const gone = (request: IncreaseCapacityRequest): boolean => request.forInstanceId !== undefined && !live.has(request.forInstanceId);
+  for (const request of batch.filter(gone)) {
+    log.info('no +1: the warned instance left the group before it', { asgName: state.asgName, instanceId: request.forInstanceId });
+    state.ledger.record(request.requestId, 'increase', { status: 'warned-instance-gone', desired: group.desiredCapacity }, new Date().toISOString());
+  }
+  return batch.filter((request) => !gone(request));
 }

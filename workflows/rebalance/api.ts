@@ -44,7 +44,8 @@ export type CapacityPhase =
   | 'done';
 
 /** What the replacement-capacity branch achieved. */
-export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested';
+/** `not-needed`: the warned instance had left its group before the spot +1 (the group replaces it, or an operator removed it). */
+export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested' | 'not-needed';
 
 export interface ScaleAttempt {
   asgName: string;

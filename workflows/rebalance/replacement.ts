@@ -28,7 +28,7 @@ export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   }
   const spot = await spotPlusOne(run);
   if (spot) settleReplacement(run, 'spot', spot);
-  else await onDemandFallback(run);
+  else if (status.replacement !== 'not-needed') await onDemandFallback(run);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: status.replacement ?? 'capacity-unavailable' }]);
   if (status.replacementInstanceId) await awaitReplacementNodeReady(run, status.replacementInstanceId);
   run.enterCapacityPhase('done');
@@ -82,6 +82,11 @@ async function raiseAndAwaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt
   const requestId = `${run.workflowId}/${label}`;
   const grant = await askForIncrease(run, attempt, requestId, timeoutSeconds, label === 'spot');
   if (!grant) return undefined;
+  if (grant.status === 'warned-instance-gone') {
+    run.status.replacement = 'not-needed';
+    run.note(`${run.instanceId} left ${attempt.asgName} before the +1: no replacement asked for it (the group replaces it, or it was removed on purpose)`);
+    return undefined;
+  }
   if (grant.status === 'at-max-size') {
     attempt.failure = `group is at its MaxSize (${grant.maxSize})`;
     return undefined;

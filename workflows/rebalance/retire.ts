@@ -19,6 +19,7 @@ export const DRAIN_RETRY_MS = 10 * 60_000;
 export async function keepTheBooks(run: RebalanceRun, known: InstanceFate | undefined, drained: boolean): Promise<InstanceFate> {
   if (known) return known;
   if (run.status.replacement === 'not-requested') return 'kept'; // nothing was added for it: no books to keep
+  if (run.status.replacement === 'not-needed') return 'not-in-group'; // it left before the +1: nothing was added for it
   // Whether the group was raised decides whether it must come down with the instance.
   await condition(() => run.spotAnswered());
   const decrement = run.status.spot.desiredTarget !== undefined;
