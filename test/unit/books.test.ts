@@ -47,6 +47,24 @@ describe('books per instance (no server)', function () {
     assert.equal(departures[0]?.how, 'unclear');
   });
 
+  it('two booked instances left, one with a decrement: only how many came with one matters, so the other book is settled', function () {
+    const books = raisedForW();
+    books.raisedFor('a', 'rebalance-a/spot', '2026-12-02T00:00:00Z');
+    books.ownDesired(5);
+    books.ownArrival('s');
+    // An operator took w with decrement (5 → 4), AWS reclaimed a; the group has not launched anew.
+    const departures = books.departures(snapshot(4, inService('b', 'r', 's')), new Set());
+    assert.deepEqual(departures, [
+      { instanceId: 'w', how: 'removed-by-someone-else' },
+      { instanceId: 'a', how: 'lower-desired', desiredAfter: 3 },
+    ]);
+  });
+
+  it('a booked and an unbooked instance left, one with a decrement: which one cannot be told, desired left alone', function () {
+    const departures = raisedForW().departures(snapshot(3, inService('b', 'r')), new Set());
+    assert.equal(departures[0]?.how, 'unclear');
+  });
+
   it('a Terminating instance has left; an instance still running has not', function () {
     const books = raisedForW();
     assert.deepEqual(books.departures(snapshot(4, inService('w', 'a', 'b', 'r')), new Set()), []);

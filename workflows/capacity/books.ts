@@ -75,6 +75,12 @@ export class GroupBooks {
     const departedAll = new Set([...view.live, ...gone].filter((id) => !liveNow.has(id)));
     const decrements = view.desired - group.desiredCapacity;
     if (decrements > 0 && decrements >= departedAll.size) return gone.map((instanceId) => ({ instanceId, how: 'removed-by-someone-else' }));
+    if (decrements > 0 && departedAll.size === gone.length) {
+      // Every instance that left was booked, and each book owes the same one decrement: which of them came with the
+      // decrements does not matter, only how many did.
+      const settledElsewhere = gone.slice(0, decrements).map((instanceId): Settlement => ({ instanceId, how: 'removed-by-someone-else' }));
+      return [...settledElsewhere, ...this.replacementsOwed(group, gone.slice(decrements), view, takenByWaiters)];
+    }
     if (decrements !== 0) {
       const reason = `desired went from ${view.desired} to ${group.desiredCapacity} while ${departedAll.size} instance(s) left: cannot tell whether ${gone.join(', ')} went with a decrement`;
       return gone.map((instanceId) => ({ instanceId, how: 'unclear', reason }));
