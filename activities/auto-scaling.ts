@@ -142,35 +142,54 @@ async function describeGroup(ctx: AutoScalingContext, input: { asgName: string }
   };
 }
 
-/** Sets the desired capacity to an absolute value; applying the same value twice is harmless. */
+/**
+ * Sets the desired capacity to an absolute value; applying the same value twice is harmless. With the value it changes
+ * `from`, a retry first reads the group: if someone else changed desired capacity since (an operator's terminate with
+ * decrement while the call was retried), an increase goes on top of the current value and a decrease is not made,
+ * instead of undoing their change. Answers the value the group was left at.
+ */
 async function setDesiredCapacity(
   ctx: AutoScalingContext,
-  input: { asgName: string; desiredCapacity: number },
-): Promise<{ requestedAt: string; dryRun?: true }> {
+  input: { asgName: string; desiredCapacity: number; from?: number },
+): Promise<{ requestedAt: string; desiredCapacity: number; dryRun?: true }> {
   requireGroupName(input.asgName);
-  if (!Number.isInteger(input.desiredCapacity) || input.desiredCapacity < 0) {
-    throw nonRetryable(
-      FailureType.invalidInput,
-      `desired capacity ${input.desiredCapacity} for "${input.asgName}" is not a whole number >= 0`,
-    );
+  for (const [name, value] of [['desired capacity', input.desiredCapacity], ['from', input.from ?? 0]] as const) {
+    if (!Number.isInteger(value) || value < 0) throw nonRetryable(FailureType.invalidInput, `${name} ${value} for "${input.asgName}" is not a whole number >= 0`);
   }
   // Taken before the call: every scaling activity this request causes starts at or after this instant.
   const requestedAt = new Date().toISOString();
   if (ctx.dryRun) {
     log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
-    return { requestedAt, dryRun: true };
+    return { requestedAt, desiredCapacity: input.desiredCapacity, dryRun: true };
   }
-  await awsCall(`set the desired capacity of "${input.asgName}" to ${input.desiredCapacity}`, () =>
-    ctx.client.send(
-      new SetDesiredCapacityCommand({
-        AutoScalingGroupName: input.asgName,
-        DesiredCapacity: input.desiredCapacity,
-        HonorCooldown: false,
-      }),
-    ),
+  const { desiredCapacity, set } = await targetOnRetry(ctx, input);
+  if (!set) return { requestedAt, desiredCapacity };
+  await awsCall(`set the desired capacity of "${input.asgName}" to ${desiredCapacity}`, () =>
+    ctx.client.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: input.asgName, DesiredCapacity: desiredCapacity, HonorCooldown: false })),
   );
-  log.info('desired capacity set', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
-  return { requestedAt };
+  log.info('desired capacity set', { asgName: input.asgName, desiredCapacity });
+  return { requestedAt, desiredCapacity };
+}
+
+/**
+ * What this attempt sets: the target, nothing when an earlier attempt already set it, and when someone else moved
+ * desired meanwhile, an increase on top of the current value and no decrease. Each errs towards capacity: an earlier
+ * attempt that went through followed by an operator's decrement looks like neither, and then an increase is applied
+ * again rather than risking a missing replacement, and a decrease is not made again rather than taking a running node.
+ */
+async function targetOnRetry(ctx: AutoScalingContext, input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ desiredCapacity: number; set: boolean }> {
+  const { asgName, desiredCapacity: target, from } = input;
+  if (from === undefined || Context.current().info.attempt === 1) return { desiredCapacity: target, set: true };
+  const current = (await ctx.readGroup(asgName)).DesiredCapacity ?? 0;
+  if (current === target) {
+    log.info('desired capacity already set by an earlier attempt', { asgName, desiredCapacity: current });
+    return { desiredCapacity: current, set: false };
+  }
+  if (current === from) return { desiredCapacity: target, set: true };
+  const increase = target > from;
+  const desiredCapacity = increase ? current + (target - from) : current;
+  log.warn(`desired capacity was changed by someone else while this change was retried: ${increase ? 'the increase goes on top of it' : 'the decrease is not made'}`, { asgName, from, target, current, desiredCapacity });
+  return { desiredCapacity, set: increase };
 }
 
 /**

@@ -52,6 +52,9 @@ describe('Auto Scaling activities', function () {
   const naive = createNaiveActivities(client);
   const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
     activityEnvironment().run(fn, ...args);
+  /** The same, as the activity's second attempt. */
+  const retry = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+    activityEnvironment(2).run(fn, ...args);
 
   beforeEach(() => aws.reset());
 
@@ -116,6 +119,35 @@ describe('Auto Scaling activities', function () {
       DesiredCapacity: 7,
       HonorCooldown: false,
     });
+  });
+
+  it('setDesiredCapacity retrying an increase: nothing if an earlier attempt set it, on top of the current value if someone else changed it meanwhile', async function () {
+    aws.on(SetDesiredCapacityCommand).resolves({});
+    const input = { asgName: GROUP, desiredCapacity: 4, from: 3 };
+    const setTo = () => aws.commandCalls(SetDesiredCapacityCommand).map((c) => c.args[0].input.DesiredCapacity);
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 4));
+    assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 4);
+    assert.deepEqual(setTo(), [], 'an earlier attempt set it');
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 3));
+    await retry(activities.setDesiredCapacity, input);
+    assert.deepEqual(setTo(), [4], 'unchanged since the look: the target');
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 2));
+    assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 3);
+    assert.deepEqual(setTo(), [4, 3], 'an operator took one with decrement meanwhile: +1 on top of their 2, not back to 4');
+    const describes = aws.commandCalls(DescribeAutoScalingGroupsCommand).length;
+    await run(activities.setDesiredCapacity, input);
+    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, describes, 'a first attempt follows the look the workflow just took');
+    await rejectsNonRetryable(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 2, from: -3 }), /from -3 for "spot-asg" is not a whole number/);
+  });
+
+  it('setDesiredCapacity retrying a decrease: not made once someone else changed desired meanwhile (it could take a running node)', async function () {
+    aws.on(SetDesiredCapacityCommand).resolves({});
+    const input = { asgName: GROUP, desiredCapacity: 3, from: 4 };
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 2));
+    assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 2);
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 4));
+    await retry(activities.setDesiredCapacity, input);
+    assert.deepEqual(aws.commandCalls(SetDesiredCapacityCommand).map((c) => c.args[0].input.DesiredCapacity), [3], 'only while it is still at its starting value');
   });
 
   it('terminateInstanceInGroup terminates exactly that instance with ShouldDecrementDesiredCapacity', async function () {

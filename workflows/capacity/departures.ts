@@ -40,13 +40,16 @@ async function settle(state: GroupState, group: GroupSnapshot, settlement: Settl
     case 'removed-by-someone-else':
       log.info('a warned instance left the group with a decrement made by someone else: its books need nothing more', { asgName, instanceId });
       return 'removed-by-someone-else';
-    case 'lower-desired':
+    case 'lower-desired': {
       if (settlement.desiredAfter < group.minSize) return unsettled(state, instanceId, `lowering desired to ${settlement.desiredAfter} would go below MinSize ${group.minSize}`);
-      if ((await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter })).dryRun) return unsettled(state, instanceId, 'dry run: desired capacity not lowered');
+      const lowered = await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter, from: group.desiredCapacity });
+      if (lowered.dryRun) return unsettled(state, instanceId, 'dry run: desired capacity not lowered');
+      if (lowered.desiredCapacity !== settlement.desiredAfter) return unsettled(state, instanceId, `someone else changed desired to ${lowered.desiredCapacity} while it was being lowered`);
       state.appliedChanges++;
       log.info('a warned instance left the group without a decrement: desired lowered before the group replaced it', { asgName, instanceId, desired: settlement.desiredAfter });
       group.desiredCapacity = settlement.desiredAfter;
       return 'reclaimed-by-aws';
+    }
     case 'terminate-replacement':
       return terminateReplacement(state, group, instanceId, settlement.replacementId);
     case 'unclear':

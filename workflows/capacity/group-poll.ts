@@ -64,9 +64,9 @@ async function giveBackLapsedFallbacks(state: GroupState, progress: GroupProgres
   if (giveBack < lapsed) log.warn('an on-demand fallback that never launched in time could not be given back: the group is at its desired capacity', { asgName: state.asgName, lapsed, giveBack });
   if (giveBack <= 0) return;
   const desiredCapacity = progress.desiredCapacity - giveBack;
-  await setDesiredCapacity({ asgName: state.asgName, desiredCapacity }).then(
-    ({ dryRun }) => {
-      if (dryRun) return;
+  await setDesiredCapacity({ asgName: state.asgName, desiredCapacity, from: progress.desiredCapacity }).then(
+    ({ dryRun, desiredCapacity: left }) => {
+      if (dryRun || left !== desiredCapacity) return;
       state.appliedChanges++;
       state.books.ownDesired(desiredCapacity);
       log.info('on-demand fallback increases that never launched were given back', { asgName: state.asgName, desiredCapacity });
