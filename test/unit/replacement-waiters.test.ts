@@ -2,7 +2,7 @@
 // waiter, held against random sequences of increases, polls and the passing of time.
 import assert from 'node:assert/strict';
 import type { GroupProgress } from '../../workflows/shared/activity-types.js';
-import { ReplacementWaiters, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
+import { LATE_WATCH_MS, ReplacementWaiters, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
 import { LATE_SUFFIX, type ReplacementAnswer } from '../../workflows/capacity/api.js';
 import { forSeeds, type Random } from '../helpers/random.js';
 
@@ -27,6 +27,24 @@ describe('replacement waiters (the 10 s group poll, no server)', function () {
     assert.equal(waiters.launchingForWaiters, 1, 'an instance launching for every waiter left');
     assert.deepEqual(waiters.startPoll('g'), { asgName: 'g', since: iso(T0), instancesOnly: true }, 'then the poll reads the instances alone');
     assert.equal(waiters.nextPollAt, T0 + 2000 + 5000, 'twice per interval while launching');
+  });
+
+  it('a late watch whose hour is up goes on while a launch may be its own, then ends and its on-demand +1 is counted for giving back', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    const fallback = { ...increase('od', 60), waiter: { ...increase('od', 60).waiter, fallbackFor: { spotAsgName: 's', warnedInstanceId: 'i-w', warnedNodeName: 'n' } } };
+    waiters.add(fallback, iso(T0), ['i-old'], T0);
+    const poll = (at: number, launching: string[]) => {
+      waiters.startPoll('g');
+      return waiters.settle({ desiredCapacity: 2, inService: ['i-old'], launching, capacityProblems: [] }, at, noSlot);
+    };
+    assert.equal(poll(T0 + 61_000, [])[0]?.answer.status, 'timed-out');
+    assert.equal(waiters.lateCount, 1, 'watched for a late instance');
+    poll(T0 + 61_000 + LATE_WATCH_MS, ['i-stuck']);
+    assert.equal(waiters.lateCount, 1, 'its hour is up, but an instance is still launching');
+    assert.equal(waiters.lapsedFallbacks, 0);
+    poll(T0 + 62_000 + LATE_WATCH_MS, []);
+    assert.equal(waiters.lateCount, 0, 'the launch went away: the watch ends');
+    assert.equal(waiters.lapsedFallbacks, 1);
   });
 
   it('capacity-error detection counts only problems that started at or after the waiter\'s request', function () {

@@ -143,7 +143,7 @@ export class ReplacementWaiters {
     // Those already watched get this poll's new instances first; then the waits that just ended start watching.
     if (progress) answers.push(...this.answerLate(progress, at, workflowOf));
     for (const waiter of ended) this.watchLate(waiter, now, progress);
-    this.lapseLate(now);
+    this.lapseLate(now, progress);
     this.schedule(progress ? this.launchingFresh(progress) : 0, now);
     return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
   }
@@ -188,12 +188,20 @@ export class ReplacementWaiters {
     return answers;
   }
 
-  /** Late watches that ended with nothing launched; on-demand fallbacks among them are counted for giving back. */
-  private lapseLate(now: number): void {
-    const lapsed = this.late.filter((l) => Date.parse(l.lateUntil) <= now);
-    if (lapsed.length === 0) return;
-    this.waits.late = this.late.filter((l) => Date.parse(l.lateUntil) > now);
-    this.lapsedFallbacks += lapsed.filter((l) => l.fallbackFor).length;
+  /**
+   * Late watches whose time is up end, but as many as new instances are still launching go on (the oldest first): a
+   * launch under way may be theirs, and would come with nobody to report it to. Without news (a failed poll) none ends.
+   * On-demand fallbacks among those that end are counted for giving back.
+   */
+  private lapseLate(now: number, progress: GroupProgress | undefined): void {
+    const due = this.late.filter((l) => Date.parse(l.lateUntil) <= now);
+    if (due.length === 0 || !progress) return;
+    const known = new Set([...(this.waits.lateKnown ?? []), ...this.waits.assigned]);
+    const launching = progress.launching.filter((id) => !known.has(id)).length;
+    const lapsed = new Set(due.slice(launching));
+    if (lapsed.size === 0) return;
+    this.waits.late = this.late.filter((l) => !lapsed.has(l));
+    this.lapsedFallbacks += [...lapsed].filter((l) => l.fallbackFor).length;
   }
 
   /** New InService instances, none of them anyone's yet, to the oldest waiters first. */
