@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MockActivityEnvironment, TestWorkflowEnvironment } from '@temporalio/testing';
 import type { LogLevel } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes.js';
+import { startDevServerOnFreePorts } from '../../scripts/peers/dev-server.js';
 import { temporalTestServerPath } from '../../scripts/peers/peers.js';
 
 let runtimeInstalled = false;
@@ -47,6 +51,28 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
   });
   await ensureSearchAttributes(env.connection, env.namespace ?? 'default');
   return env;
+}
+
+/**
+ * The Temporal dev server (the real server, as the end-to-end tests run it), for a scenario that runs in real time
+ * anyway and that the time-skipping test server cannot run: that server refuses a workflow task completion that
+ * cancels a timer which came due while the task was in progress (the real server drops the buffered fire and records
+ * TimerCanceled), and leaves the task started for good (no failure, no timeout, no redelivery): the workflow never
+ * moves again (temporalio/sdk-java issues 2606 and 3088). Without time skipping, waits take their real time.
+ */
+export async function createDevServerEnv(): Promise<{ env: TestWorkflowEnvironment; teardown(): Promise<void> }> {
+  installQuietRuntime();
+  const dir = mkdtempSync(join(tmpdir(), 'spot-guard-books-'));
+  const { server } = await startDevServerOnFreePorts(join(dir, 'temporal.sqlite'));
+  const env = await TestWorkflowEnvironment.createFromExistingServer({ address: server.address });
+  return {
+    env,
+    async teardown() {
+      await env.teardown();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export const workflowsPath = fileURLToPath(new URL('../../workflows/index.js', import.meta.url));
