@@ -68,6 +68,7 @@ describe('books per instance (time-skipping)', function () {
       assert.equal((await handle().result()).instanceFate, 'kept');
       assert.equal(h.aws.desired(h.spot), 4, 'held on purpose: the group stays raised for it');
       assert.deepEqual(await books(), [atRisk]);
+      assert.deepEqual(h.k8s.nodes.get('node-a')?.spec?.taints ?? [], [], 'the run that ended gave its node back');
 
       const late = await reportInterruption(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, { action: 'terminate', time: '2026-12-02T16:00:00Z' });
       const result = await late.result();
@@ -103,6 +104,8 @@ describe('books per instance (time-skipping)', function () {
     await h.run(async () => {
       await start();
       assert.equal((await handle().result()).instanceFate, 'kept');
+      const node = h.k8s.nodes.get('node-a');
+      assert.deepEqual([node?.spec?.taints ?? [], node?.spec?.unschedulable], [[], false], 'drained, not reclaimed in time: given back untainted and schedulable');
       assert.equal(h.aws.desired(h.spot), 4);
       h.aws.reclaim(atRisk);
       await env.sleep('2 minutes');
@@ -110,6 +113,18 @@ describe('books per instance (time-skipping)', function () {
     });
     assert.equal(h.aws.desired(h.spot), 3);
     assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4, 3]);
+  });
+
+  it('a node an operator had cordoned stays cordoned when its run ends kept; only the taint comes off', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false', SPOT_GUARD_RECLAIM_WAIT: '2m' });
+    const node = h.k8s.nodes.get('node-a');
+    if (node) node.spec = { ...node.spec, unschedulable: true };
+    await h.run(async () => {
+      await start();
+      assert.equal((await handle().result()).instanceFate, 'kept');
+    });
+    const after = h.k8s.nodes.get('node-a');
+    assert.deepEqual([after?.spec?.taints ?? [], after?.spec?.unschedulable], [[], true]);
   });
 
   it('AWS takes a kept instance and the group launches its replacement first: that replacement goes, not a running node', async function () {

@@ -83,6 +83,10 @@ export interface RebalanceStatus {
   interruption?: InterruptionNotice & { receivedAt: string };
   drainRequest?: DrainNowRequest & { receivedAt: string };
   taintedAt?: string;
+  /** Whether this run cordoned the node (false: it was cordoned before): releasing it then leaves it cordoned. */
+  cordonedBySpotGuard?: boolean;
+  /** AWS did not take the instance within SPOT_GUARD_RECLAIM_WAIT: the run ends `kept` and gives the node back. */
+  reclaimWaitEndedAt?: string;
   /** The disruption budget's answer: queued (with the position when asked), granted, or bypassed by a notice. */
   drainSlot?: { state: 'queued' | 'granted' | 'bypassed'; position?: number; at: string };
   drain?: DrainReport & { finishedAt: string };

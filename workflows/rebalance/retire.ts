@@ -5,10 +5,10 @@
 import { ApplicationFailure, condition, sleep, workflowInfo } from '@temporalio/workflow';
 import type { RetireInstanceRequest, RetireInstanceResult } from '../capacity/api.js';
 import { rootMessage } from '../shared/failures.js';
-import { requestInstanceRetirement } from './activities.js';
+import { releaseNode, requestInstanceRetirement } from './activities.js';
 import type { InstanceFate } from './api.js';
 import { ANSWER_BACKSTOP_MS } from './replacement.js';
-import type { RebalanceRun } from './run.js';
+import { isoNow, type RebalanceRun } from './run.js';
 import { drain } from './taint-and-drain.js';
 
 const MAX_RETIRE_ATTEMPTS = 20;
@@ -95,7 +95,10 @@ export async function watchKeptInstance(
       run.note(`could not look whether ${instanceId} is still running: ${rootMessage(error)}`);
     }
     const left = deadline - Date.now();
-    if (left <= 0) return 'kept';
+    if (left <= 0) {
+      run.status.reclaimWaitEndedAt = isoNow();
+      return 'kept';
+    }
     if (await condition(stop, Math.min(settings.reclaimPollSeconds * 1000, left))) return 'drain-requested';
   }
 }
@@ -114,4 +117,20 @@ async function askForRetirement(run: RebalanceRun, request: Omit<RetireInstanceR
   if (!answer) throw ApplicationFailure.retryable(`capacity workflow of "${asgName}" did not answer ${requestId} within ${ANSWER_BACKSTOP_MS / 1000} s`);
   if (answer.status === 'failed') throw ApplicationFailure.retryable(answer.message, 'CapacityRequestFailed');
   return answer;
+}
+
+/**
+ * AWS did not take the instance within the reclaim wait: the run ends `kept` and gives the node back (its taint off,
+ * uncordoned if this run cordoned it), so no node stays marked by Spot Guard without a run that owns it.
+ * The books stay with the capacity workflow; a later notice starts a new run that taints and drains again.
+ */
+export async function releaseKeptNode(run: RebalanceRun): Promise<void> {
+  const { nodeName } = run;
+  try {
+    const uncordon = run.status.cordonedBySpotGuard === true;
+    await releaseNode({ nodeName, taintKey: run.settings.taint.key, uncordon });
+    run.note(`not reclaimed within the reclaim wait: node ${nodeName} given back (untainted${uncordon ? ' and uncordoned' : ''}); a later notice starts over`);
+  } catch (error) {
+    run.note(`could not give node ${nodeName} back: ${rootMessage(error)}`);
+  }
 }

@@ -104,6 +104,7 @@ async function evictEveryPod(run: RebalanceRun): Promise<boolean> {
     run.note(`node ${nodeName} is gone from Kubernetes: nothing left to drain`);
     return true;
   }
+  run.status.cordonedBySpotGuard ??= !cordoned.alreadyCordoned;
   try {
     const report = await evictThePods(run);
     run.status.drain = { ...report, finishedAt: isoNow() };

@@ -6,7 +6,7 @@ import { searchAttributes } from '../shared/search-attributes.js';
 import { loadSettings } from './activities.js';
 import { type InstanceFate, problemsOfRebalanceInput, type RebalanceInput, type RebalanceResult } from './api.js';
 import { addReplacementCapacity, useLateReplacement } from './replacement.js';
-import { keepTheBooks, watchKeptInstance } from './retire.js';
+import { keepTheBooks, releaseKeptNode, watchKeptInstance } from './retire.js';
 import { RebalanceRun } from './run.js';
 import { drain, taint } from './taint-and-drain.js';
 import { verify } from './verify.js';
@@ -36,6 +36,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   const { drained, fate } = await drainOrHold(run);
   // A drained instance is terminated at once, before AWS's two-minute deadline, while the capacity steps may go on.
   const instanceFate = await keepTheBooks(run, fate, drained);
+  if (instanceFate === 'kept' && run.status.reclaimWaitEndedAt) await releaseKeptNode(run);
   await capacity;
   run.status.instanceFate = instanceFate;
   run.enterPhase('done');
