@@ -14,6 +14,7 @@ import { Context, log } from '@temporalio/activity';
 import type {
   AutoScalingActivities,
   CapacityProblem,
+  DepartureCause,
   GroupHealth,
   GroupProgress,
   GroupSnapshot,
@@ -278,11 +279,42 @@ async function verifyInstanceInGroup(
   return { lifecycleState: found.LifecycleState ?? 'Unknown' };
 }
 
+/** Scaling activities read for departures: AWS keeps six weeks of them, newest first; a few pages reach any recent look. */
+const DEPARTURE_PAGES = 5;
+
+/**
+ * How each instance left, from its termination's scaling activity since `since`: AWS words the cause of one that took
+ * desired capacity down with it as "..., shrinking the capacity from N to M." (an operator's terminate with decrement,
+ * a scale-in), and of one the group will replace without it (a spot reclaim, a health check, a terminate without
+ * decrement). Instances without such an activity are left out.
+ */
+async function describeDepartures(ctx: AutoScalingContext, input: { asgName: string; instanceIds: string[]; since: string }): Promise<Record<string, DepartureCause>> {
+  requireGroupName(input.asgName);
+  for (const id of input.instanceIds) requireInstanceId(id);
+  const from = Date.parse(input.since);
+  const causes: Record<string, DepartureCause> = {};
+  let NextToken: string | undefined;
+  for (let page = 0; page < DEPARTURE_PAGES; page++) {
+    const output = await awsCall(`describe the scaling activities of "${input.asgName}"`, () =>
+      ctx.client.send(new DescribeScalingActivitiesCommand({ AutoScalingGroupName: input.asgName, MaxRecords: 100, NextToken })),
+    );
+    for (const activity of output.Activities ?? []) {
+      const instanceId = input.instanceIds.find((id) => activity.Description === `Terminating EC2 instance: ${id}`);
+      if (instanceId && !causes[instanceId]) causes[instanceId] = /shrinking the capacity/i.test(activity.Cause ?? '') ? 'with-decrement' : 'without-decrement';
+    }
+    const oldest = output.Activities?.at(-1)?.StartTime;
+    NextToken = output.NextToken;
+    if (!NextToken || (oldest !== undefined && oldest.getTime() < from) || Object.keys(causes).length === input.instanceIds.length) break;
+  }
+  return causes;
+}
+
 /** The Auto Scaling activities over this client; each is documented on its function above. */
 export function createAutoScalingActivities(client: AutoScalingClient, options: AutoScalingActivityOptions = {}): AutoScalingActivities {
   const ctx = autoScalingContext(client, options);
   return {
     describeGroupProgress: (input) => describeGroupProgress(ctx, input),
+    describeDepartures: (input) => describeDepartures(ctx, input),
     describeGroup: (input) => describeGroup(ctx, input),
     setDesiredCapacity: (input) => setDesiredCapacity(ctx, input),
     terminateInstanceInGroup: (input) => terminateInstanceInGroup(ctx, input),

@@ -150,6 +150,17 @@ describe('Auto Scaling activities', function () {
     assert.deepEqual(aws.commandCalls(SetDesiredCapacityCommand).map((c) => c.args[0].input.DesiredCapacity), [3], 'only while it is still at its starting value');
   });
 
+  it('describeDepartures tells by each termination\'s cause whether desired came down with it, paging until all are found', async function () {
+    const terminating = (id: string, cause: string) => ({ ActivityId: id, AutoScalingGroupName: GROUP, StatusCode: 'Successful' as const, Description: `Terminating EC2 instance: ${id}`, Cause: `At 2026-12-02T10:00:00Z, instance ${id} ${cause}.`, StartTime: new Date('2026-12-02T10:00:00Z') });
+    aws
+      .on(DescribeScalingActivitiesCommand)
+      .resolvesOnce({ Activities: [terminating(I1, 'was taken out of service in response to a user request, shrinking the capacity from 4 to 3')], NextToken: 'page-2' })
+      .resolvesOnce({ Activities: [terminating(I2, 'was taken out of service in response to an EC2 health check indicating it has been terminated or stopped')] });
+    const causes = await run(activities.describeDepartures, { asgName: GROUP, instanceIds: [I1, I2], since: '2026-12-01T00:00:00Z' });
+    assert.deepEqual(causes, { [I1]: 'with-decrement', [I2]: 'without-decrement' });
+    assert.deepEqual(aws.commandCalls(DescribeScalingActivitiesCommand).map((c) => c.args[0].input.NextToken), [undefined, 'page-2']);
+  });
+
   it('terminateInstanceInGroup terminates exactly that instance with ShouldDecrementDesiredCapacity', async function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([{ id: I1, state: 'InService' }]));
     aws.on(TerminateInstanceInAutoScalingGroupCommand).resolves({});

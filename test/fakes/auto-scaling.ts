@@ -245,7 +245,9 @@ export class FakeAutoScaling {
       if (index === -1) continue;
       this.onTerminate(group.instances[index].instanceId, group.name, 'terminate-call');
       group.instances.splice(index, 1);
+      const before = group.desired;
       if (decrement) group.desired--;
+      this.terminationActivity(group, instanceId ?? '', `was taken out of service in response to a user request${decrement ? `, shrinking the capacity from ${before} to ${group.desired}` : ''}`);
       this.reconcile(group);
       return { Activity: { ActivityId: `term-${instanceId}`, AutoScalingGroupName: group.name, StatusCode: 'InProgress' } };
     }
@@ -261,8 +263,25 @@ export class FakeAutoScaling {
       const index = group.instances.findIndex((i) => i.instanceId === instanceId);
       if (index === -1) continue;
       group.instances.splice(index, 1);
+      this.terminationActivity(group, instanceId, 'was taken out of service in response to an EC2 health check indicating it has been terminated or stopped');
       if (options.relaunch) this.reconcile(group);
     }
+  }
+
+  /** A termination's scaling activity, its cause worded as AWS (and moto) word it. */
+  private terminationActivity(group: FakeGroup, instanceId: string, cause: string): void {
+    const now = new Date();
+    group.activities.push({
+      ActivityId: `act-${group.activities.length}`,
+      AutoScalingGroupName: group.name,
+      Cause: `At ${now.toISOString()}, instance ${instanceId} ${cause}.`,
+      Description: `Terminating EC2 instance: ${instanceId}`,
+      StartTime: now,
+      EndTime: now,
+      // The fake removes the instance at once: its termination is over as it begins.
+      StatusCode: 'Successful',
+      Progress: 100,
+    });
   }
 
   private failedLaunch(group: FakeGroup, message: string, instanceId?: string): void {
@@ -304,6 +323,7 @@ export class FakeAutoScaling {
       const victim = group.instances[group.instances.length - 1];
       this.onTerminate(victim.instanceId, group.name, 'scale-in');
       group.instances.pop();
+      this.terminationActivity(group, victim.instanceId, `was taken out of service in response to a difference between desired and actual capacity, shrinking the capacity from ${group.instances.length + 1} to ${group.desired}`);
     }
   }
 }

@@ -5,7 +5,7 @@ import type { AutoScalingActivities, CapacityRequestActivities, MonitorRequestAc
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
 /** Changes and full looks: throttling and AWS-side errors back off and retry; after 10 minutes the request fails. */
-export const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
+export const { describeGroup, describeDepartures, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
   startToCloseTimeout: '30 seconds',
   scheduleToCloseTimeout: '10 minutes',
   retry,

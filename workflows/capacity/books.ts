@@ -3,7 +3,7 @@
 // exactly once when W leaves: by Spot Guard's own terminate with decrement, or, when W left another way, by working
 // out from two looks at the group why it left. Never a bare "desired - 1" that lets the group pick a running victim.
 // Pure: unit-tested without a server.
-import type { GroupSnapshot } from '../shared/activity-types.js';
+import type { DepartureCause, GroupSnapshot } from '../shared/activity-types.js';
 import { isTerminatingState } from '../shared/ids.js';
 import type { Book, BooksView } from './api.js';
 
@@ -15,8 +15,11 @@ export type Settlement =
   | { instanceId: string; how: 'lower-desired'; desiredAfter: number }
   /** It left without a decrement and the group launched a replacement: that replacement goes, with decrement. */
   | { instanceId: string; how: 'terminate-replacement'; replacementId: string }
-  /** The two looks cannot tell (others changed desired meanwhile): desired is left alone, and a warning says so. */
-  | { instanceId: string; how: 'unclear'; reason: string };
+  /**
+   * The two looks cannot tell (others changed desired meanwhile): desired is left alone, and a warning says so.
+   * `askCauses`: the instances whose termination causes would tell (departures() again, with them).
+   */
+  | { instanceId: string; how: 'unclear'; reason: string; askCauses?: string[] };
 
 export const liveInstances = (group: Pick<GroupSnapshot, 'instances'>): string[] =>
   group.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId);
@@ -65,8 +68,11 @@ export class GroupBooks {
     if (this.view && !this.view.live.includes(instanceId)) this.view.live.push(instanceId);
   }
 
-  /** A fresh look at the group: how each booked instance that left since the view is settled. The view is not moved. */
-  departures(group: GroupSnapshot, takenByWaiters: ReadonlySet<string>): Settlement[] {
+  /**
+   * A fresh look at the group: how each booked instance that left since the view is settled. The view is not moved.
+   * `causes`: how the instances that left went, from their scaling activities, when the looks alone could not tell.
+   */
+  departures(group: GroupSnapshot, takenByWaiters: ReadonlySet<string>, causes?: Readonly<Record<string, DepartureCause>>): Settlement[] {
     const live = liveInstances(group);
     const liveNow = new Set(live);
     const gone = Object.keys(this.open).filter((id) => !liveNow.has(id));
@@ -81,11 +87,37 @@ export class GroupBooks {
       const settledElsewhere = gone.slice(0, decrements).map((instanceId): Settlement => ({ instanceId, how: 'removed-by-someone-else' }));
       return [...settledElsewhere, ...this.replacementsOwed(group, gone.slice(decrements), view, takenByWaiters)];
     }
+    if (decrements > 0 && causes) {
+      const told = this.byCauses(group, gone, [...departedAll], decrements, view, takenByWaiters, causes);
+      if (told) return told;
+    }
     if (decrements !== 0) {
       const reason = `desired went from ${view.desired} to ${group.desiredCapacity} while ${departedAll.size} instance(s) left: cannot tell whether ${gone.join(', ')} went with a decrement`;
-      return gone.map((instanceId) => ({ instanceId, how: 'unclear', reason }));
+      const askCauses = decrements > 0 && !causes ? [...departedAll] : undefined;
+      return gone.map((instanceId) => ({ instanceId, how: 'unclear', reason, ...(askCauses ? { askCauses } : {}) }));
     }
     return this.replacementsOwed(group, gone, view, takenByWaiters);
+  }
+
+  /**
+   * Each departure's own cause settles it, provided every instance that left has one and they account for exactly the
+   * decrements seen (else someone also changed desired by hand, and the looks stay unclear).
+   */
+  private byCauses(
+    group: GroupSnapshot,
+    gone: string[],
+    departedAll: string[],
+    decrements: number,
+    view: BooksView,
+    takenByWaiters: ReadonlySet<string>,
+    causes: Readonly<Record<string, DepartureCause>>,
+  ): Settlement[] | undefined {
+    if (!departedAll.every((id) => causes[id] !== undefined)) return undefined;
+    if (departedAll.filter((id) => causes[id] === 'with-decrement').length !== decrements) return undefined;
+    const withDecrement = gone.filter((id) => causes[id] === 'with-decrement');
+    const settledElsewhere = withDecrement.map((instanceId): Settlement => ({ instanceId, how: 'removed-by-someone-else' }));
+    // The group's desired already counts the others' decrements: what is owed is measured against it.
+    return [...settledElsewhere, ...this.replacementsOwed(group, gone.filter((id) => causes[id] === 'without-decrement'), view, takenByWaiters)];
   }
 
   /** No decrement came with them: the group owes each a replacement Spot Guard does not want. */

@@ -4,7 +4,7 @@
 import { log } from '@temporalio/workflow';
 import type { GroupSnapshot } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
-import { setDesiredCapacity, terminateInstanceInGroup } from './activities.js';
+import { describeDepartures, setDesiredCapacity, terminateInstanceInGroup } from './activities.js';
 import type { RetiredInstance } from './api.js';
 import type { Settlement } from './books.js';
 import type { GroupState } from './group-state.js';
@@ -12,9 +12,12 @@ import type { GroupState } from './group-state.js';
 /** While books are open and nobody waits for an instance, the group is looked at this often for departures. */
 export const BOOKS_LOOK_MS = 60_000;
 
+/** How far back the scaling activities are read for the causes of departures (the reading stops once all are found). */
+const CAUSES_LOOKBACK_MS = 24 * 3600_000;
+
 /** Settles every booked instance that left since the last look; the snapshot is updated with the changes made. */
 export async function settleDepartures(state: GroupState, group: GroupSnapshot): Promise<void> {
-  for (const settlement of state.books.departures(group, state.waiters.takenInstances())) {
+  for (const settlement of await departuresOf(state, group)) {
     let how: RetiredInstance['how'];
     try {
       how = await settle(state, group, settlement);
@@ -31,6 +34,22 @@ export async function settleDepartures(state: GroupState, group: GroupSnapshot):
     state.books.close(settlement.instanceId);
   }
   state.books.see(group);
+}
+
+/** The books' departures; when the two looks cannot tell them apart, again with each departure's scaling activity. */
+async function departuresOf(state: GroupState, group: GroupSnapshot): Promise<Settlement[]> {
+  const taken = state.waiters.takenInstances();
+  const settlements = state.books.departures(group, taken);
+  const askCauses = settlements.flatMap((s) => (s.how === 'unclear' ? (s.askCauses ?? []) : []));
+  if (askCauses.length === 0) return settlements;
+  try {
+    const since = new Date(Date.now() - CAUSES_LOOKBACK_MS).toISOString();
+    const causes = await describeDepartures({ asgName: state.asgName, instanceIds: [...new Set(askCauses)], since });
+    return state.books.departures(group, taken, causes);
+  } catch (error) {
+    log.warn('could not read the scaling activities of instances that left the group', { asgName: state.asgName, error: rootMessage(error) });
+    return settlements;
+  }
 }
 
 async function settle(state: GroupState, group: GroupSnapshot, settlement: Settlement): Promise<RetiredInstance['how']> {

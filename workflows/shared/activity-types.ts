@@ -116,7 +116,12 @@ export interface AutoScalingActivities {
   /** `already-leaving`: Terminating or gone at the first attempt, so not by this call: no decrement came from it. */
   terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ terminated: TerminationOutcome; dryRun?: true }>;
   verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }>;
+  /** Whether each of these instances left with a decrement, by its termination's scaling activity since `since`. */
+  describeDepartures(input: { asgName: string; instanceIds: string[]; since: string }): Promise<Record<string, DepartureCause>>;
 }
+
+/** `with-decrement`: desired came down with it ("shrinking the capacity"); `without-decrement`: the group replaces it. */
+export type DepartureCause = 'with-decrement' | 'without-decrement';
 
 export interface KubernetesActivities {
   verifyNode(input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }>;
