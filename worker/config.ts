@@ -4,8 +4,11 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ASG_NAME_PATTERN, TASK_QUEUE_DEFAULT } from '../workflows/shared/ids.js';
-import { type DrainBudget, type FlowSettings, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
+import { type DrainBudget, type FlowSettings, parseDurationSeconds, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
 import type { HeapGrowthSetting } from './memory.js';
+
+/** Kept here too for the callers and tests that know it from the worker's settings. */
+export { parseDurationSeconds };
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
@@ -99,13 +102,6 @@ export function cacheDir(env: Env = process.env): string {
   return env.SPOT_GUARD_CACHE || join(homedir(), '.cache', 'spot-guard');
 }
 
-/** Parses a duration in seconds: "120", "120s", "2m", "1h". */
-export function parseDurationSeconds(text: string): number | undefined {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$/.exec(text);
-  if (!match) return undefined;
-  const factor = { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
-  return Number(match[1]) * factor;
-}
 
 export function parseTaint(text: string): TaintSpec | undefined {
   const match = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*):(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(text.trim());

@@ -6,8 +6,8 @@
 // Anything else gets a 4xx with the reason and changes nothing; each node gets a few requests a minute.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { instanceIdFromProviderId } from '../activities/kubernetes.js';
+import { INTAKE_PATHS } from '../signaler/intake-client.js';
 
-export const INTAKE_PATHS = { rebalance: '/v1/notices/rebalance', interruption: '/v1/notices/interruption' } as const;
 type NoticeKind = keyof typeof INTAKE_PATHS;
 
 /** What a TokenReview said about a token. */

@@ -78,3 +78,11 @@ export interface MonitorSettings {
   /** How long to wait for evicted pods to run elsewhere; past it the scale-down is given up and the node released. */
   podRescheduleTimeoutSeconds: number;
 }
+
+/** Parses a duration in seconds: "120", "120s", "2m", "1h". (Shared by the worker's and the signaler's settings.) */
+export function parseDurationSeconds(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$/.exec(text);
+  if (!match) return undefined;
+  const factor = { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
+  return Number(match[1]) * factor;
+}
