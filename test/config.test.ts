@@ -129,6 +129,27 @@ describe('worker configuration', function () {
     }
   });
 
+  it('serves no intake by default; with an address it needs a certificate and key unless plain HTTP is allowed for a test', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.intake, undefined);
+    const tls = loadConfig({ ...base, SPOT_GUARD_INTAKE_ADDRESS: '0.0.0.0:8443', SPOT_GUARD_INTAKE_TLS_CERT: '/tls/tls.crt', SPOT_GUARD_INTAKE_TLS_KEY: '/tls/tls.key' });
+    assert.ok(tls.ok);
+    assert.deepEqual(tls.config.intake, {
+      address: '0.0.0.0:8443',
+      tls: { certFile: '/tls/tls.crt', keyFile: '/tls/tls.key' },
+      audience: 'spot-guard-intake',
+      signalerServiceAccount: 'spot-guard/spot-guard-signaler',
+      requestsPerNodePerMinute: 10,
+    });
+    const errors = errorsOf({ ...base, SPOT_GUARD_INTAKE_ADDRESS: '0.0.0.0:8443', SPOT_GUARD_SIGNALER_SERVICE_ACCOUNT: 'signaler', SPOT_GUARD_INTAKE_RATE: '0' });
+    assert.equal(errors.length, 3);
+    assert.match(errors[0] ?? '', /SPOT_GUARD_INTAKE_TLS_CERT and SPOT_GUARD_INTAKE_TLS_KEY: expected both/);
+    assert.match(errors[1] ?? '', /SPOT_GUARD_SIGNALER_SERVICE_ACCOUNT="signaler": expected <namespace>\/<name>/);
+    assert.match(errors[2] ?? '', /SPOT_GUARD_INTAKE_RATE="0"/);
+    assert.ok(loadConfig({ ...base, SPOT_GUARD_INTAKE_ADDRESS: '127.0.0.1:8080', SPOT_GUARD_INTAKE_ALLOW_HTTP: 'true' }).ok);
+  });
+
   it('names the variable, the bad value and what is expected', function () {
     assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: 'abc' }), [
       'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT="abc" is not a duration: expected whole seconds (e.g. 120) or a number with s, m or h (e.g. 2m)',

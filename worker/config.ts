@@ -48,6 +48,18 @@ export interface WorkerConfig {
   metricsAddress?: string;
   /** How long a workflow task waits on this worker's sticky queue before any worker may take it (and replay). */
   stickyQueueTimeoutSeconds: number;
+  /** The signalers' intake (worker/intake.ts); undefined: not served. */
+  intake?: IntakeConfig;
+}
+
+export interface IntakeConfig {
+  /** ip:port to listen on. */
+  address: string;
+  /** PEM files of its certificate and key; both undefined only with SPOT_GUARD_INTAKE_ALLOW_HTTP=true (a local test). */
+  tls?: { certFile: string; keyFile: string };
+  audience: string;
+  signalerServiceAccount: string;
+  requestsPerNodePerMinute: number;
 }
 
 /**
@@ -90,6 +102,11 @@ export const DEFAULTS = {
   SPOT_GUARD_HEAP_GROWTH_PERCENT: 'auto',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
+  SPOT_GUARD_INTAKE_ADDRESS: 'off',
+  SPOT_GUARD_INTAKE_AUDIENCE: 'spot-guard-intake',
+  SPOT_GUARD_SIGNALER_SERVICE_ACCOUNT: 'spot-guard/spot-guard-signaler',
+  SPOT_GUARD_INTAKE_RATE: '10',
+  SPOT_GUARD_INTAKE_ALLOW_HTTP: 'false',
   LOG_LEVEL: 'INFO',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
@@ -398,6 +415,31 @@ function workerTuning(input: ConfigInput): Pick<
   };
 }
 
+/** The signalers' intake: off unless an address is given; HTTPS, unless plain HTTP is allowed for a local test. */
+function intakeSettings(input: ConfigInput): IntakeConfig | undefined {
+  const address = read(input, 'SPOT_GUARD_INTAKE_ADDRESS');
+  if (address.toLowerCase() === 'off') return undefined;
+  if (!isBindAddress(address)) input.errors.push(`SPOT_GUARD_INTAKE_ADDRESS="${address}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:8443)`);
+  const certFile = input.env.SPOT_GUARD_INTAKE_TLS_CERT?.trim();
+  const keyFile = input.env.SPOT_GUARD_INTAKE_TLS_KEY?.trim();
+  const allowHttp = bool(input, 'SPOT_GUARD_INTAKE_ALLOW_HTTP');
+  if (!certFile !== !keyFile || (!certFile && !allowHttp)) {
+    input.errors.push('SPOT_GUARD_INTAKE_TLS_CERT and SPOT_GUARD_INTAKE_TLS_KEY: expected both (PEM files of the intake\'s certificate and key; the signalers\' tokens must not cross the network in clear), or SPOT_GUARD_INTAKE_ALLOW_HTTP=true for a local test');
+  }
+  const account = read(input, 'SPOT_GUARD_SIGNALER_SERVICE_ACCOUNT');
+  if (!/^[a-z0-9][-a-z0-9]*\/[a-z0-9][-a-z0-9.]*$/.test(account)) input.errors.push(`SPOT_GUARD_SIGNALER_SERVICE_ACCOUNT="${account}": expected <namespace>/<name>, like spot-guard/spot-guard-signaler`);
+  const rateText = read(input, 'SPOT_GUARD_INTAKE_RATE');
+  const rate = Number(rateText);
+  if (!Number.isInteger(rate) || rate < 1 || rate > 600) input.errors.push(`SPOT_GUARD_INTAKE_RATE="${rateText}": expected a whole number of requests a minute per node from 1 to 600`);
+  return {
+    address,
+    ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
+    audience: read(input, 'SPOT_GUARD_INTAKE_AUDIENCE'),
+    signalerServiceAccount: account,
+    requestsPerNodePerMinute: rate,
+  };
+}
+
 /** The embedded Temporal dev server, started when TEMPORAL_ADDRESS is not set. */
 function devServerSettings(input: ConfigInput): DevServerSettings {
   const cache = cacheDir(input.env);
@@ -419,6 +461,7 @@ export function loadConfig(env: Env): ConfigResult {
   const temporal = temporalSettings(input);
   const { dryRun, ...tuning } = workerTuning(input);
   const devServer = devServerSettings(input);
+  const intake = intakeSettings(input);
   if (input.errors.length > 0) return { ok: false, errors: input.errors };
-  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, ...tuning } };
+  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, ...tuning, ...(intake ? { intake } : {}) } };
 }

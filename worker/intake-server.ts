@@ -1,0 +1,58 @@
+// The intake as the worker serves it (SPOT_GUARD_INTAKE_ADDRESS): HTTPS with the configured certificate, the checks of
+// worker/intake.ts over the real Kubernetes API and Auto Scaling, and the same two Temporal calls operators use
+// (signaler/workflow-requests.ts), so a notice delivered twice still starts one workflow.
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AutoScalingClient, DescribeAutoScalingInstancesCommand } from '@aws-sdk/client-auto-scaling';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
+import type { IntakeConfig } from './config.js';
+import { type IntakeLog, intakeHandler } from './intake.js';
+import { kubernetesIntakeDeps } from './intake-kubernetes.js';
+
+export interface IntakeContext {
+  kubeConfig: KubeConfig;
+  autoScaling: AutoScalingClient;
+  temporal: Client;
+  taskQueue: string;
+  spotAsgName: string;
+  log: IntakeLog;
+}
+
+/** Starts listening; resolves once it does, with a close() for shutdown. */
+export async function startIntake(config: IntakeConfig, context: IntakeContext): Promise<{ close(): Promise<void>; port: number }> {
+  const handler = intakeHandler(
+    {
+      ...kubernetesIntakeDeps(context.kubeConfig),
+      verifyProtected: (instanceId) => verifyInSpotGroup(context.autoScaling, instanceId, context.spotAsgName),
+      rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input),
+      interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice)).workflowId }),
+    },
+    { audience: config.audience, signalerServiceAccount: config.signalerServiceAccount, requestsPerNodePerMinute: config.requestsPerNodePerMinute },
+    context.log,
+  );
+  const server: Server = config.tls ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler) : createHttpServer(handler);
+  const separator = config.address.lastIndexOf(':');
+  const host = config.address.slice(0, separator).replace(/^\[|\]$/g, '');
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(config.address.slice(separator + 1)), host, () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function verifyInSpotGroup(autoScaling: AutoScalingClient, instanceId: string, spotAsgName: string): Promise<void> {
+  const output = await autoScaling.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }));
+  const group = output.AutoScalingInstances?.find((i) => i.InstanceId === instanceId)?.AutoScalingGroupName;
+  if (group !== spotAsgName) throw new Error(group ? `it belongs to Auto Scaling group "${group}", not to the spot group "${spotAsgName}"` : 'it is in no Auto Scaling group');
+}
