@@ -44,7 +44,8 @@ export class NoticeWatch {
     this.instanceId ??= await this.imds.instanceId();
     const instanceId = this.instanceId;
     const action = await this.imds.instanceAction();
-    if (action) this.send(`interruption:${action.time}`, 'interruption notice', () => this.deliver.interruption(instanceId, action));
+    // Once per instance too: AWS acts on the instance once, whatever time a later read gives (AEMM moves it every read).
+    if (action) this.send('interruption', 'interruption notice', () => this.deliver.interruption(instanceId, action));
     if (!this.options.rebalanceMonitoring) return;
     const recommendation = await this.imds.rebalanceRecommendation();
     // Once per instance: AWS may move noticeTime, but one recommendation is all Spot Guard acts on.

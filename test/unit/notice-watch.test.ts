@@ -36,6 +36,7 @@ describe('notice watch (signaler poll loop, no server)', function () {
     await watch.look();
     imds.action = { action: 'terminate', time: '2026-12-02T10:07:00Z' };
     await watch.look();
+    imds.action = { action: 'terminate', time: '2026-12-02T10:07:02Z' }; // a later read may give another time (AEMM does)
     await watch.look();
     await settle();
     assert.deepEqual(sent, [`rebalance ${INSTANCE}`, `terminate ${INSTANCE}`]);
