@@ -2,6 +2,7 @@
 // PUT /latest/api/token, sent with every read and refreshed before it expires), and the three reads the signaler needs.
 // A 404 on a notice path means "no notice yet"; any other unexpected answer (an error status, a malformed body, a
 // timeout) is an ImdsError that names what was read and what came back, for the poll loop to log and survive.
+import { type Answer, send } from './http.js';
 
 /** Where IMDS answers on every EC2 instance (link-local). */
 export const IMDS_URL = 'http://169.254.169.254';
@@ -119,13 +120,11 @@ export class ImdsClient {
     throw new ImdsError(`IMDSv2 token refused (HTTP ${response.status}); IMDSv1 is off: set SPOT_GUARD_IMDS_ALLOW_V1=true only if this instance cannot serve IMDSv2`);
   }
 
-  private async request(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  private async request(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<Answer> {
     try {
-      const response = await fetch(`${this.baseUrl}${path}`, { method, headers, signal: AbortSignal.timeout(this.timeoutMs) });
-      return { status: response.status, body: await response.text() };
+      return await send(new URL(`${this.baseUrl}${path}`), { method, headers, timeoutMs: this.timeoutMs });
     } catch (error) {
-      const why = error instanceof Error && error.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : String((error as Error).cause ?? error);
-      throw new ImdsError(`IMDS ${method} ${path} failed: ${why}`);
+      throw new ImdsError(`IMDS ${method} ${path} failed: ${(error as Error).message}`);
     }
   }
 }

@@ -13,6 +13,7 @@ import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { type Aemm, startAemm } from '../scripts/peers/aemm.js';
 import { EndToEnd, ON_DEMAND, SPOT } from '../scripts/peers/end-to-end.js';
 import { stopOnExit } from '../scripts/peers/stop-on-exit.js';
+import { SIGNALER_NODE_FLAGS } from '../signaler/node-flags.js';
 import { freePort, until } from '../scripts/peers/wait.js';
 import { scenarioPassed } from './helpers/scenario-count.js';
 
@@ -74,7 +75,7 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     await e2e.pod(nodeName, `web-${atRisk.slice(-6)}`);
     writeFileSync(join(dir, 'token'), await signalerToken(nodeName));
     aemm = await startAemm({ instanceId: atRisk, rebalanceDelaySeconds: 2 });
-    signaler = spawn(process.execPath, [SIGNALER], {
+    signaler = spawn(process.execPath, [...SIGNALER_NODE_FLAGS, SIGNALER], {
       env: {
         PATH: process.env.PATH,
         SPOT_GUARD_INTAKE_URL: intakeUrl,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Aemm, startAemm } from '../scripts/peers/aemm.js';
 import { stopOnExit } from '../scripts/peers/stop-on-exit.js';
+import { SIGNALER_NODE_FLAGS } from '../signaler/node-flags.js';
 import { freePort, until } from '../scripts/peers/wait.js';
 
 const INSTANCE = 'i-0123456789abcdef0';
@@ -71,7 +72,7 @@ describe('signaler process against AEMM (IMDSv2 only)', function () {
     writeFileSync(join(dir, 'token'), 'projected-token-1\n');
     const healthAddress = `127.0.0.1:${await freePort()}`;
     healthUrl = `http://${healthAddress}`;
-    signaler = spawn(process.execPath, [MAIN], {
+    signaler = spawn(process.execPath, [...SIGNALER_NODE_FLAGS, MAIN], {
       env: {
         PATH: process.env.PATH,
         SPOT_GUARD_INTAKE_URL: `http://127.0.0.1:${(intake.address() as AddressInfo).port}`,
