@@ -10,6 +10,8 @@ import type { DevServerSettings } from './config.js';
 export interface DevServer {
   address: string;
   uiUrl: string;
+  /** The server's process, for a test harness that must kill it if the test process is interrupted. */
+  process: ChildProcess;
   stop(): Promise<void>;
 }
 
@@ -65,6 +67,7 @@ export async function startDevServer(settings: DevServerSettings, namespace: str
   return {
     address,
     uiUrl: `http://127.0.0.1:${settings.uiPort}`,
+    process: child,
     async stop() {
       if (exited) return;
       const gone = new Promise((resolve) => child.once('exit', resolve));

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { pythonPath } from './peers.js';
 import { freePort } from './wait.js';
+import { stopOnExit } from './stop-on-exit.js';
 
 const launcherScript = fileURLToPath(new URL('../../../scripts/peers/aws_launcher.py', import.meta.url));
 
@@ -16,6 +17,7 @@ export class AwsLauncher {
     const port = await freePort();
     this.url = `http://127.0.0.1:${port}`;
     this.child = spawn(pythonPath(), [launcherScript, '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    stopOnExit(this.child);
     let stderr = '';
     this.child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
     const deadline = Date.now() + 30_000;

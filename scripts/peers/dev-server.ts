@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import type { DevServerSettings } from '../../worker/config.js';
 import { type DevServer, startDevServer } from '../../worker/dev-server.js';
 import { temporalCliPath } from './peers.js';
+import { stopOnExit } from './stop-on-exit.js';
 import { freePort } from './wait.js';
 
 export async function startDevServerOnFreePorts(
@@ -15,7 +16,9 @@ export async function startDevServerOnFreePorts(
     const [port, uiPort, metricsPort] = [await pickPort(), await pickPort(), await pickPort()];
     const settings: DevServerSettings = { temporalCli: temporalCliPath(), port, uiPort, metricsPort, dbFile };
     try {
-      return { server: await startDevServer(settings, 'default', () => undefined), settings };
+      const server = await startDevServer(settings, 'default', () => undefined);
+      stopOnExit(server.process);
+      return { server, settings };
     } catch (error) {
       if (attempt >= attempts || !/before it answered/.test((error as Error).message)) throw error;
       // The server died while starting: its database holds nothing yet.

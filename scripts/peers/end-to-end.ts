@@ -21,6 +21,7 @@ import { AwsLauncher } from './aws-launcher.js';
 import { startDevServerOnFreePorts } from './dev-server.js';
 import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
 import { samplesOf } from './prometheus.js';
+import { stopOnExit } from './stop-on-exit.js';
 
 const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
@@ -219,6 +220,7 @@ export class EndToEnd {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    stopOnExit(worker);
     const keep = (chunk: Buffer) => this.workerOutput.push(chunk.toString());
     worker.stdout?.on('data', keep);
     worker.stderr?.on('data', keep);

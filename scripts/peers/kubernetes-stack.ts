@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { reuseConnections } from '../../worker/kubernetes-connections.js';
 import { freePort } from './wait.js';
+import { stopOnExit } from './stop-on-exit.js';
 import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
 import { samplesOf } from './prometheus.js';
 
@@ -169,6 +170,7 @@ export class KubernetesStack {
 
   private run(name: string, path: string, args: string[]): void {
     const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    stopOnExit(child);
     const running: Running = { name, child, log: [] };
     const keep = (chunk: Buffer) => {
       running.log.push(chunk.toString());
