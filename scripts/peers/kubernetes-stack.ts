@@ -170,7 +170,8 @@ export class KubernetesStack {
 
   private run(name: string, path: string, args: string[]): void {
     const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    stopOnExit(child);
+    // Interrupted: every process of the stack killed, and its directory (certificates, etcd's data) removed.
+    stopOnExit(child, () => rmSync(this.dir, { recursive: true, force: true }));
     const running: Running = { name, child, log: [] };
     const keep = (chunk: Buffer) => {
       running.log.push(chunk.toString());
