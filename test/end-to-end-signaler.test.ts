@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { WorkflowHandle } from '@temporalio/client';
 import { rebalanceStatusQuery } from '../workflows/rebalance/api.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
@@ -67,14 +68,18 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     return status.token;
   }
 
-  it('a rebalance recommendation in IMDS: the signaler reports it, the intake starts one workflow, the node is replaced, tainted and drained, the books exact', async function () {
+  /** A fresh spot pair with the at-risk node and a pod on it; its signaler against AEMM serving `notices`. */
+  async function chainFor(notices: { rebalanceDelaySeconds: number | null; interruptionDelaySeconds?: number | null }) {
     const [atRisk] = await e2e.groups(2);
     assert.ok(atRisk);
     const nodeName = EndToEnd.nodeName(atRisk);
     await until('the at-risk node', async () => (await e2e.core.readNode({ name: nodeName })).metadata?.name === nodeName);
     await e2e.pod(nodeName, `web-${atRisk.slice(-6)}`);
     writeFileSync(join(dir, 'token'), await signalerToken(nodeName));
-    aemm = await startAemm({ instanceId: atRisk, rebalanceDelaySeconds: 2 });
+    await aemm?.stop();
+    aemm = await startAemm({ instanceId: atRisk, ...notices });
+    if (signaler?.exitCode === null) signaler.kill('SIGKILL');
+    signalerOutput = '';
     signaler = spawn(process.execPath, [...SIGNALER_NODE_FLAGS, SIGNALER], {
       env: {
         PATH: process.env.PATH,
@@ -91,27 +96,54 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     stopOnExit(signaler);
     signaler.stdout?.on('data', (chunk: Buffer) => (signalerOutput += chunk.toString()));
     signaler.stderr?.on('data', (chunk: Buffer) => (signalerOutput += chunk.toString()));
+    return { atRisk, nodeName, handle: e2e.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(atRisk)) };
+  }
 
-    const handle = e2e.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(atRisk));
-    await until('the rebalance notice delivered', async () => /rebalance recommendation delivered/.test(signalerOutput), 60_000, () => signalerOutput);
+  async function resultOf(handle: WorkflowHandle<typeof rebalanceWorkflow>) {
     let last = '';
     const closed = async (): Promise<boolean> => {
       last = JSON.stringify(await handle.query(rebalanceStatusQuery).catch((error: unknown) => String(error)));
       return (await handle.describe()).status.name !== 'RUNNING';
     };
     await until('the rebalance workflow to end', closed, 150_000, () => `status: ${last}`);
-    const result = await handle.result();
+    return handle.result();
+  }
+
+  async function runsOf(atRisk: string): Promise<number> {
+    let runs = 0;
+    for await (const _run of e2e.client.workflow.list({ query: `WorkflowId = '${rebalanceWorkflowId(atRisk)}'` })) runs++;
+    return runs;
+  }
+
+  it('a rebalance recommendation in IMDS: the signaler reports it, the intake starts one workflow, the node is replaced, tainted and drained, the books exact', async function () {
+    const { atRisk, nodeName, handle } = await chainFor({ rebalanceDelaySeconds: 2 });
+    await until('the rebalance notice delivered', async () => /rebalance recommendation delivered/.test(signalerOutput), 60_000, () => signalerOutput);
+    const result = await resultOf(handle);
     assert.equal(result.replacement, 'spot');
     assert.equal(result.instanceFate, 'terminated');
     assert.equal((await handle.query(rebalanceStatusQuery)).drain?.complete, true);
     assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
-    const runs = [];
-    for await (const run of e2e.client.workflow.list({ query: `WorkflowId = '${rebalanceWorkflowId(atRisk)}'` })) runs.push(run.runId);
-    assert.equal(runs.length, 1, 'IMDS served the notice on every poll: one workflow');
     const spot = await e2e.group(SPOT);
     assert.equal(spot.desired, 2, 'back to its original size');
     assert.ok(!spot.instances.some((i) => i.id === atRisk), 'the drained instance is gone');
     assert.ok(spot.instances.some((i) => i.id === result.replacementInstanceId));
     assert.equal((await e2e.group(ON_DEMAND)).desired, 0);
+    // IMDS goes on serving the recommendation every 0.5 s: a minute of it starts nothing more.
+    await new Promise((resolve) => setTimeout(resolve, 60_000));
+    assert.equal(await runsOf(atRisk), 1, 'one workflow for the instance');
+    assert.equal(signalerOutput.match(/rebalance recommendation delivered/g)?.length, 1);
+  });
+
+  it('an interruption notice in IMDS: the signaler reports it at once, and the node is drained', async function () {
+    const { atRisk, nodeName, handle } = await chainFor({ rebalanceDelaySeconds: null, interruptionDelaySeconds: 2 });
+    await until('the interruption notice delivered', async () => /interruption notice delivered/.test(signalerOutput), 60_000, () => signalerOutput);
+    const result = await resultOf(handle);
+    assert.equal(result.drained, true);
+    assert.equal(result.instanceFate, 'terminated');
+    const status = await handle.query(rebalanceStatusQuery);
+    assert.equal(status.interruption?.action, 'terminate');
+    assert.equal(status.drain?.complete, true);
+    assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
+    assert.equal(await runsOf(atRisk), 1);
   });
 });
