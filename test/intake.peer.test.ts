@@ -2,10 +2,11 @@
 // API for signaler pods on their nodes, checked by a real TokenReview, with the worker's rights of deploy/rbac.yaml.
 // Spot Guard behind the intake is a recorder here (starting the workflows is covered end to end).
 import assert from 'node:assert/strict';
+import { sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CoreV1Api, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml } from '@kubernetes/client-node';
 import { KubernetesStack, KWOK_ANNOTATION } from '../scripts/peers/kubernetes-stack.js';
@@ -81,8 +82,23 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     return status.token;
   }
 
-  const post = async (path: string, token: string, body: unknown): Promise<{ status: number; error?: string }> => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  const post = (path: string, token: string, body: unknown): Promise<{ status: number; error?: string }> => postRaw(path, token, JSON.stringify(body));
+
+  /**
+   * The same token with its expiry an hour ago, signed again with the API server's ServiceAccount key: a real expired
+   * token (the TokenRequest API issues none shorter than 10 minutes).
+   */
+  function expired(token: string): string {
+    const [header, payload] = token.split('.');
+    const claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+    const now = Math.floor(Date.now() / 1000);
+    const body = Buffer.from(JSON.stringify({ ...claims, iat: now - 7200, nbf: now - 7200, exp: now - 3600 })).toString('base64url');
+    const key = readFileSync(join(dirname(stack.kubeconfigPath), 'sa.key'));
+    return `${header}.${body}.${sign('RSA-SHA256', Buffer.from(`${header}.${body}`), key).toString('base64url')}`;
+  }
+
+  const postRaw = async (path: string, token: string, body: string): Promise<{ status: number; error?: string }> => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body });
     const answer = (await response.json()) as { error?: string };
     return { status: response.status, ...(answer.error ? { error: answer.error } : {}) };
   };
@@ -101,6 +117,9 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     await refusedWith(401, /token refused by the Kubernetes API/, post('/v1/notices/rebalance', await tokenFor('spot-guard-signaler', ['https://kubernetes.default.svc.cluster.local'], A.pod), { instanceId: A.instance }));
     await refusedWith(403, /only the signaler's ServiceAccount/, post('/v1/notices/rebalance', await tokenFor('spot-guard-worker', [AUDIENCE]), { instanceId: A.instance }));
     await refusedWith(401, /token refused by the Kubernetes API/, post('/v1/notices/rebalance', `${tokenA.slice(0, -4)}AAAA`, { instanceId: A.instance }));
+
+    await refusedWith(401, /token refused by the Kubernetes API: .*expired/, post('/v1/notices/rebalance', expired(tokenA), { instanceId: A.instance }));
+    await refusedWith(400, /is not a JSON object/, postRaw('/v1/notices/rebalance', tokenA, 'instanceId=i-0aaaaaaaaaaaaaaa1'));
 
     // A token outlives nothing it was bound to: once its pod is gone, it is refused.
     const tokenB = await tokenFor('spot-guard-signaler', [AUDIENCE], B.pod);
