@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,7 +70,7 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
   }
 
   /** A fresh spot pair with the at-risk node and a pod on it; its signaler against AEMM serving `notices`. */
-  async function chainFor(notices: { rebalanceDelaySeconds: number | null; interruptionDelaySeconds?: number | null }) {
+  async function chainFor(notices: { rebalanceDelaySeconds: number | null; interruptionDelaySeconds?: number | null }, intake = intakeUrl) {
     const [atRisk] = await e2e.groups(2);
     assert.ok(atRisk);
     const nodeName = EndToEnd.nodeName(atRisk);
@@ -83,7 +84,7 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     signaler = spawn(process.execPath, [...SIGNALER_NODE_FLAGS, SIGNALER], {
       env: {
         PATH: process.env.PATH,
-        SPOT_GUARD_INTAKE_URL: intakeUrl,
+        SPOT_GUARD_INTAKE_URL: intake,
         SPOT_GUARD_INTAKE_CA_FILE: join(dir, 'tls.crt'),
         SPOT_GUARD_TOKEN_FILE: join(dir, 'token'),
         SPOT_GUARD_IMDS_URL: aemm.url,
@@ -145,5 +146,34 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     assert.equal(status.drain?.complete, true);
     assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
     assert.equal(await runsOf(atRisk), 1);
+  });
+
+  it('the intake down when the notice appears and up 20 s later: the workflow still starts, once', async function () {
+    // A TCP gate in front of the worker's intake: connections are refused until it opens (TLS passes through it).
+    const gatePort = await freePort();
+    const target = Number(new URL(intakeUrl).port);
+    const gate = createNetServer((socket) => {
+      const upstream = connect(target, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      const close = (): void => void (socket.destroy(), upstream.destroy());
+      socket.on('error', close);
+      upstream.on('error', close);
+    });
+    try {
+      const { atRisk, handle } = await chainFor({ rebalanceDelaySeconds: 2 }, `https://127.0.0.1:${gatePort}`);
+      await until('a delivery refused', async () => /not delivered: trying again/.test(signalerOutput), 30_000, () => signalerOutput);
+      const downSince = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 20_000 - (Date.now() - downSince))));
+      assert.equal(await runsOf(atRisk), 0, 'nothing started while the intake was down');
+      await new Promise<void>((resolve) => gate.listen(gatePort, '127.0.0.1', resolve));
+      await until('the rebalance notice delivered', async () => /rebalance recommendation delivered/.test(signalerOutput), 60_000, () => signalerOutput);
+      const result = await resultOf(handle);
+      assert.equal(result.replacement, 'spot');
+      assert.equal(result.instanceFate, 'terminated');
+      assert.equal(await runsOf(atRisk), 1);
+      assert.equal(signalerOutput.match(/rebalance recommendation delivered/g)?.length, 1);
+    } finally {
+      gate.close();
+    }
   });
 });
