@@ -42,9 +42,25 @@ describe('replacement waiters (the 10 s group poll, no server)', function () {
     poll(T0 + 61_000 + LATE_WATCH_MS, ['i-stuck']);
     assert.equal(waiters.lateCount, 1, 'its hour is up, but an instance is still launching');
     assert.equal(waiters.lapsedFallbacks, 0);
+    assert.equal(waiters.nextPollAt, T0 + 61_000 + LATE_WATCH_MS + 60_000, 'looked at once a minute meanwhile, not every second');
     poll(T0 + 62_000 + LATE_WATCH_MS, []);
     assert.equal(waiters.lateCount, 0, 'the launch went away: the watch ends');
     assert.equal(waiters.lapsedFallbacks, 1);
+  });
+
+  it('a late watch kept by a launch that never ends still ends 6 hours past its hour', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    waiters.add(increase('s', 60), iso(T0), ['i-old'], T0);
+    const poll = (at: number) => {
+      waiters.startPoll('g');
+      waiters.settle({ desiredCapacity: 2, inService: ['i-old'], launching: ['i-stuck'], capacityProblems: [] }, at, noSlot);
+    };
+    poll(T0 + 61_000);
+    poll(T0 + 61_000 + LATE_WATCH_MS + 6 * 3600_000 - 1000);
+    assert.equal(waiters.lateCount, 1);
+    poll(T0 + 61_000 + LATE_WATCH_MS + 6 * 3600_000);
+    assert.equal(waiters.lateCount, 0);
+    assert.equal(waiters.nextPollAt, undefined, 'nobody left to poll for');
   });
 
   it('capacity-error detection counts only problems that started at or after the waiter\'s request', function () {

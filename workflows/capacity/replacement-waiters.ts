@@ -18,6 +18,8 @@ import {
 
 /** A waiter whose wait ended without an instance is watched this long for a late one. */
 export const LATE_WATCH_MS = 60 * 60_000;
+/** A late watch goes on past its hour while a launch may be its own, but not past this (a lifecycle hook's 2 h, and more). */
+const LATE_KEPT_MAX_MS = 6 * 60 * 60_000;
 /** While only late waiters are watched, the group is polled this often (instances only). */
 export const LATE_POLL_MS = 60_000;
 
@@ -198,7 +200,10 @@ export class ReplacementWaiters {
     if (due.length === 0 || !progress) return;
     const known = new Set([...(this.waits.lateKnown ?? []), ...this.waits.assigned]);
     const launching = progress.launching.filter((id) => !known.has(id)).length;
-    const lapsed = new Set(due.slice(launching));
+    // A launch stuck for longer than any lifecycle hook may hold it is nobody's to wait for.
+    const overdue = (l: LateWaiter): boolean => Date.parse(l.lateUntil) + LATE_KEPT_MAX_MS <= now;
+    const kept = due.filter((l) => !overdue(l)).slice(0, launching);
+    const lapsed = new Set(due.filter((l) => !kept.includes(l)));
     if (lapsed.size === 0) return;
     this.waits.late = this.late.filter((l) => !lapsed.has(l));
     this.lapsedFallbacks += [...lapsed].filter((l) => l.fallbackFor).length;
@@ -232,7 +237,8 @@ export class ReplacementWaiters {
     this.launchingForWaiters = waiters.length > 0 && launching >= waiters.length ? launching : undefined;
     if (this.late.length === 0) delete this.waits.lateKnown;
     if (waiters.length === 0 && this.late.length > 0) {
-      const firstLapse = Math.min(...this.late.map((l) => Date.parse(l.lateUntil)));
+      // By the next deadline still ahead; a watch kept past its own (a launch under way) is looked at once a minute.
+      const firstLapse = Math.min(...this.late.map((l) => Date.parse(l.lateUntil)).filter((at) => at > now));
       this.nextPollAt = Math.min(now + LATE_POLL_MS, Math.max(firstLapse, now + 1000));
       return;
     }
