@@ -173,22 +173,26 @@ async function setDesiredCapacity(
 }
 
 /**
- * What this attempt sets: the target, nothing when an earlier attempt already set it, and when someone else moved
- * desired meanwhile, an increase on top of the current value and no decrease. Each errs towards capacity: an earlier
+ * What this attempt sets: the target, nothing when a retry finds an earlier attempt set it, and when someone else
+ * moved desired meanwhile, an increase on top of the current value (at most MaxSize) and no decrease. Each errs towards capacity: an earlier
  * attempt that went through followed by an operator's decrement looks like neither, and then an increase is applied
  * again rather than risking a missing replacement, and a decrease is not made again rather than taking a running node.
  */
 async function targetOnRetry(ctx: AutoScalingContext, input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ desiredCapacity: number; set: boolean }> {
   const { asgName, desiredCapacity: target, from } = input;
+  // A first attempt follows the capacity workflow's look by moments (one activity earlier): only a retry, minutes later
+  // perhaps, reads again. That keeps a wave's cost at one read and one change.
   if (from === undefined || Context.current().info.attempt === 1) return { desiredCapacity: target, set: true };
-  const current = (await ctx.readGroup(asgName)).DesiredCapacity ?? 0;
+  const group = await ctx.readGroup(asgName);
+  const current = group.DesiredCapacity ?? 0;
   if (current === target) {
     log.info('desired capacity already set by an earlier attempt', { asgName, desiredCapacity: current });
     return { desiredCapacity: current, set: false };
   }
   if (current === from) return { desiredCapacity: target, set: true };
   const increase = target > from;
-  const desiredCapacity = increase ? current + (target - from) : current;
+  // Someone may have raised it meanwhile: never past MaxSize, which AWS would refuse for good.
+  const desiredCapacity = increase ? Math.min(current + (target - from), group.MaxSize ?? Number.MAX_SAFE_INTEGER) : current;
   log.warn(`desired capacity was changed by someone else while this change was retried: ${increase ? 'the increase goes on top of it' : 'the decrease is not made'}`, { asgName, from, target, current, desiredCapacity });
   return { desiredCapacity, set: increase };
 }

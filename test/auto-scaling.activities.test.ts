@@ -121,7 +121,7 @@ describe('Auto Scaling activities', function () {
     });
   });
 
-  it('setDesiredCapacity retrying an increase: nothing if an earlier attempt set it, on top of the current value if someone else changed it meanwhile', async function () {
+  it('setDesiredCapacity of an increase: nothing if an earlier attempt set it, on top of the current value (at most MaxSize) if someone else changed it meanwhile', async function () {
     aws.on(SetDesiredCapacityCommand).resolves({});
     const input = { asgName: GROUP, desiredCapacity: 4, from: 3 };
     const setTo = () => aws.commandCalls(SetDesiredCapacityCommand).map((c) => c.args[0].input.DesiredCapacity);
@@ -137,6 +137,8 @@ describe('Auto Scaling activities', function () {
     const describes = aws.commandCalls(DescribeAutoScalingGroupsCommand).length;
     await run(activities.setDesiredCapacity, input);
     assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, describes, 'a first attempt follows the look the workflow just took');
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 10));
+    assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 10, 'someone raised it to MaxSize meanwhile: never past it');
     await rejectsNonRetryable(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 2, from: -3 }), /from -3 for "spot-asg" is not a whole number/);
   });
 

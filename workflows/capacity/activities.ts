@@ -5,14 +5,17 @@ import type { AutoScalingActivities, CapacityRequestActivities, MonitorRequestAc
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
 /** Changes and full looks: throttling and AWS-side errors back off and retry; after 10 minutes the request fails. */
-export const { describeGroup, describeDepartures, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
+export const { describeGroup, setDesiredCapacity, terminateInstanceInGroup } = proxyActivities<AutoScalingActivities>({
   startToCloseTimeout: '30 seconds',
   scheduleToCloseTimeout: '10 minutes',
   retry,
 });
 
-/** A poll is worth little once the next is due: a failed poll is "no news" and the waiters wait on. */
-export const { describeGroupProgress } = proxyActivities<AutoScalingActivities>({
+/**
+ * A poll is worth little once the next is due: a failed poll is "no news" and the waiters wait on. The causes of
+ * departures likewise: without them a book is left unsettled, and an increase waiting behind the look must not wait long.
+ */
+export const { describeGroupProgress, describeDepartures } = proxyActivities<AutoScalingActivities>({
   startToCloseTimeout: '20 seconds',
   scheduleToCloseTimeout: '1 minute',
   retry,

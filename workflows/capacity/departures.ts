@@ -12,6 +12,9 @@ import type { GroupState } from './group-state.js';
 /** While books are open and nobody waits for an instance, the group is looked at this often for departures. */
 export const BOOKS_LOOK_MS = 60_000;
 
+/** Desired capacity moved under a settlement: the look the others would be settled against is stale. */
+class DesiredChangedMeanwhile extends Error {}
+
 /** How far back the scaling activities are read for the causes of departures (the reading stops once all are found). */
 const CAUSES_LOOKBACK_MS = 24 * 3600_000;
 
@@ -22,6 +25,12 @@ export async function settleDepartures(state: GroupState, group: GroupSnapshot):
     try {
       how = await settle(state, group, settlement);
     } catch (error) {
+      if (error instanceof DesiredChangedMeanwhile) {
+        // This look is stale: the books still open wait for the next one rather than be settled against it.
+        state.ledger.retired[settlement.instanceId] = { how: unsettled(state, settlement.instanceId, error.message), at: new Date().toISOString(), desiredAfter: group.desiredCapacity };
+        state.books.close(settlement.instanceId);
+        break;
+      }
       // Whether the change took effect is unknown: a second one could take a running node, so the books stop here.
       log.error('could not settle the books of an instance that left the group; desired capacity left alone: check the group', {
         asgName: state.asgName,
@@ -63,7 +72,7 @@ async function settle(state: GroupState, group: GroupSnapshot, settlement: Settl
       if (settlement.desiredAfter < group.minSize) return unsettled(state, instanceId, `lowering desired to ${settlement.desiredAfter} would go below MinSize ${group.minSize}`);
       const lowered = await setDesiredCapacity({ asgName, desiredCapacity: settlement.desiredAfter, from: group.desiredCapacity });
       if (lowered.dryRun) return unsettled(state, instanceId, 'dry run: desired capacity not lowered');
-      if (lowered.desiredCapacity !== settlement.desiredAfter) return unsettled(state, instanceId, `someone else changed desired to ${lowered.desiredCapacity} while it was being lowered`);
+      if (lowered.desiredCapacity !== settlement.desiredAfter) throw new DesiredChangedMeanwhile(`someone else changed desired to ${lowered.desiredCapacity} while it was being lowered`);
       state.appliedChanges++;
       log.info('a warned instance left the group without a decrement: desired lowered before the group replaced it', { asgName, instanceId, desired: settlement.desiredAfter });
       group.desiredCapacity = settlement.desiredAfter;
