@@ -48,7 +48,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     const handler = intakeHandler(
       {
         ...deps,
-        verifyProtected: () => Promise.resolve(),
+        verifyProtected: () => Promise.resolve(undefined),
         rebalance: ({ instanceId }) => (started.push(`rebalance ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
         interruption: ({ instanceId }, n) => (started.push(`${n.action} ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
       },

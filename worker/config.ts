@@ -7,9 +7,6 @@ import { ASG_NAME_PATTERN, TASK_QUEUE_DEFAULT } from '../workflows/shared/ids.js
 import { type DrainBudget, type FlowSettings, parseDurationSeconds, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
 import type { HeapGrowthSetting } from './memory.js';
 
-/** Kept here too for the callers and tests that know it from the worker's settings. */
-export { parseDurationSeconds };
-
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
 export interface TemporalSettings {

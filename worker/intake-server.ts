@@ -4,17 +4,20 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AutoScalingClient, DescribeAutoScalingInstancesCommand } from '@aws-sdk/client-auto-scaling';
+import { ApplicationFailure } from '@temporalio/common';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
+import { FailureType } from '../activities/errors.js';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
+import type { AutoScalingActivities } from '../workflows/shared/activity-types.js';
 import type { IntakeConfig } from './config.js';
 import { type IntakeLog, intakeHandler } from './intake.js';
 import { kubernetesIntakeDeps } from './intake-kubernetes.js';
 
 export interface IntakeContext {
   kubeConfig: KubeConfig;
-  autoScaling: AutoScalingClient;
+  /** The worker's own verify activity, whose read of the group's members the workflows share. */
+  verifyInstanceInGroup: AutoScalingActivities['verifyInstanceInGroup'];
   temporal: Client;
   taskQueue: string;
   spotAsgName: string;
@@ -26,7 +29,7 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   const handler = intakeHandler(
     {
       ...kubernetesIntakeDeps(context.kubeConfig),
-      verifyProtected: (instanceId) => verifyInSpotGroup(context.autoScaling, instanceId, context.spotAsgName),
+      verifyProtected: (instanceId) => whyNotProtected(context.verifyInstanceInGroup, instanceId, context.spotAsgName),
       rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input),
       interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice)).workflowId }),
     },
@@ -51,8 +54,13 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   };
 }
 
-async function verifyInSpotGroup(autoScaling: AutoScalingClient, instanceId: string, spotAsgName: string): Promise<void> {
-  const output = await autoScaling.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }));
-  const group = output.AutoScalingInstances?.find((i) => i.InstanceId === instanceId)?.AutoScalingGroupName;
-  if (group !== spotAsgName) throw new Error(group ? `it belongs to Auto Scaling group "${group}", not to the spot group "${spotAsgName}"` : 'it is in no Auto Scaling group');
+/** The verify step's own check (its shared read of the group's members in a wave); only "not in the group" refuses. */
+async function whyNotProtected(verify: IntakeContext['verifyInstanceInGroup'], instanceId: string, spotAsgName: string): Promise<string | undefined> {
+  try {
+    await verify({ instanceId, asgName: spotAsgName });
+    return undefined;
+  } catch (error) {
+    if (error instanceof ApplicationFailure && error.type === FailureType.instanceNotInGroup) return error.message;
+    throw error;
+  }
 }

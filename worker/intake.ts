@@ -25,8 +25,8 @@ export interface IntakeDeps {
   reviewToken(token: string, audience: string): Promise<ReviewedToken>;
   readPod(namespace: string, name: string): Promise<{ uid?: string; nodeName?: string } | undefined>;
   readNode(name: string): Promise<{ providerID?: string } | undefined>;
-  /** Throws, with the reason, when the instance is not in a protected spot group. */
-  verifyProtected(instanceId: string): Promise<void>;
+  /** Why the instance is not in a protected spot group, or undefined when it is; throws when that cannot be told now. */
+  verifyProtected(instanceId: string): Promise<string | undefined>;
   rebalance(input: { instanceId: string; nodeName: string }): Promise<{ workflowId: string }>;
   interruption(input: { instanceId: string; nodeName: string }, notice: { action: string; time: string }): Promise<{ workflowId: string }>;
 }
@@ -60,10 +60,14 @@ export function intakeHandler(deps: IntakeDeps, settings: IntakeSettings, log: I
   const limiter = new PerNodeLimiter(settings.requestsPerNodePerMinute, now);
   return (req, res) => {
     handle(req, deps, settings, limiter).then(
-      (answer) => reply(res, 202, answer),
+      (answer) => {
+        log.info('notice taken', { path: req.url, ...answer });
+        reply(res, 202, answer);
+      },
       (error: unknown) => {
-        const refusal = error instanceof Refusal ? error : new Refusal(503, `could not act on the notice now, try again: ${(error as Error).message}`);
-        log.warn('intake request refused', { status: refusal.status, reason: refusal.message, path: req.url });
+        // The details of an internal failure stay in the log: the caller may not be who it claims.
+        const refusal = error instanceof Refusal ? error : new Refusal(503, 'could not act on the notice now: try again');
+        log.warn('intake request refused', { status: refusal.status, reason: refusal.message, ...(error instanceof Refusal ? {} : { error: (error as Error).message }), path: req.url });
         reply(res, refusal.status, { error: refusal.message });
       },
     );
@@ -74,19 +78,24 @@ async function handle(req: IncomingMessage, deps: IntakeDeps, settings: IntakeSe
   const kind = noticeKind(req);
   const token = bearerToken(req);
   const body = await readJsonBody(req);
+  // The whole request is checked before anything is asked of the Kubernetes API or AWS.
   const instanceId = requireString(body, 'instanceId');
+  const notice = kind === 'interruption' ? interruptionOf(body) : undefined;
   const node = await authenticatedNode(token, deps, settings);
   limiter.take(node);
   await requireInstanceOfNode(deps, node, instanceId);
-  await deps.verifyProtected(instanceId).catch((error: unknown) => {
-    throw new Refusal(403, `instance ${instanceId} is not protected by Spot Guard: ${(error as Error).message}`);
-  });
-  if (kind === 'rebalance') return { ...(await deps.rebalance({ instanceId, nodeName: node })), instanceId, nodeName: node };
+  const unprotected = await deps.verifyProtected(instanceId);
+  if (unprotected) throw new Refusal(403, `instance ${instanceId} is not protected by Spot Guard: ${unprotected}`);
+  const input = { instanceId, nodeName: node };
+  return { ...(notice ? await deps.interruption(input, notice) : await deps.rebalance(input)), ...input };
+}
+
+function interruptionOf(body: Record<string, unknown>): { action: string; time: string } {
   const action = requireString(body, 'action');
   const time = requireString(body, 'time');
   if (!INSTANCE_ACTIONS.has(action)) throw new Refusal(400, `action ${JSON.stringify(action)}: expected terminate, stop or hibernate`);
   if (Number.isNaN(Date.parse(time))) throw new Refusal(400, `time ${JSON.stringify(time)}: expected an ISO 8601 time`);
-  return { ...(await deps.interruption({ instanceId, nodeName: node }, { action, time })), instanceId, nodeName: node };
+  return { action, time };
 }
 
 function noticeKind(req: IncomingMessage): NoticeKind {

@@ -9,12 +9,12 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, ensureMonitor } from '../activities/index.js';
 import { watchNodes } from '../activities/node-watch.js';
-import { loadConfig, type WorkerConfig } from './config.js';
+import { type IntakeConfig, loadConfig, type WorkerConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
 import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitBytes, memoryNote } from './memory.js';
 import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
-import { startIntake } from './intake-server.js';
+import { type IntakeContext, startIntake } from './intake-server.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 
@@ -136,7 +136,7 @@ async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, optio
       ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
   );
   if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
-  const intake = config.intake ? await serveIntake(config, kubeConfig, autoScaling, client) : undefined;
+  const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyInstanceInGroup: activities.verifyInstanceInGroup, temporal: client }) : undefined;
   // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
   await Promise.all(workers.map((worker) => worker.run()));
   await intake?.close();
@@ -147,14 +147,12 @@ async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, optio
 }
 
 /** The signalers' intake (SPOT_GUARD_INTAKE_ADDRESS), with its refusals in the worker's log. */
-async function serveIntake(config: WorkerConfig, kubeConfig: KubeConfig, autoScaling: AutoScalingClient, client: Client): Promise<{ close(): Promise<void> } | undefined> {
-  const intakeConfig = config.intake;
-  if (!intakeConfig) return undefined;
+async function serveIntake(config: WorkerConfig, intakeConfig: IntakeConfig, context: Pick<IntakeContext, 'kubeConfig' | 'verifyInstanceInGroup' | 'temporal'>): Promise<{ close(): Promise<void> }> {
   const log = {
     info: (message: string, fields?: Record<string, unknown>) => say(`intake: ${message} ${JSON.stringify(fields ?? {})}`),
     warn: (message: string, fields?: Record<string, unknown>) => say(`intake warning: ${message} ${JSON.stringify(fields ?? {})}`),
   };
-  const intake = await startIntake(intakeConfig, { kubeConfig, autoScaling, temporal: client, taskQueue: config.temporal.taskQueue, spotAsgName: config.flow.spotAsgName, log });
+  const intake = await startIntake(intakeConfig, { ...context, taskQueue: config.temporal.taskQueue, spotAsgName: config.flow.spotAsgName, log });
   say(`signalers' intake on ${intakeConfig.tls ? 'https' : 'http'}://${intakeConfig.address}${intakeConfig.tls ? '' : ' (plain HTTP: SPOT_GUARD_INTAKE_ALLOW_HTTP=true, for a local test only)'}`);
   return intake;
 }
