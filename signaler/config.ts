@@ -6,7 +6,7 @@ import { IMDS_URL } from './imds.js';
 
 export interface SignalerSettings {
   intakeUrl: string;
-  /** A CA bundle (PEM) the intake's certificate is checked against, beside the system's. */
+  /** A CA bundle (PEM) the intake's certificate is checked against, instead of the system's. */
   intakeCaFile?: string;
   /** The projected ServiceAccount token, re-read before every delivery (the kubelet rotates it). */
   tokenFile: string;

@@ -8,6 +8,7 @@ import type { NoticeDelivery } from './notice-watch.js';
 /** The intake's two requests (served by the worker, worker/intake.ts). */
 export const INTAKE_PATHS = { rebalance: '/v1/notices/rebalance', interruption: '/v1/notices/interruption' } as const;
 const TIMEOUT_MS = 10_000;
+const REFUSED_RETRY_MS = 10 * 60_000;
 
 export function intakeDelivery(options: { intakeUrl: string; tokenFile: string; caFile?: string }): NoticeDelivery {
   const post = async (path: string, body: Record<string, string>): Promise<void> => {
@@ -17,7 +18,10 @@ export function intakeDelivery(options: { intakeUrl: string; tokenFile: string; 
     const text = JSON.stringify(body);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) };
     const answer = await send(new URL(path, `${options.intakeUrl}/`), { method: 'POST', headers, body: text, timeoutMs: TIMEOUT_MS, ...(ca ? { ca } : {}) });
-    if (answer.status !== 202) throw new Error(`intake answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
+    if (answer.status === 202) return;
+    // A refusal (4xx but "too many") will not change by itself soon: asked again every 10 minutes, not every 30 s.
+    const refused = answer.status >= 400 && answer.status < 500 && answer.status !== 429 && answer.status !== 408;
+    throw Object.assign(new Error(`intake answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`), refused ? { retryAfterMs: REFUSED_RETRY_MS } : {});
   };
   return {
     rebalance: (instanceId) => post(INTAKE_PATHS.rebalance, { instanceId }),

@@ -81,7 +81,8 @@ export class NoticeWatch {
         },
         (error: unknown) => {
           if (this.stopped) return;
-          const waitMs = this.retryDelay(delivery.attempts);
+          // A delivery may say how long to wait (a refusal); else backoff with jitter.
+          const waitMs = (error as { retryAfterMs?: number }).retryAfterMs ?? this.retryDelay(delivery.attempts);
           delivery.state = 'waiting-to-retry';
           this.log.warn(`${what} not delivered: trying again`, { instanceId: this.instanceId, attempt: delivery.attempts, retryInMs: waitMs, error: String((error as Error).message ?? error) });
           delivery.timer = setTimeout(tryOnce, waitMs);

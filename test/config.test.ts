@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { loadConfig, parseDurationSeconds, parseTaint } from '../worker/config.js';
+import { loadConfig, parseTaint } from '../worker/config.js';
+import { parseDurationSeconds } from '../workflows/shared/settings.js';
 
 const base = { SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od' };
 

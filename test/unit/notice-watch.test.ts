@@ -65,6 +65,19 @@ describe('notice watch (signaler poll loop, no server)', function () {
     watch.stop();
   });
 
+  it('a delivery that says how long to wait (an intake\'s refusal) is retried after that long, not with the backoff', async function () {
+    const imds = fakeImds();
+    imds.rebalance = { noticeTime: '2026-12-02T10:00:00Z' };
+    const delays: unknown[] = [];
+    const log = { info: () => undefined, warn: (_m: string, fields?: Record<string, unknown>) => void delays.push(fields?.retryInMs) };
+    const refused = (): Promise<void> => Promise.reject(Object.assign(new Error('intake answered HTTP 403'), { retryAfterMs: 600_000 }));
+    const watch = new NoticeWatch(imds, { rebalance: refused, interruption: () => Promise.resolve() }, log, { rebalanceMonitoring: true, random: () => 1 });
+    await watch.look();
+    await settle();
+    assert.deepEqual(delays, [600_000]);
+    watch.stop();
+  });
+
   it('the polls never wait on a delivery (an intake that does not answer)', async function () {
     const imds = fakeImds();
     imds.rebalance = { noticeTime: '2026-12-02T10:00:00Z' };
