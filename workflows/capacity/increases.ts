@@ -15,8 +15,7 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
   const granted = wanted.slice(0, room);
   if (granted.length > 0) {
     const desiredTarget = group.desiredCapacity + granted.length;
-    const applied = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget, from: group.desiredCapacity });
-    const { requestedAt, dryRun } = applied;
+    const { requestedAt, dryRun } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget, from: group.desiredCapacity });
     if (!dryRun) {
       state.appliedChanges++;
       // Raised by this much from the view: a change someone else made meanwhile is theirs, for the next look to see.
