@@ -21,6 +21,11 @@ function main(): void {
     for (const error of loaded.errors) log.error(error);
     process.exit(2);
   }
+  if (process.argv.includes('--check-config')) {
+    const { nodeName, intakeUrl, imdsUrl, pollIntervalMs, rebalanceMonitoring } = loaded.settings;
+    log.info('configuration valid', { nodeName, intakeUrl, imdsUrl, pollIntervalMs, rebalanceMonitoring });
+    process.exit(0);
+  }
   run(loaded.settings);
 }
 

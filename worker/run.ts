@@ -43,6 +43,10 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
     return 2;
   }
   const { config } = loaded;
+  if (process.argv.includes('--check-config')) {
+    say(`configuration valid: ${configSummary(config)}`);
+    return 0;
+  }
   // Before the SDK creates its workflow threads, which take the process's V8 flags as they start.
   const memoryLimit = memoryLimitBytes();
   const growthPercent = heapGrowthPercent(config.heapGrowth, memoryLimit);
@@ -68,6 +72,23 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
     stopMemoryReport?.();
     await devServer?.stop();
   }
+}
+
+/** What a valid configuration amounts to, in one line (`--check-config`); no secrets, only whether they are set. */
+function configSummary(config: WorkerConfig): string {
+  return JSON.stringify({
+    spotGuardEnabled: config.spotGuardEnabled,
+    spotAsgName: config.flow.spotAsgName,
+    onDemandAsgName: config.flow.onDemandAsgName,
+    temporal: config.temporal.address ?? 'embedded dev server',
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    tls: Boolean(config.temporal.tls),
+    apiKey: Boolean(config.temporal.apiKey),
+    intake: config.intake?.address ?? 'off',
+    metrics: config.metricsAddress ?? 'off',
+    dryRun: config.dryRun,
+  });
 }
 
 /** Runs the worker and ends the process with its status: what an entry point does. */
