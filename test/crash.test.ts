@@ -33,11 +33,7 @@ describe('crash and fault tests on the real peers', function () {
   }
 
   async function startFlow(prepare: () => Promise<void> = async () => undefined): Promise<Flow> {
-    const [atRisk] = (await e2e.groups(2)) as [string];
-    const nodeName = EndToEnd.nodeName(atRisk);
-    await until('the at-risk node', async () => (await e2e.core.readNode({ name: nodeName })).metadata?.name === nodeName);
-    const pod = `web-${atRisk.slice(-6)}`;
-    await e2e.pod(nodeName, pod);
+    const { atRisk, nodeName, pod } = await e2e.spotNodeWithPod();
     await prepare();
     await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
     return { atRisk, nodeName, pod, handle: e2e.client.workflow.getHandle(rebalanceWorkflowId(atRisk)) };

@@ -3,7 +3,7 @@
 // A kubelet stand-in registers a kwok node for every instance moto launches, as a real node would join the cluster.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -22,6 +22,7 @@ import { startDevServerOnFreePorts } from './dev-server.js';
 import { KubernetesStack, type KubernetesStackOptions, KWOK_ANNOTATION } from './kubernetes-stack.js';
 import { samplesOf } from './prometheus.js';
 import { stopOnExit } from './stop-on-exit.js';
+import { until } from './wait.js';
 
 const workerMain = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 
@@ -40,8 +41,8 @@ export class EndToEnd {
   private readonly dir = mkdtempSync(join(tmpdir(), 'spot-guard-e2e-'));
   private temporal?: DevServer;
   private connection?: Connection;
-  private worker?: ChildProcess;
-  private workerOutput: string[] = [];
+  private worker?: WorkerProcess;
+  private readonly otherWorkers: WorkerProcess[] = [];
   private kubelet?: NodeJS.Timeout;
   autoScaling!: AutoScalingClient;
   core!: CoreV1Api;
@@ -92,12 +93,12 @@ export class EndToEnd {
 
   /** SIGKILL: the worker dies mid-step, with no chance to finish or report anything. */
   killWorker(): void {
-    this.worker?.kill('SIGKILL');
+    this.worker?.kill();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.kubelet);
-    await this.stopWorker();
+    await Promise.all([this.stopWorker(), ...this.otherWorkers.map((worker) => worker.stop())]);
     await this.connection?.close();
     await Promise.all([this.temporal?.stop(), this.aws.stop(), this.k8s.stop()]);
     rmSync(this.dir, { recursive: true, force: true });
@@ -121,6 +122,16 @@ export class EndToEnd {
     clearInterval(this.kubelet);
     this.kubelet = setInterval(() => void this.syncNodes().catch(() => undefined), 500);
     return (await this.group(SPOT)).instances.map((i) => i.id);
+  }
+
+  /** Fresh groups (spot with two instances), and an application pod on the node of the first, once it has joined. */
+  async spotNodeWithPod(): Promise<{ atRisk: string; nodeName: string; pod: string }> {
+    const [atRisk] = (await this.groups(2)) as [string];
+    const nodeName = EndToEnd.nodeName(atRisk);
+    await until('the at-risk node', async () => (await this.core.readNode({ name: nodeName })).metadata?.name === nodeName);
+    const pod = `web-${atRisk.slice(-6)}`;
+    await this.pod(nodeName, pod);
+    return { atRisk, nodeName, pod };
   }
 
   private async endRunningWorkflows(): Promise<void> {
@@ -195,7 +206,22 @@ export class EndToEnd {
    * `entry`: another worker script started the same way (the benchmark's, bench/naive/worker.js).
    */
   async startWorker(extraEnv: Record<string, string> = {}, memoryCgroup?: string, entry = workerMain): Promise<void> {
-    this.workerOutput = [];
+    this.worker = this.spawnWorker(extraEnv, memoryCgroup, entry);
+    await this.worker.ready();
+  }
+
+  /**
+   * Another worker process beside the one startWorker runs (or several at once), on the same Temporal server, task
+   * queues and groups, as a Deployment's replicas are: each is stopped by stop(), or by the test through its handle.
+   */
+  async startWorkers(count: number, extraEnv: Record<string, string> = {}): Promise<WorkerProcess[]> {
+    const started = Array.from({ length: count }, () => this.spawnWorker(extraEnv, undefined, workerMain));
+    this.otherWorkers.push(...started);
+    await Promise.all(started.map((worker) => worker.ready()));
+    return started;
+  }
+
+  private spawnWorker(extraEnv: Record<string, string>, memoryCgroup: string | undefined, entry: string): WorkerProcess {
     const [command, args] = memoryCgroup
       ? ['/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'join-cgroup', memoryCgroup, process.execPath, ...WORKER_NODE_FLAGS, entry]]
       : [process.execPath, [...WORKER_NODE_FLAGS, entry]];
@@ -221,9 +247,6 @@ export class EndToEnd {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     stopOnExit(worker);
-    const keep = (chunk: Buffer) => this.workerOutput.push(chunk.toString());
-    worker.stdout?.on('data', keep);
-    worker.stderr?.on('data', keep);
     // SPOT_GUARD_WORKER_LOG: a file that also gets the worker's output, to study a run (GC traces, warnings) after it.
     const logFile = process.env.SPOT_GUARD_WORKER_LOG;
     if (logFile) {
@@ -232,27 +255,16 @@ export class EndToEnd {
       worker.stderr?.pipe(file, { end: false });
       worker.once('exit', () => file.end());
     }
-    this.worker = worker;
-    const deadline = Date.now() + 60_000;
-    while (!this.workerLog().includes('worker polling task queue')) {
-      if (worker.exitCode !== null) throw new Error(`the worker exited with ${worker.exitCode}:\n${this.workerLog()}`);
-      if (Date.now() > deadline) throw new Error(`the worker did not start:\n${this.workerLog()}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    return new WorkerProcess(worker);
   }
 
   async stopWorker(): Promise<void> {
-    const worker = this.worker;
-    if (!worker || worker.exitCode !== null || worker.signalCode !== null) return;
-    const gone = new Promise((resolve) => worker.once('exit', resolve));
-    worker.kill('SIGTERM');
-    setTimeout(() => worker.kill('SIGKILL'), 40_000).unref();
-    await gone;
+    await this.worker?.stop();
   }
 
   /** The worker's peak resident memory so far (VmHWM from /proc), in MiB. */
   workerPeakMemoryMiB(): number | undefined {
-    const pid = this.worker?.pid;
+    const pid = this.worker?.child.pid;
     if (!pid) return undefined;
     try {
       const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -263,6 +275,53 @@ export class EndToEnd {
   }
 
   workerLog(): string {
-    return this.workerOutput.join('');
+    return this.worker?.log() ?? '';
+  }
+}
+
+/** One real worker process: its output, and the two ways it ends (SIGTERM and wait, or SIGKILL). */
+export class WorkerProcess {
+  private readonly output: string[] = [];
+  /** Its exit code, or the signal that ended it, once it has exited (and been reaped). */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess) {
+    const keep = (chunk: Buffer) => this.output.push(chunk.toString());
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** The Temporal SDK's default worker identity, as it appears in the workflows' histories. */
+  get identity(): string {
+    return `${this.child.pid}@${hostname()}`;
+  }
+
+  async ready(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (!this.log().includes('worker polling task queue')) {
+      if (this.child.exitCode !== null) throw new Error(`the worker exited with ${this.child.exitCode}:\n${this.log()}`);
+      if (Date.now() > deadline) throw new Error(`the worker did not start:\n${this.log()}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  /** SIGKILL: the worker dies mid-step, with no chance to finish or report anything. */
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  /** SIGTERM, as a rollout does, then waits for it to finish its tasks in hand and exit (SIGKILL after 40 s). */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 40_000);
+    timer.unref();
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  log(): string {
+    return this.output.join('');
   }
 }
