@@ -20,7 +20,7 @@ const sqlitePragmas = ['journal_mode=wal', 'synchronous=normal'];
 export async function startDevServer(settings: DevServerSettings, namespace: string, log: (message: string) => void): Promise<DevServer> {
   if (!existsSync(settings.temporalCli)) {
     throw new Error(
-      `the Temporal CLI is not at ${settings.temporalCli}: run scripts/peers.sh (or set TEMPORAL_ADDRESS to use a Temporal server you run)`,
+      `the Temporal CLI is not at ${settings.temporalCli}: run scripts/start, or scripts/peers.sh --worker (or set TEMPORAL_ADDRESS to use a Temporal server you run)`,
     );
   }
   mkdirSync(dirname(settings.dbFile), { recursive: true });
