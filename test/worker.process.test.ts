@@ -79,6 +79,18 @@ describe('worker process', function () {
     assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
   });
 
+  it('in a Kubernetes cluster without TEMPORAL_ADDRESS: exits with status 2 in one line naming TEMPORAL_ADDRESS, before starting anything', async function () {
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
+      env: { ...process.env, TEMPORAL_ADDRESS: '', KUBERNETES_SERVICE_HOST: '10.96.0.1', SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', AWS_REGION: 'us-east-1' },
+    });
+    const { output, exit } = collect(child);
+    assert.equal(await exit, 2, output());
+    const errors = output().split('\n').filter((line) => line.startsWith('configuration error:'));
+    assert.equal(errors.length, 1, output());
+    assert.match(errors[0] ?? '', /TEMPORAL_ADDRESS is not set/);
+    assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+  });
+
   it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {
     const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
