@@ -67,11 +67,14 @@ export function formatRecord(record: LogRecord, format: LogFormat): string {
       return JSON.stringify({ ...head, fields: inspect(fields, { breakLength: Infinity }) });
     }
   }
-  const stacks = Object.entries(fields).filter(([key]) => key.endsWith('Stack'));
-  const shown = Object.entries(fields).filter(([key]) => !key.endsWith('Stack'));
+  // On a terminal the failure comes right after the message, before the SDK's long list of attributes.
+  const { error, ...rest } = fields;
+  const stacks = Object.entries(rest).filter(([key]) => key.endsWith('Stack'));
+  const shown = Object.entries(rest).filter(([key]) => !key.endsWith('Stack'));
   const rendered = shown.map(([key, value]) => `${key}=${typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 })}`);
   const level = record.level === 'INFO' ? '' : `${record.level} `;
-  return [`${record.time.toISOString()} [spot-guard] ${level}${record.message}${rendered.length > 0 ? ` (${rendered.join(', ')})` : ''}`, ...stacks.map(([, stack]) => String(stack))].join('\n');
+  const failure = error === undefined ? '' : `: ${typeof error === 'string' ? error : inspect(error, { breakLength: Infinity })}`;
+  return [`${record.time.toISOString()} [spot-guard] ${level}${record.message}${failure}${rendered.length > 0 ? ` (${rendered.join(', ')})` : ''}`, ...stacks.map(([, stack]) => String(stack))].join('\n');
 }
 
 /** Errors on stderr, the rest on stdout, as the worker has always written them. */
