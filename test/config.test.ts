@@ -196,6 +196,36 @@ describe('worker configuration', function () {
     assert.deepEqual(cloud.config.temporal.tls, { serverName: undefined, serverRootCaPath: undefined, clientCertPath: undefined, clientKeyPath: undefined });
   });
 
+  it('in a Kubernetes cluster, refuses the embedded dev server unless told so, naming TEMPORAL_ADDRESS', function () {
+    const inCluster = { ...base, KUBERNETES_SERVICE_HOST: '10.96.0.1' };
+    const errors = errorsOf(inCluster);
+    assert.equal(errors.length, 1, errors.join('\n'));
+    assert.match(errors[0] ?? '', /TEMPORAL_ADDRESS/);
+    assert.match(errors[0] ?? '', /SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER=true/, 'names the explicit way out');
+    for (const accepted of [
+      { ...inCluster, TEMPORAL_ADDRESS: 'temporal-frontend.temporal:7233' },
+      { ...inCluster, SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER: 'true' },
+      { ...base, KUBERNETES_SERVICE_HOST: ' ' },
+      base,
+    ]) {
+      const loaded = loadConfig(accepted);
+      assert.ok(loaded.ok, JSON.stringify(accepted));
+    }
+    assert.match(errorsOf({ ...inCluster, SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER: 'maybe' }).join('\n'), /SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER="maybe" is not a boolean/);
+  });
+
+  it('writes its logs as JSON lines unless stdout is a terminal by default; json or text on request; anything else refused', function () {
+    const defaults = loadConfig(base);
+    assert.ok(defaults.ok);
+    assert.equal(defaults.config.logFormat, 'auto');
+    for (const [text, expected] of [['json', 'json'], ['TEXT', 'text'], [' auto ', 'auto']] as const) {
+      const loaded = loadConfig({ ...base, SPOT_GUARD_LOG_FORMAT: text });
+      assert.ok(loaded.ok, text);
+      assert.equal(loaded.config.logFormat, expected);
+    }
+    assert.match(errorsOf({ ...base, SPOT_GUARD_LOG_FORMAT: 'xml' })[0] ?? '', /SPOT_GUARD_LOG_FORMAT="xml" is not a log format/);
+  });
+
   it('refuses a reclaim watch so long and frequent that its history would grow without bound', function () {
     assert.deepEqual(errorsOf({ ...base, SPOT_GUARD_RECLAIM_WAIT: '70h', SPOT_GUARD_RECLAIM_POLL_INTERVAL: '5' }), [
       'SPOT_GUARD_RECLAIM_WAIT="70h" with SPOT_GUARD_RECLAIM_POLL_INTERVAL="5" means more than 2000 looks: expected a longer interval or a shorter wait',

@@ -19,11 +19,22 @@ import { freePort, until } from '../scripts/peers/wait.js';
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const workerMain = join(repoRoot, 'dist', 'worker', 'main.js');
 
-function collect(child: ChildProcess): { output: () => string; exit: Promise<number | null> } {
+/** A JSON log line's message; any other line (npm's, the build's) as it is. */
+function messageOf(line: string): string {
+  try {
+    const record = JSON.parse(line) as { message?: unknown };
+    return typeof record.message === 'string' ? record.message : line;
+  } catch {
+    return line;
+  }
+}
+
+/** output: the log's messages, one a line (stdout is a pipe, so the worker writes JSON lines); raw: what it wrote. */
+function collect(child: ChildProcess): { output: () => string; raw: () => string; exit: Promise<number | null> } {
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return { output: () => output, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  return { output: () => output.split('\n').map(messageOf).join('\n'), raw: () => output, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
 }
 
 describe('worker process', function () {
@@ -68,6 +79,18 @@ describe('worker process', function () {
     assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
   });
 
+  it('in a Kubernetes cluster without TEMPORAL_ADDRESS: exits with status 2 in one line naming TEMPORAL_ADDRESS, before starting anything', async function () {
+    const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
+      env: { ...process.env, TEMPORAL_ADDRESS: '', KUBERNETES_SERVICE_HOST: '10.96.0.1', SPOT_ASG_NAME: 'spot', ON_DEMAND_ASG_NAME: 'od', AWS_REGION: 'us-east-1' },
+    });
+    const { output, exit } = collect(child);
+    assert.equal(await exit, 2, output());
+    const errors = output().split('\n').filter((line) => line.startsWith('configuration error:'));
+    assert.equal(errors.length, 1, output());
+    assert.match(errors[0] ?? '', /TEMPORAL_ADDRESS is not set/);
+    assert.doesNotMatch(output(), /starting the embedded Temporal dev server/, 'nothing started');
+  });
+
   it('without TEMPORAL_ADDRESS starts the embedded dev server, polls its task queue, serves its metrics, and stops on SIGTERM', async function () {
     const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
@@ -87,11 +110,15 @@ describe('worker process', function () {
         SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
       },
     });
-    const { output, exit } = collect(child);
+    const { output, raw, exit } = collect(child);
     try {
       await until('the worker to poll', () => output().includes('worker polling task queues "spot-guard" and "spot-guard-groups"'), 90_000);
+      for (const line of raw().split('\n').filter((l) => l.trim())) {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        assert.ok(record.level && record.time && typeof record.message === 'string', `a JSON log line with level, time and message: ${line}`);
+      }
       // Started as npm start starts it: nothing missing, and the growth it was given.
-      assert.match(output(), /\[spot-guard\] (no memory limit|memory limit \d+ MiB): V8 heap limit \d+ MiB per thread[^\n]*; heaps collected when they grow 30% past their live data/);
+      assert.match(output(), /^(no memory limit|memory limit \d+ MiB): V8 heap limit \d+ MiB per thread[^\n]*; heaps collected when they grow 30% past their live data/m);
       assert.doesNotMatch(output(), /started without/);
       const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
       try {

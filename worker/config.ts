@@ -9,6 +9,9 @@ import type { HeapGrowthSetting } from './memory.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
+/** auto: one JSON object per line unless stdout is a terminal (worker/log.ts). */
+export type LogFormatSetting = 'auto' | 'json' | 'text';
+
 export interface TemporalSettings {
   /** host:port of the Temporal frontend; undefined starts the embedded dev server. */
   address?: string;
@@ -36,6 +39,7 @@ export interface WorkerConfig {
   devServer: DevServerSettings;
   dryRun: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormatSetting;
   maxCachedWorkflows: number;
   /** Rebalance workflow tasks the worker runs at once (their local activities wait on the Kubernetes API). */
   workflowTaskSlots: number;
@@ -105,6 +109,8 @@ export const DEFAULTS = {
   SPOT_GUARD_INTAKE_RATE: '10',
   SPOT_GUARD_INTAKE_ALLOW_HTTP: 'false',
   LOG_LEVEL: 'INFO',
+  SPOT_GUARD_LOG_FORMAT: 'auto',
+  SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER: 'false',
   TEMPORAL_NAMESPACE: 'default',
   TEMPORAL_TASK_QUEUE: TASK_QUEUE_DEFAULT,
   TEMPORAL_TLS: 'false',
@@ -261,6 +267,18 @@ function logLevelSetting(input: ConfigInput): LogLevel {
   return logLevel as LogLevel;
 }
 
+/** Read before the rest, so the configuration's own errors are already written in the chosen format. */
+export function logFormatSetting(env: Env): LogFormatSetting | undefined {
+  const value = (env.SPOT_GUARD_LOG_FORMAT?.trim() || DEFAULTS.SPOT_GUARD_LOG_FORMAT).toLowerCase();
+  return value === 'auto' || value === 'json' || value === 'text' ? value : undefined;
+}
+
+function logFormatChecked(input: ConfigInput): LogFormatSetting {
+  const format = logFormatSetting(input.env);
+  if (!format) input.errors.push(`SPOT_GUARD_LOG_FORMAT="${input.env.SPOT_GUARD_LOG_FORMAT}" is not a log format: expected auto (JSON lines unless stdout is a terminal), json or text`);
+  return format ?? 'auto';
+}
+
 function drainBudgetSetting(input: ConfigInput): DrainBudget | undefined {
   const budgetText = read(input, 'SPOT_GUARD_DRAIN_BUDGET');
   const drainBudget = parseDrainBudget(budgetText);
@@ -344,6 +362,13 @@ function temporalSettings(input: ConfigInput): TemporalSettings {
   const useTls = tlsEnabled || Boolean(certPath) || Boolean(apiKey);
   if (!address && (useTls || apiKey)) {
     errors.push('TEMPORAL_TLS / TEMPORAL_API_KEY / client certificates need TEMPORAL_ADDRESS: the embedded dev server speaks plain gRPC');
+  }
+  // In a pod the dev server's history would die with the pod, and every replica would run a server of its own.
+  const allowDevServer = bool(input, 'SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER');
+  if (!address && env.KUBERNETES_SERVICE_HOST?.trim() && !allowDevServer) {
+    errors.push(
+      'TEMPORAL_ADDRESS is not set in a Kubernetes cluster (KUBERNETES_SERVICE_HOST is set): set TEMPORAL_ADDRESS to your Temporal frontend (e.g. temporal-frontend.temporal:7233); the embedded dev server keeps its workflows in the pod and loses them with it (SPOT_GUARD_ALLOW_DEV_SERVER_IN_CLUSTER=true runs it anyway, for a throwaway test cluster)',
+    );
   }
   return {
     address,
@@ -454,11 +479,12 @@ export function loadConfig(env: Env): ConfigResult {
   const groups = groupNames(input);
   const taints = taintSettings(input);
   const logLevel = logLevelSetting(input);
+  const logFormat = logFormatChecked(input);
   const flow = flowSettings(input, spotGuardEnabled, groups, taints);
   const temporal = temporalSettings(input);
   const { dryRun, ...tuning } = workerTuning(input);
   const devServer = devServerSettings(input);
   const intake = intakeSettings(input);
   if (input.errors.length > 0) return { ok: false, errors: input.errors };
-  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, ...tuning, ...(intake ? { intake } : {}) } };
+  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, logFormat, ...tuning, ...(intake ? { intake } : {}) } };
 }

@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Connection } from '@temporalio/client';
 import { allSearchAttributeKeys } from '../workflows/shared/search-attributes.js';
 import type { DevServerSettings } from './config.js';
@@ -20,7 +21,7 @@ const sqlitePragmas = ['journal_mode=wal', 'synchronous=normal'];
 export async function startDevServer(settings: DevServerSettings, namespace: string, log: (message: string) => void): Promise<DevServer> {
   if (!existsSync(settings.temporalCli)) {
     throw new Error(
-      `the Temporal CLI is not at ${settings.temporalCli}: run scripts/peers.sh (or set TEMPORAL_ADDRESS to use a Temporal server you run)`,
+      `the Temporal CLI is not at ${settings.temporalCli}: run scripts/start, or scripts/peers.sh --worker (or set TEMPORAL_ADDRESS to use a Temporal server you run)`,
     );
   }
   mkdirSync(dirname(settings.dbFile), { recursive: true });
@@ -41,7 +42,11 @@ export async function startDevServer(settings: DevServerSettings, namespace: str
     ...allSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
   ];
   log(`starting the embedded Temporal dev server on ${address} (UI http://127.0.0.1:${settings.uiPort}, data in ${settings.dbFile})`);
-  const child: ChildProcess = spawn(settings.temporalCli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child: ChildProcess = spawn(settings.temporalCli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its banner and errors through the worker's log, so that a JSON log stays one object per line.
+  for (const stream of [child.stdout, child.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (line) => line.trim() && log(`Temporal dev server: ${line.trim()}`));
+  }
   let exited: string | undefined;
   child.once('exit', (code, signal) => {
     exited = `exited with ${signal ?? `code ${code}`}`;

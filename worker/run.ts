@@ -9,12 +9,14 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, ensureMonitor } from '../activities/index.js';
 import { watchNodes } from '../activities/node-watch.js';
-import { type IntakeConfig, loadConfig, type WorkerConfig } from './config.js';
+import { type IntakeConfig, loadConfig, logFormatSetting, type WorkerConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
+import { chooseLogFormat, createWorkerLog, sdkLogFunction } from './log.js';
 import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitBytes, memoryNote } from './memory.js';
 import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { type IntakeContext, startIntake } from './intake-server.js';
+import { preflightProblems } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 
@@ -32,14 +34,17 @@ export interface RunWorkerOptions {
 /** Capacity and monitor workflows: two per spot/on-demand pair. */
 const GROUP_WORKFLOWS_CACHED = 20;
 
-const say = (message: string): void => console.log(`[spot-guard] ${message}`);
+/** The format is read before the configuration, so that even its errors come in the format chosen. */
+const logFormat = chooseLogFormat(logFormatSetting(process.env) ?? 'auto', process.stdout.isTTY === true);
+const log = createWorkerLog(logFormat);
+const say = (message: string): void => log.info(message);
 
 /** Runs the worker until SIGTERM/SIGINT. Returns the process's exit status: 0 stopped, 2 refused to start. */
 export async function runWorker(options: RunWorkerOptions = {}): Promise<number> {
   const loaded = loadConfig(process.env);
   if (!loaded.ok) {
-    for (const error of loaded.errors) console.error(`[spot-guard] configuration error: ${error}`);
-    console.error('[spot-guard] refusing to start: fix the values above (see docs/configuration.md)');
+    for (const error of loaded.errors) log.error(`configuration error: ${error}`);
+    log.error('refusing to start: fix the values above (see docs/configuration.md)');
     return 2;
   }
   const { config } = loaded;
@@ -53,10 +58,11 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   if (growthPercent !== undefined) applyHeapGrowth(growthPercent);
 
   const autoScaling = new AutoScalingClient({});
+  let region: string;
   try {
-    await autoScaling.config.region();
+    region = await autoScaling.config.region();
   } catch {
-    console.error('[spot-guard] configuration error: no AWS region: set AWS_REGION (or a region in your AWS profile)');
+    log.error('configuration error: no AWS region: set AWS_REGION (or a region in your AWS profile)');
     return 2;
   }
   if (!installRuntime(config)) return 2;
@@ -64,10 +70,13 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   const stopMemoryReport = config.metricsAddress ? reportProcessMemory(Runtime.instance().metricMeter) : undefined;
   if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
 
+  const kubeConfig = kubernetesConfig();
+  // While the dev server starts and the workers are made; its lines come before "worker polling".
+  const preflight = reportPreflight(config, { autoScaling, region, kubeConfig });
   let devServer: DevServer | undefined;
   try {
     if (!config.temporal.address) devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
-    return await serve(config, autoScaling, options, devServer);
+    return await serve(config, { autoScaling, kubeConfig, preflight }, options, devServer);
   } finally {
     stopMemoryReport?.();
     await devServer?.stop();
@@ -96,7 +105,7 @@ export function runWorkerProcess(options: RunWorkerOptions = {}): void {
   runWorker(options).then(
     (code) => process.exit(code),
     (error: unknown) => {
-      console.error(`[spot-guard] fatal: ${(error as Error).stack ?? String(error)}`);
+      log.error('fatal', { error });
       process.exit(1);
     },
   );
@@ -106,7 +115,7 @@ export function runWorkerProcess(options: RunWorkerOptions = {}): void {
 function installRuntime(config: WorkerConfig): boolean {
   try {
     Runtime.install({
-      logger: new DefaultLogger(config.logLevel),
+      logger: new DefaultLogger(config.logLevel, sdkLogFunction(logFormat)),
       telemetryOptions: {
         logging: { filter: { core: config.logLevel, other: 'ERROR' }, forward: {} },
         ...(config.metricsAddress ? { metrics: prometheusTelemetry(config.metricsAddress) } : {}),
@@ -116,13 +125,20 @@ function installRuntime(config: WorkerConfig): boolean {
   } catch (error) {
     if (!config.metricsAddress) throw error;
     // The SDK binds the metrics port while it starts: a port taken or an address not on this host fails here.
-    console.error(`[spot-guard] cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="${config.metricsAddress}" (${(error as Error).message}): choose a free port on this host, or off`);
+    log.error(`cannot serve metrics on SPOT_GUARD_METRICS_ADDRESS="${config.metricsAddress}" (${(error as Error).message}): choose a free port on this host, or off`);
     return false;
   }
 }
 
+/** What the worker talks to besides Temporal, made before it connects, and the preflight's run on them. */
+interface Peers {
+  autoScaling: AutoScalingClient;
+  kubeConfig: KubeConfig;
+  preflight: Promise<void>;
+}
+
 /** Connected to Temporal at `devServer`'s address or the configured one: polls until SIGTERM/SIGINT. */
-async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
+async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
   const address = devServer?.address ?? config.temporal.address;
   if (!address) throw new Error('no Temporal address: set TEMPORAL_ADDRESS, or leave it unset for the embedded dev server');
   const connectOptions = await connectionOptions(config.temporal, address);
@@ -130,9 +146,8 @@ async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, optio
   const client = new Client({ connection, namespace: config.temporal.namespace });
   if (!(await registerSearchAttributes(connection, config.temporal.namespace))) return 2;
 
-  const kubeConfig = kubernetesConfig();
   const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
-  const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => say(`warning: ${message}`) });
+  const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => log.warn(message) });
   const activities = withExtraActivities(
     createActivities({
       autoScaling,
@@ -152,6 +167,7 @@ async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, optio
     const monitorId = await ensureMonitor(client, config.temporal.groupTaskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
     say(`revert-to-spot monitor running as ${monitorId}`);
   }
+  await preflight;
   say(
     `worker polling task queues "${config.temporal.taskQueue}" and "${config.temporal.groupTaskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
       ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
@@ -169,11 +185,11 @@ async function serve(config: WorkerConfig, autoScaling: AutoScalingClient, optio
 
 /** The signalers' intake (SPOT_GUARD_INTAKE_ADDRESS), with its refusals in the worker's log. */
 async function serveIntake(config: WorkerConfig, intakeConfig: IntakeConfig, context: Pick<IntakeContext, 'kubeConfig' | 'verifyInstanceInGroup' | 'temporal'>): Promise<{ close(): Promise<void> }> {
-  const log = {
-    info: (message: string, fields?: Record<string, unknown>) => say(`intake: ${message} ${JSON.stringify(fields ?? {})}`),
-    warn: (message: string, fields?: Record<string, unknown>) => say(`intake warning: ${message} ${JSON.stringify(fields ?? {})}`),
+  const intakeLog = {
+    info: (message: string, fields?: Record<string, unknown>) => log.info(`intake: ${message}`, fields),
+    warn: (message: string, fields?: Record<string, unknown>) => log.warn(`intake: ${message}`, fields),
   };
-  const intake = await startIntake(intakeConfig, { ...context, taskQueue: config.temporal.taskQueue, spotAsgName: config.flow.spotAsgName, log });
+  const intake = await startIntake(intakeConfig, { ...context, taskQueue: config.temporal.taskQueue, spotAsgName: config.flow.spotAsgName, log: intakeLog });
   say(`signalers' intake on ${intakeConfig.tls ? 'https' : 'http'}://${intakeConfig.address}${intakeConfig.tls ? '' : ' (plain HTTP: SPOT_GUARD_INTAKE_ALLOW_HTTP=true, for a local test only)'}`);
   return intake;
 }
@@ -185,8 +201,8 @@ async function registerSearchAttributes(connection: Connection, namespace: strin
     if (added.length > 0) say(`registered search attributes: ${added.join(', ')}`);
     return true;
   } catch (error) {
-    console.error(
-      `[spot-guard] cannot register search attributes on namespace "${namespace}" (${(error as Error).message}): ` +
+    log.error(
+      `cannot register search attributes on namespace "${namespace}" (${(error as Error).message}): ` +
         'add SpotGuardInstanceId, SpotGuardNode, SpotGuardAsg, SpotGuardPhase and SpotGuardOutcome as Keyword, then start again',
     );
     return false;
@@ -197,11 +213,22 @@ function kubernetesConfig(): KubeConfig {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();
   reuseConnections(kubeConfig);
-  const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster || cluster.server === 'http://localhost:8080') {
-    say('warning: no kubeconfig and no in-cluster service account found: Kubernetes activities will retry until one is configured (set KUBECONFIG)');
-  }
   return kubeConfig;
+}
+
+/**
+ * Each problem in one line at start (no kubeconfig among them); then the worker runs anyway, its activities retrying
+ * until the cause is fixed (their failures of a known cause are logged in one line each, worker/log.ts).
+ */
+async function reportPreflight(config: WorkerConfig, target: { autoScaling: AutoScalingClient; region: string; kubeConfig: KubeConfig }): Promise<void> {
+  const { spotAsgName, onDemandAsgName } = config.flow;
+  const problems = await preflightProblems({
+    ...target,
+    groups: [{ setting: 'SPOT_ASG_NAME', name: spotAsgName }, { setting: 'ON_DEMAND_ASG_NAME', name: onDemandAsgName }],
+    ...(config.intake ? { intakeNamespace: config.intake.signalerServiceAccount.split('/')[0] } : {}),
+  }).catch((error: unknown) => [`the preflight itself failed (${(error as Error).message}): the worker starts without it`]);
+  for (const problem of problems) log.warn(`preflight: ${problem}; the worker starts anyway and retries until this is fixed`, { check: problem.split(':', 1)[0]?.toLowerCase() });
+  if (problems.length === 0) say(`preflight: groups "${spotAsgName}" and "${onDemandAsgName}" readable, Kubernetes API reachable with the worker's rights`);
 }
 
 /** An extra activity under one of Spot Guard's names would silently replace it in every workflow: refused. */
