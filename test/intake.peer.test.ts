@@ -1,5 +1,5 @@
 // The intake against a real kube-apiserver (with etcd and kwok): real bound ServiceAccount tokens from the TokenRequest
-// API for signaler pods on their nodes, checked by a real TokenReview, with the worker's rights of deploy/rbac.yaml.
+// API for signaler pods on their nodes, checked by a real TokenReview, with the worker's rights of deploy/base/rbac.yaml.
 // Spot Guard behind the intake is a recorder here (starting the workflows is covered end to end).
 import assert from 'node:assert/strict';
 import { sign } from 'node:crypto';
@@ -32,7 +32,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     stack = await new KubernetesStack().start();
     core = stack.coreApi();
     const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
-    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
+    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
     for (const who of [A, B]) {
       await core.createNode({
         body: {
