@@ -5,10 +5,11 @@
 // manifests give both processes accepted by their own validation; and what each ServiceAccount may do, asked of the
 // API server's authorizer with SubjectAccessReviews.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AppsV1Api, AuthorizationV1Api, type CoreV1Api, type KubernetesObject, loadAllYaml, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, AuthorizationV1Api, type CoreV1Api, type KubernetesObject, loadAllYaml, type V1Node, type V1Pod, type V1PolicyRule } from '@kubernetes/client-node';
 import { KubernetesStack, KWOK_ANNOTATION } from '../scripts/peers/kubernetes-stack.js';
 import { kubectlPath } from '../scripts/peers/peers.js';
 import { until as waitUntil } from '../scripts/peers/wait.js';
@@ -87,13 +88,12 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
   let core: CoreV1Api;
   let apps: AppsV1Api;
   const until = (what: string, predicate: () => Promise<boolean>, timeoutMs = 90_000) => waitUntil(what, predicate, timeoutMs, () => stack.logs());
-  const kubectl = (...args: string[]): string => {
-    try {
-      return execFileSync(kubectlPath(), ['--kubeconfig', stack.kubeconfigPath, ...args], { encoding: 'utf8', stdio: 'pipe' });
-    } catch (error) {
-      const failed = error as { stderr?: string; stdout?: string; message: string };
-      throw new Error(`kubectl ${args.join(' ')} failed: ${failed.stderr || failed.stdout || failed.message}`, { cause: error });
-    }
+  /** The pinned kubectl's output; its warnings (stderr of a command that succeeded) in `warnings`. */
+  const kubectl = (...args: string[]): string => kubectlWithWarnings(args).stdout;
+  const kubectlWithWarnings = (args: string[], input?: string): { stdout: string; warnings: string } => {
+    const run = spawnSync(kubectlPath(), ['--kubeconfig', stack.kubeconfigPath, ...args], { encoding: 'utf8', input });
+    if (run.status !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${run.status ?? run.signal}): ${run.stderr || run.stdout || run.error?.message}`);
+    return { stdout: run.stdout, warnings: run.stderr };
   };
 
   before(async function () {
@@ -116,7 +116,9 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
   function dryRunThenApply(dir: string): void {
     const objects = rendered(dir);
     const before = kubectl('get', 'all,configmaps,networkpolicies,poddisruptionbudgets', '-n', NAMESPACE, '-o', 'name');
-    const dryRun = kubectl('apply', '-k', dir, '--server-side', '--dry-run=server');
+    const { stdout: dryRun, warnings } = kubectlWithWarnings(['apply', '-k', dir, '--server-side', '--dry-run=server']);
+    // The namespace enforces the restricted Pod Security Standard; the API server warns of any pod template below it.
+    assert.equal(warnings, '', 'no warnings (Pod Security) from the API server');
     for (const object of objects) {
       assert.match(dryRun, new RegExp(`${object.split('/')[0].toLowerCase()}[^ ]*/${object.split('/')[1]} serverside-applied \\(server dry run\\)`), `${object} in the dry run:\n${dryRun}`);
     }
@@ -133,14 +135,18 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
       seen = pods.map((pod) => `${pod.spec?.nodeName ?? '(unbound)'} ${pod.spec?.containers[0].image}`).join('; ');
       return pods.length === nodes.length && pods.every((pod) => pod.spec?.containers[0].image === image && bound(pod)) && sameSet(pods.map((pod) => pod.spec?.nodeName ?? ''), nodes);
     };
-    await waitUntil(`signaler pods (${image}) bound on exactly ${nodes.join(', ')}`, predicate, 90_000, () => `seen (node, image): ${seen || 'no pod'}`);
+    const events = (): string => kubectl('get', 'events', '-n', NAMESPACE, '--field-selector', 'type=Warning', '-o', 'custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message').slice(-3000);
+    await waitUntil(`signaler pods (${image}) bound on exactly ${nodes.join(', ')}`, predicate, 90_000, () => `seen (node, image): ${seen || 'no pod'}\nwarning events:\n${events()}`);
     const daemonSet = await apps.readNamespacedDaemonSet({ name: 'spot-guard-signaler', namespace: NAMESPACE });
     assert.equal(daemonSet.status?.desiredNumberScheduled, nodes.length, 'the DaemonSet controller wants a pod on exactly the spot nodes');
   }
 
   it('the base: dry run, then applied; the signaler on every spot-labelled node and no other, the worker scheduled', async function () {
-    // The namespace first: a server-side dry run of objects in a namespace that does not exist yet is refused.
-    kubectl('create', 'namespace', NAMESPACE);
+    // The base's Namespace first (with its Pod Security labels): a server-side dry run of objects in a namespace that
+    // does not exist yet is refused.
+    const namespace = (loadAllYaml(kubectl('kustomize', BASE)) as KubernetesObject[]).filter((object) => object.kind === 'Namespace');
+    assert.equal(namespace.length, 1, 'the base has its Namespace');
+    kubectlWithWarnings(['apply', '--server-side', '-f', '-'], JSON.stringify(namespace[0]));
     dryRunThenApply(BASE);
     await signalersOn(BASE_SPOT_NODES, 'spot-guard');
     await until('two worker pods bound by the scheduler', async () => {
@@ -189,6 +195,13 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
       });
       return review.status?.allowed === true;
     };
+    // Every right the roles grant is among those asked about, so a right added to rbac.yaml cannot go unchecked.
+    for (const granted of grantedRights()) {
+      assert.ok(
+        RIGHTS.some((right) => `${right.group}/${right.resource}${right.subresource ? `/${right.subresource}` : ''}` === granted.name) && VERBS.includes(granted.verb),
+        `rbac.yaml grants ${granted.verb} ${granted.name}, which this test does not ask about: add it to RIGHTS and to workerMayDo`,
+      );
+    }
     const wrong: string[] = [];
     let asked = 0;
     for (const right of RIGHTS) {
@@ -217,6 +230,16 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
     return (await core.readNamespacedConfigMap({ name, namespace: NAMESPACE })).data ?? {};
   }
 });
+
+/** Each verb on each "group/resource[/subresource]" a Role or ClusterRole in deploy/base/rbac.yaml grants. */
+function grantedRights(): { name: string; verb: string }[] {
+  const roles = (loadAllYaml(readFileSync(join(BASE, 'rbac.yaml'), 'utf8')) as (KubernetesObject & { rules?: V1PolicyRule[] })[]).filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole');
+  return roles.flatMap((role) =>
+    (role.rules ?? []).flatMap((rule) =>
+      (rule.apiGroups ?? []).flatMap((group) => (rule.resources ?? []).flatMap((resource) => rule.verbs.map((verb) => ({ name: `${group}/${resource}`, verb })))),
+    ),
+  );
+}
 
 function kwokNode(node: (typeof NODES)[number]): V1Node {
   return {
