@@ -20,6 +20,12 @@ const NAMESPACE = 'spot-guard';
 const A = { node: 'intake-node-a', instance: 'i-0aaaaaaaaaaaaaaa1', pod: 'signaler-a' };
 const B = { node: 'intake-node-b', instance: 'i-0bbbbbbbbbbbbbbb1', pod: 'signaler-b' };
 
+/** A pod the namespace's restricted Pod Security Standard (deploy/base/rbac.yaml) admits. */
+const RESTRICTED_POD = {
+  securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+  containers: [{ name: 'signaler', image: 'spot-guard', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }],
+};
+
 describe('intake against a real API server (TokenRequest and TokenReview)', function () {
   this.timeout(120_000);
   let stack: KubernetesStack;
@@ -41,7 +47,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
           status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
         },
       });
-      await core.createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: who.pod }, spec: { nodeName: who.node, serviceAccountName: 'spot-guard-signaler', containers: [{ name: 'signaler', image: 'spot-guard' }] } } });
+      await core.createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: who.pod }, spec: { nodeName: who.node, serviceAccountName: 'spot-guard-signaler', ...RESTRICTED_POD } } });
     }
     const asWorker = await kubeConfigOf('spot-guard-worker', []);
     const deps = kubernetesIntakeDeps(asWorker);
