@@ -149,10 +149,14 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
     kubectlWithWarnings(['apply', '--server-side', '-f', '-'], JSON.stringify(namespace[0]));
     dryRunThenApply(BASE);
     await signalersOn(BASE_SPOT_NODES, 'spot-guard');
+    let workers: V1Pod[] = [];
     await until('two worker pods bound by the scheduler', async () => {
-      const pods = (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: 'app.kubernetes.io/name=spot-guard-worker' })).items;
-      return pods.length === 2 && pods.every(bound);
+      workers = (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: 'app.kubernetes.io/name=spot-guard-worker' })).items;
+      return workers.length === 2 && workers.every(bound);
     });
+    const workerNodes = workers.map((pod) => pod.spec?.nodeName ?? '');
+    assert.ok(workerNodes.every((node) => !BASE_SPOT_NODES.includes(node)), `the workers preferably off spot nodes, with room elsewhere: ${workerNodes.join(', ')}`);
+    assert.notEqual(workerNodes[0], workerNodes[1], 'the two workers on different nodes');
   });
 
   it('the example overlay: dry run, then applied; its own node label added to the three, its image rolled out', async function () {
