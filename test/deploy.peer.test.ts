@@ -180,9 +180,12 @@ describe('deploy/: the kustomize base and the example overlay on a real API serv
     assert.ok('settings' in signaler, `the signaler accepts its ConfigMap: ${'errors' in signaler ? signaler.errors.join('; ') : ''}`);
     assert.match(signaler.settings.intakeUrl, /^https:\/\/spot-guard-intake\.spot-guard\.svc:8443$/, 'the intake Service, over HTTPS');
     const daemonSet = await apps.readNamespacedDaemonSet({ name: 'spot-guard-signaler', namespace: NAMESPACE });
-    const token = daemonSet.spec?.template.spec?.volumes?.flatMap((volume) => volume.projected?.sources ?? []).find((source) => source.serviceAccountToken);
-    assert.equal(token?.serviceAccountToken?.audience, 'spot-guard-intake', "the projected token is for the intake's audience");
-    assert.equal(`/var/run/secrets/spot-guard/${token?.serviceAccountToken?.path}`, signaler.settings.tokenFile, 'where the signaler reads it');
+    const pod = daemonSet.spec?.template.spec;
+    const volume = pod?.volumes?.find((v) => v.projected?.sources?.some((source) => source.serviceAccountToken));
+    const token = volume?.projected?.sources?.find((source) => source.serviceAccountToken)?.serviceAccountToken;
+    const mount = pod?.containers[0].volumeMounts?.find((m) => m.name === volume?.name);
+    assert.equal(token?.audience, 'spot-guard-intake', "the projected token is for the intake's audience");
+    assert.equal(`${mount?.mountPath}/${token?.path}`, signaler.settings.tokenFile, 'mounted where the signaler reads it');
   });
 
   it('SubjectAccessReviews: the worker may do exactly what its steps need, the signaler nothing', async function () {
