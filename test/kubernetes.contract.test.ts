@@ -267,8 +267,8 @@ describe('Kubernetes activities against a real API server (contract)', function 
     assert.doesNotMatch(verdict.reason, /PodDisruptionBudget/);
   });
 
-  it('as the service account of deploy/rbac.yaml, the worker\'s Kubernetes steps all work and anything beyond is refused', async function () {
-    const objects = loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8')) as KubernetesObject[];
+  it('as the service account of deploy/base/rbac.yaml, the worker\'s Kubernetes steps all work and anything beyond is refused', async function () {
+    const objects = loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[];
     const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
     for (const object of objects) await admin.create(object);
     const { status } = await core.createNamespacedServiceAccountToken({ name: 'spot-guard-worker', namespace: 'spot-guard', body: { spec: { audiences: [] } } });

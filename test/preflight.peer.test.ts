@@ -1,5 +1,5 @@
 // The worker's start-up preflight against real peers (moto's Auto Scaling, a real kube-apiserver with RBAC): nothing
-// to report for the account of deploy/rbac.yaml and two existing groups; one line per problem otherwise (a missing
+// to report for the account of deploy/base/rbac.yaml and two existing groups; one line per problem otherwise (a missing
 // group, no credentials, no rights, an API server out of reach). Then the real worker process as a new user starts it
 // (no AWS credentials, a Kubernetes account without rights): each problem said once, and a quiet minute after it.
 import assert from 'node:assert/strict';
@@ -47,7 +47,7 @@ describe('start-up preflight (moto, kube-apiserver)', function () {
       await autoScaling.send(new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 2, DesiredCapacity: 0, AvailabilityZones: ['us-east-1a'] }));
     }
     const admin = KubernetesObjectApi.makeApiClient(k8s.kubeConfig());
-    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
+    for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
     await k8s.coreApi().createNamespacedServiceAccount({ namespace: 'default', body: { metadata: { name: 'nobody' } } });
     [asWorker, asNobody] = [await kubeConfigOf('spot-guard', 'spot-guard-worker'), await kubeConfigOf('default', 'nobody')];
   });
@@ -56,7 +56,7 @@ describe('start-up preflight (moto, kube-apiserver)', function () {
     await Promise.all([aws?.stop(), k8s?.stop()]);
   });
 
-  it('finds nothing wrong with both groups in AWS and the service account of deploy/rbac.yaml (with the intake\'s rights)', async function () {
+  it('finds nothing wrong with both groups in AWS and the service account of deploy/base/rbac.yaml (with the intake\'s rights)', async function () {
     assert.deepEqual(await preflightProblems({ autoScaling: aws.client(), region: REGION, groups: GROUPS, kubeConfig: asWorker, intakeNamespace: 'spot-guard' }), []);
   });
 

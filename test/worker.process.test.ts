@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { WORKER_LAUNCH_ENV, WORKER_NODE_FLAGS } from '../worker/memory.js';
+import { WORKER_NODE_FLAGS } from '../worker/memory.js';
 import { monitorWorkflowId } from '../workflows/shared/ids.js';
 import { allSearchAttributeKeys } from '../workflows/shared/search-attributes.js';
-import { temporalCliPath } from '../scripts/peers/peers.js';
 import { samplesOf } from '../scripts/peers/prometheus.js';
 import { freePort, until } from '../scripts/peers/wait.js';
+import { embeddedDevServerWorkerEnv } from './helpers/worker-process.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const workerMain = join(repoRoot, 'dist', 'worker', 'main.js');
@@ -95,20 +95,7 @@ describe('worker process', function () {
     const [port, uiPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(tmpdir(), 'spot-guard-worker-'));
     const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
-      env: {
-        ...process.env,
-        ...WORKER_LAUNCH_ENV,
-        TEMPORAL_ADDRESS: '',
-        SPOT_ASG_NAME: 'spot',
-        ON_DEMAND_ASG_NAME: 'od',
-        AWS_REGION: 'us-east-1',
-        SPOT_GUARD_HEAP_GROWTH_PERCENT: '30',
-        SPOT_GUARD_TEMPORAL_CLI: temporalCliPath(),
-        SPOT_GUARD_DEV_SERVER_PORT: String(port),
-        SPOT_GUARD_DEV_UI_PORT: String(uiPort),
-        SPOT_GUARD_DEV_DB: join(dataDir, 'temporal.sqlite'),
-        SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
-      },
+      env: { ...embeddedDevServerWorkerEnv({ port, uiPort }, dataDir), SPOT_GUARD_HEAP_GROWTH_PERCENT: '30', SPOT_GUARD_METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
     });
     const { output, raw, exit } = collect(child);
     try {

@@ -51,6 +51,8 @@ export interface WorkerConfig {
   stickyQueueTimeoutSeconds: number;
   /** The signalers' intake (worker/intake.ts); undefined: not served. */
   intake?: IntakeConfig;
+  /** ip:port of /healthz and /readyz (worker/health.ts); undefined: not served. */
+  healthAddress?: string;
 }
 
 export interface IntakeConfig {
@@ -102,6 +104,7 @@ export const DEFAULTS = {
   SPOT_GUARD_WORKFLOW_TASK_SLOTS: '100',
   SPOT_GUARD_HEAP_GROWTH_PERCENT: 'auto',
   SPOT_GUARD_METRICS_ADDRESS: 'off',
+  SPOT_GUARD_HEALTH_ADDRESS: 'off',
   SPOT_GUARD_STICKY_QUEUE_TIMEOUT: '30',
   SPOT_GUARD_INTAKE_ADDRESS: 'off',
   SPOT_GUARD_INTAKE_AUDIENCE: 'spot-guard-intake',
@@ -408,6 +411,15 @@ function metricsAddressSetting(input: ConfigInput): string | undefined {
   return metricsText;
 }
 
+function healthAddressSetting(input: ConfigInput): string | undefined {
+  const text = read(input, 'SPOT_GUARD_HEALTH_ADDRESS');
+  if (text.toLowerCase() === 'off') return undefined;
+  if (!isBindAddress(text)) {
+    input.errors.push(`SPOT_GUARD_HEALTH_ADDRESS="${text}" is not an address to listen on: expected off, or an IP address and port (e.g. 0.0.0.0:8080)`);
+  }
+  return text;
+}
+
 /** How the worker process runs: dry run, cache and slot sizes, memory, sticky queue, metrics. */
 function workerTuning(input: ConfigInput): Pick<
   WorkerConfig,
@@ -485,6 +497,10 @@ export function loadConfig(env: Env): ConfigResult {
   const { dryRun, ...tuning } = workerTuning(input);
   const devServer = devServerSettings(input);
   const intake = intakeSettings(input);
+  const healthAddress = healthAddressSetting(input);
   if (input.errors.length > 0) return { ok: false, errors: input.errors };
-  return { ok: true, config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, logFormat, ...tuning, ...(intake ? { intake } : {}) } };
+  return {
+    ok: true,
+    config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, logFormat, ...tuning, ...(intake ? { intake } : {}), ...(healthAddress ? { healthAddress } : {}) },
+  };
 }

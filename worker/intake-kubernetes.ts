@@ -1,6 +1,6 @@
 // The intake's Kubernetes side: a TokenReview for the signaler's token (which pod and node it was bound to) and the
 // two reads that check it (the pod, the node). Rights: tokenreviews create, pods get in the signaler's namespace,
-// nodes get (deploy/rbac.yaml).
+// nodes get (deploy/base/rbac.yaml).
 import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { kubernetesStatus } from '../activities/errors.js';
 import type { IntakeDeps, ReviewedToken } from './intake.js';

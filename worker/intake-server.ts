@@ -13,6 +13,7 @@ import type { AutoScalingActivities } from '../workflows/shared/activity-types.j
 import type { IntakeConfig } from './config.js';
 import { type IntakeLog, intakeHandler } from './intake.js';
 import { kubernetesIntakeDeps } from './intake-kubernetes.js';
+import { listenOn } from './http-listen.js';
 
 export interface IntakeContext {
   kubeConfig: KubeConfig;
@@ -37,21 +38,7 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
     context.log,
   );
   const server: Server = config.tls ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler) : createHttpServer(handler);
-  const separator = config.address.lastIndexOf(':');
-  const host = config.address.slice(0, separator).replace(/^\[|\]$/g, '');
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(Number(config.address.slice(separator + 1)), host, () => resolve());
-  });
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address ? address.port : 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOn(server, config.address);
 }
 
 /** The verify step's own check (its shared read of the group's members in a wave); only "not in the group" refuses. */

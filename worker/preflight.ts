@@ -22,7 +22,7 @@ export interface Right {
   namespace?: string;
 }
 
-/** The worker's rights in deploy/rbac.yaml (a test checks that account passes this preflight). */
+/** The worker's rights in deploy/base/rbac.yaml (a test checks that account passes this preflight). */
 export const WORKER_RIGHTS: readonly Right[] = [
   ...['get', 'list', 'watch', 'patch'].map((verb) => ({ verb, resource: 'nodes' })),
   { verb: 'list', resource: 'pods' },
@@ -82,7 +82,7 @@ function awsReasonAndFix(error: unknown): string {
 async function kubernetesProblems({ kubeConfig, intakeNamespace }: PreflightTarget): Promise<string[]> {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster || cluster.server === 'http://localhost:8080') {
-    return ['Kubernetes: no kubeconfig and no in-cluster service account: set KUBECONFIG (or run the worker in the cluster with the service account of deploy/rbac.yaml)'];
+    return ['Kubernetes: no kubeconfig and no in-cluster service account: set KUBECONFIG (or run the worker in the cluster with the service account of deploy/base/rbac.yaml)'];
   }
   const where = `the API server at ${cluster.server}`;
   try {
@@ -99,7 +99,7 @@ async function kubernetesProblems({ kubeConfig, intakeNamespace }: PreflightTarg
     const allowed = await Promise.all(rights.map((right) => isAllowed(authorization, right)));
     const missing = rights.filter((_, i) => !allowed[i]).map(describeRight);
     if (missing.length === 0) return [];
-    return [`Kubernetes: the worker may not ${missing.join(', ')} on ${where}: bind it the ClusterRole and Role of deploy/rbac.yaml (kubectl apply -f deploy/rbac.yaml; its service account is spot-guard/spot-guard-worker)`];
+    return [`Kubernetes: the worker may not ${missing.join(', ')} on ${where}: bind it the ClusterRole and Role of deploy/base/rbac.yaml (kubectl apply -f deploy/base/rbac.yaml; its service account is spot-guard/spot-guard-worker)`];
   } catch (error) {
     return [`Kubernetes: cannot ask ${where} what the worker may do (${kubernetesReason(error)}): it needs to create selfsubjectaccessreviews (every authenticated user may, by default)`];
   }

@@ -16,6 +16,7 @@ import { chooseLogFormat, createWorkerLog, sdkLogFunction } from './log.js';
 import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitBytes, memoryNote } from './memory.js';
 import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { type IntakeContext, startIntake } from './intake-server.js';
+import { startHealthServer } from './health.js';
 import { preflightProblems } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
@@ -174,9 +175,12 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
   );
   if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
   const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyInstanceInGroup: activities.verifyInstanceInGroup, temporal: client }) : undefined;
+  const health = config.healthAddress ? await startHealthServer(config.healthAddress, () => workers.map((worker) => worker.getState())) : undefined;
+  if (config.healthAddress) say(`probes on http://${config.healthAddress}/healthz and /readyz`);
   // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
   await Promise.all(workers.map((worker) => worker.run()));
   await intake?.close();
+  await health?.close();
   await nodeWatch.stop();
   await connection.close();
   say('worker stopped');

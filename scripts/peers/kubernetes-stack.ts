@@ -1,6 +1,7 @@
 // A real Kubernetes control plane on 127.0.0.1 for integration tests: etcd, kube-apiserver, kube-controller-manager
-// (disruption controller and friends, so PodDisruptionBudget status is real) and kwok (node heartbeats, pods that
-// run and terminate on nodes annotated kwok.x-k8s.io/node=fake). Binaries come from the peers cache.
+// (disruption controller and friends, so PodDisruptionBudget status is real), optionally kube-scheduler and the
+// workload controllers (`workloads`), and kwok (node heartbeats, pods that run and terminate on nodes annotated
+// kwok.x-k8s.io/node=fake). Binaries come from the peers cache.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -11,7 +12,7 @@ import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { reuseConnections } from '../../worker/kubernetes-connections.js';
 import { freePort } from './wait.js';
 import { stopOnExit } from './stop-on-exit.js';
-import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kwokPath } from './peers.js';
+import { etcdPath, kubeApiserverPath, kubeControllerManagerPath, kubeSchedulerPath, kwokPath } from './peers.js';
 import { samplesOf } from './prometheus.js';
 
 /** kwok's nodes report status as kubelets with leases do (see the file). */
@@ -33,13 +34,21 @@ export interface KubernetesStackOptions {
    * as long before it calls a silent node NotReady.
    */
   nodeLeaseSeconds?: number;
+  /**
+   * Also run kube-scheduler and the workload controllers (Deployments, ReplicaSets, DaemonSets, and the garbage
+   * collector for the pods they own), so applied manifests get real pods bound to nodes, as in a cluster. Off by
+   * default: most tests bind their pods themselves, naming owners that do not exist.
+   */
+  workloads?: boolean;
 }
 
 export class KubernetesStack {
   private readonly nodeLeaseSeconds: number;
+  private readonly workloads: boolean;
 
   constructor(options: KubernetesStackOptions = {}) {
     this.nodeLeaseSeconds = options.nodeLeaseSeconds ?? 40;
+    this.workloads = options.workloads ?? false;
   }
 
   readonly dir = mkdtempSync(join(tmpdir(), 'spot-guard-k8s-'));
@@ -84,20 +93,7 @@ export class KubernetesStack {
       this.run('kube-apiserver', kubeApiserverPath(), this.apiserverArgs);
       this.writeKubeconfig();
       await this.waitReady(90_000);
-      this.run('kube-controller-manager', kubeControllerManagerPath(), [
-        '--kubeconfig', this.kubeconfigPath,
-        // No garbage collector: test pods name DaemonSet and ReplicaSet owners that do not exist. No scheduler either:
-        // test pods are bound to their nodes.
-        '--controllers', 'disruption,namespace,podgc,nodelifecycle',
-        '--node-monitor-grace-period', `${Math.max(50, 2 * this.nodeLeaseSeconds)}s`,
-        '--leader-elect=false',
-        '--use-service-account-credentials=false',
-        '--root-ca-file', this.file('ca.crt'),
-        '--service-account-private-key-file', this.file('sa.key'),
-        '--bind-address', '127.0.0.1',
-        '--secure-port', '0',
-        '--v', '0',
-      ]);
+      this.startControllers();
       this.run('kwok', kwokPath(), [
         '--kubeconfig', this.kubeconfigPath,
         '--manage-nodes-with-annotation-selector', `${KWOK_ANNOTATION}=fake`,
@@ -109,6 +105,33 @@ export class KubernetesStack {
     } catch (error) {
       await this.stop();
       throw error;
+    }
+  }
+
+  /** kube-controller-manager, and with `workloads` kube-scheduler: they talk to the API server as the admin. */
+  private startControllers(): void {
+    this.run('kube-controller-manager', kubeControllerManagerPath(), [
+      '--kubeconfig', this.kubeconfigPath,
+      // No garbage collector: test pods name DaemonSet and ReplicaSet owners that do not exist. No scheduler either:
+      // test pods are bound to their nodes. Both with `workloads`, for tests that apply real manifests.
+      '--controllers', `disruption,namespace,podgc,nodelifecycle${this.workloads ? ',daemonset,deployment,replicaset,garbagecollector' : ''}`,
+      '--node-monitor-grace-period', `${Math.max(50, 2 * this.nodeLeaseSeconds)}s`,
+      '--leader-elect=false',
+      '--use-service-account-credentials=false',
+      '--root-ca-file', this.file('ca.crt'),
+      '--service-account-private-key-file', this.file('sa.key'),
+      '--bind-address', '127.0.0.1',
+      '--secure-port', '0',
+      '--v', '0',
+    ]);
+    if (this.workloads) {
+      this.run('kube-scheduler', kubeSchedulerPath(), [
+        '--kubeconfig', this.kubeconfigPath,
+        '--leader-elect=false',
+        '--bind-address', '127.0.0.1',
+        '--secure-port', '0',
+        '--v', '0',
+      ]);
     }
   }
 
