@@ -22,6 +22,8 @@ ETCD_VERSION=v3.6.16                # Go module proxy: etcd server, built from s
 KWOK_VERSION=v0.7.0                 # Go module proxy: kwok, for node heartbeats and pod lifecycles
 AEMM_VERSION=v1.13.0                # amazon-ec2-metadata-mock, the IMDS the signaler polls: Go module proxy, else ../shared/peers/
 AEMM_ARCHIVE_SHA256=8ce272c7bf3f2da6cd92ca170195db6593aaba8e72ea32aebc9109f7d04b4086
+NPM_VERSION=11.21.2                 # npm registry: the npm CLI in the image's local base (the build stage runs npm ci)
+BASE_IMAGE="localhost/spot-guard-base:node-$NODE_VERSION-npm-$NPM_VERSION-bookworm"
 
 NODE_DIR="$CACHE_DIR/node-$NODE_VERSION"
 VENV_DIR="$CACHE_DIR/venv"
@@ -151,6 +153,53 @@ install_aemm() {
   rm -rf "$dir" && mv "$dir.partial" "$dir"
 }
 
+# The image test builds the Dockerfile with buildah (no Docker engine, no image registry here; ../shared/PEERS.md,
+# "Containers") on a local base laid out like the official Node.js image: Debian bookworm minbase with
+# ca-certificates, node in /usr/local/bin, npm in /usr/local/lib/node_modules/npm. The machine's own certificate
+# authorities (/usr/local/share/ca-certificates, e.g. a TLS-inspecting egress proxy's) go in too, trusted by node, so
+# the build's `npm ci` reaches the registry as this machine does. Only the test command needs it, never the worker.
+install_containers() {
+  ensure_debian_packages buildah mmdebstrap
+  if buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then return; fi
+  log "building the image base $BASE_IMAGE with mmdebstrap (one time, about a minute)"
+  local tmp="$CACHE_DIR/base-image.partial" container=spot-guard-base-build
+  # What an interrupted run left: its scratch directory and its working container.
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  buildah rm "$container" >/dev/null 2>&1 || true
+  (cd "$tmp" && npm pack --silent "npm@$NPM_VERSION" >/dev/null)
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates \
+    --customize-hook='mkdir -p "$1/usr/local/bin" "$1/usr/local/lib/node_modules/npm"' \
+    --customize-hook="copy-in '$NODE_DIR/node_modules/node/bin/node' /usr/local/bin" \
+    --customize-hook="tar -xzf '$tmp/npm-$NPM_VERSION.tgz' --strip-components=1 --no-same-owner -C \"\$1/usr/local/lib/node_modules/npm\"" \
+    --customize-hook='ln -s ../lib/node_modules/npm/bin/npm-cli.js "$1/usr/local/bin/npm"' \
+    --customize-hook='ln -s ../lib/node_modules/npm/bin/npx-cli.js "$1/usr/local/bin/npx"' \
+    --customize-hook='sync-in /usr/local/share/ca-certificates /usr/local/share/ca-certificates' \
+    --customize-hook='chroot "$1" update-ca-certificates >/dev/null' \
+    bookworm "$tmp/base.tar"
+  buildah from --quiet --name "$container" scratch >/dev/null
+  buildah add --quiet "$container" "$tmp/base.tar" / >/dev/null
+  buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt --cmd node "$container"
+  buildah commit --quiet --rm "$container" "$BASE_IMAGE" >/dev/null
+  rm -rf "$tmp"
+  log "image base ready: $BASE_IMAGE"
+}
+
+# ensure_debian_packages COMMAND...: apt-installs the packages of those names (each provides the command of its name)
+# when a command is missing. Waits for another apt to release its lock rather than failing.
+ensure_debian_packages() {
+  local missing=() name
+  for name in "$@"; do command -v "$name" >/dev/null 2>&1 || missing+=("$name"); done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    log "error: ${missing[*]} missing: install them as root (apt-get install -y ${missing[*]}), then rerun scripts/peers.sh"
+    exit 1
+  fi
+  log "installing ${missing[*]} from Debian apt"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 print_paths() {
   local test_server
   test_server=$(find_test_server)
@@ -166,6 +215,7 @@ SPOT_GUARD_KUBECTL='$CACHE_DIR/kubernetes-$KUBERNETES_VERSION/bin/kubectl'
 SPOT_GUARD_ETCD='$CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd'
 SPOT_GUARD_KWOK='$CACHE_DIR/kwok-$KWOK_VERSION/bin/kwok'
 SPOT_GUARD_AEMM='$CACHE_DIR/aemm-$AEMM_VERSION/bin/ec2-metadata-mock'
+SPOT_GUARD_BASE_IMAGE='$BASE_IMAGE'
 EOT
 }
 
@@ -200,6 +250,7 @@ main() {
   install_aemm
   install_etcd
   install_kubernetes
+  install_containers
   print_paths >"$CACHE_DIR/peers.env"
   log "peers ready in $CACHE_DIR"
 }
