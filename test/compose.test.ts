@@ -4,10 +4,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { composePath } from '../scripts/peers/peers.js';
+import { reuseConnections } from '../worker/kubernetes-connections.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const composeFile = join(repoRoot, 'docker-compose.yml');
@@ -209,5 +213,31 @@ describe('docker-compose.yml, validated by the Compose CLI', function () {
     assert.equal(logged.imdsUrl, environment.SPOT_GUARD_IMDS_URL);
     const { SPOT_GUARD_INTAKE_ALLOW_HTTP: _allow, ...withoutHttp } = environment;
     assert.equal(checkConfig(signalerMain, withoutHttp).status, 2, 'an http:// intake without the local-test setting is refused');
+  });
+
+  it('the worker\'s Kubernetes client takes the kubeconfig the file mounts: plain HTTP to the kwok cluster\'s proxy', async function () {
+    const worker = service(config, 'worker');
+    const mounted = (worker.volumes ?? []).find((v) => v.target === environmentOf(worker).KUBECONFIG);
+    assert.ok(mounted?.source, 'KUBECONFIG names a file the worker mounts');
+    const requests: string[] = [];
+    const api = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'ip-probe' } }));
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    try {
+      const server = new URL(readFileSync(mounted.source, 'utf8').match(/server: (\S+)/)?.[1] ?? '');
+      assert.equal(`${server.hostname}:${server.port}`, 'kwok:8080', 'the kubeconfig points at the kwok service');
+      // The worker's own way to load it (worker/run.ts), with the kwok service's address swapped for a local server.
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromString(readFileSync(mounted.source, 'utf8').replace(server.origin, `http://127.0.0.1:${(api.address() as AddressInfo).port}`));
+      reuseConnections(kubeConfig);
+      const node = await kubeConfig.makeApiClient(CoreV1Api).readNode({ name: 'ip-probe' });
+      assert.equal(node.metadata?.name, 'ip-probe');
+      assert.deepEqual(requests, ['GET /api/v1/nodes/ip-probe']);
+    } finally {
+      await new Promise((resolve) => api.close(resolve));
+    }
   });
 });
