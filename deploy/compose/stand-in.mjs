@@ -235,7 +235,11 @@ async function serve() {
   await waitFor('moto', createGroups);
   await waitFor('the kwok cluster', createSignalerObjects);
   await syncNodes();
-  await markAtRisk(currentAtRisk() ?? (await nextAtRisk()));
+  // A restart keeps the at-risk instance of the volume's config while it is still in the group (after `down` without
+  // -v, moto starts empty and it is not: another is picked).
+  const current = currentAtRisk();
+  const stillThere = (await inServiceInstances()).some((i) => i.spot && i.id === current);
+  await markAtRisk(stillThere ? current : await nextAtRisk());
   writeFileSync(settings.readyFile, new Date().toISOString());
   let renewedAt = Date.now();
   for (;;) {
