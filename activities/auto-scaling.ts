@@ -64,7 +64,7 @@ export async function describeAutoScalingGroup(client: AutoScalingClient, asgNam
   if (!group) {
     throw nonRetryable(
       FailureType.groupNotFound,
-      `Auto Scaling group "${asgName}" does not exist in this account and region; check SPOT_ASG_NAME / ON_DEMAND_ASG_NAME and AWS_REGION`,
+      `Auto Scaling group "${asgName}" does not exist in this account and region; check the pairs (SPOT_GUARD_PAIRS, the spot-guard.io tags, or SPOT_ASG_NAME / ON_DEMAND_ASG_NAME) and AWS_REGION`,
     );
   }
   return group;

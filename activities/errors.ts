@@ -10,6 +10,7 @@ export const FailureType = {
   instanceMismatch: 'InstanceMismatch',
   groupNotFound: 'AutoScalingGroupNotFound',
   instanceNotInGroup: 'InstanceNotInGroup',
+  groupNotProtected: 'GroupNotProtected',
   awsRejected: 'AwsRequestRejected',
   kubernetesRejected: 'KubernetesRequestRejected',
   awsThrottled: 'AwsThrottled',

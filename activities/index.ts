@@ -7,6 +7,8 @@ import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
 import { createMonitorRequestActivities } from './monitor-requests.js';
 import type { NodeWatch } from './node-watch.js';
+import { createProtectedPairActivities } from './protected-instance.js';
+import type { ProtectedPairs } from './protected-pairs.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
 
@@ -14,6 +16,8 @@ export * from './auto-scaling.js';
 export * from './capacity-requests.js';
 export * from './kubernetes.js';
 export * from './monitor-requests.js';
+export * from './protected-instance.js';
+export * from './protected-pairs.js';
 export * from './scale-down-safety.js';
 export * from './settings.js';
 
@@ -26,6 +30,8 @@ export interface ActivityDependencies {
   /** Task queue of the per-group workflows (capacity, monitor); the worker's own queue when not given. */
   groupTaskQueue?: string;
   settings: FlowSettings;
+  /** The spot/on-demand pairs protected (a fixed list, or found by tags). */
+  pairs: ProtectedPairs;
   dryRun?: boolean;
   evictionRetrySeconds?: number;
   /** The worker's watch on nodes; without it the node lookups list the nodes (shared within a second). */
@@ -41,6 +47,7 @@ export function createActivities(deps: ActivityDependencies): SpotGuardActivitie
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
+    ...createProtectedPairActivities(deps.autoScaling, deps.pairs),
   };
 }
 

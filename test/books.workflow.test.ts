@@ -217,8 +217,8 @@ describe('books per instance (time-skipping)', function () {
 
   for (const relaunch of [false, true]) {
     it(`AWS takes the instance between the notice and the +1${relaunch ? ', the group relaunching at once' : ''}: no +1 is made for it, no running node goes`, async function () {
-      h.activityOverrides.verifyInstanceInGroup = async (input) => {
-        const verified = await (h.real as NonNullable<typeof h.real>).verifyInstanceInGroup(input);
+      h.activityOverrides.verifyProtectedInstance = async (input) => {
+        const verified = await (h.real as NonNullable<typeof h.real>).verifyProtectedInstance(input);
         h.aws.reclaim(atRisk, { relaunch }); // right after the verification, before the capacity workflow looks at the group
         return verified;
       };

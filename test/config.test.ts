@@ -179,11 +179,11 @@ describe('worker configuration', function () {
     ]);
   });
 
-  it('requires both group names', function () {
-    assert.deepEqual(errorsOf({}), [
-      'SPOT_ASG_NAME is not set: expected the name of your spot Auto Scaling group',
-      'ON_DEMAND_ASG_NAME is not set: expected the name of your on-demand Auto Scaling group',
-    ]);
+  it('requires a source of pairs, and both names of the shorthand', function () {
+    const [none, ...more] = errorsOf({});
+    assert.deepEqual(more, []);
+    assert.match(none ?? '', /^no groups to protect: .*SPOT_GUARD_PAIR_DISCOVERY=tags.*SPOT_GUARD_PAIRS.*SPOT_ASG_NAME and ON_DEMAND_ASG_NAME/);
+    assert.deepEqual(errorsOf({ ON_DEMAND_ASG_NAME: 'od' }), ['SPOT_ASG_NAME is not set: expected the name of your spot Auto Scaling group']);
   });
 
   it('needs TEMPORAL_ADDRESS for TLS or an API key, and cert and key together', function () {

@@ -103,7 +103,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     // The runbook reads in order; its short steps ran as local activities, inside the workflow tasks.
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook, [
-      'loadSettings', 'verifyNode', 'verifyInstanceInGroup', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
+      'loadSettings', 'verifyNode', 'verifyProtectedInstance', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
       'cordonNode', 'evictPods', 'releaseDrainSlot', 'requestInstanceRetirement',
     ]);
     const events = (await handle().fetchHistory()).events ?? [];
@@ -543,14 +543,14 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(h.aws.desired(h.spot), 3);
   });
 
-  it('an instance outside the spot group is rejected with nothing changed', async function () {
+  it('an instance of a group that is not protected is rejected with nothing changed', async function () {
     const [onDemandInstance] = h.aws.addGroup('other-asg', { desired: 1, max: 1 });
     h.k8s.addNode({ name: 'node-c', instanceId: onDemandInstance });
     await h.run(async () => {
       await requestRebalance(env.client, h.taskQueue, { instanceId: onDemandInstance, nodeName: 'node-c' });
       await assert.rejects(handle(onDemandInstance).result(), /./);
       const failure = await handle(onDemandInstance).result().then(() => undefined, (error: WorkflowFailedError) => error.cause?.message);
-      assert.match(String(failure), new RegExp(`belongs to Auto Scaling group "other-asg", not to the spot group "${h.spot}"`));
+      assert.match(String(failure), /"other-asg", which Spot Guard does not protect/);
     });
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
     assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);

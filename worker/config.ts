@@ -4,7 +4,8 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ASG_NAME_PATTERN, TASK_QUEUE_DEFAULT } from '../workflows/shared/ids.js';
-import { type DrainBudget, type FlowSettings, parseDurationSeconds, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
+import { ENABLED_TAG, parsePairList, problemsOfPairList } from '../activities/pair-rules.js';
+import { type DrainBudget, type FlowSettings, type GroupPair, parseDurationSeconds, type TaintSpec, type UnrecreatablePodEviction } from '../workflows/shared/settings.js';
 import type { HeapGrowthSetting } from './memory.js';
 
 export type LogLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -32,8 +33,17 @@ export interface DevServerSettings {
   metricsPort?: number;
 }
 
+/**
+ * Which groups Spot Guard protects: a fixed list (SPOT_GUARD_PAIRS, or the one-pair shorthand SPOT_ASG_NAME and
+ * ON_DEMAND_ASG_NAME), or the spot groups tagged spot-guard.io/enabled=true, read again every `refreshSeconds`.
+ */
+export type PairSource =
+  | { kind: 'list'; setting: 'SPOT_GUARD_PAIRS' | 'SPOT_ASG_NAME and ON_DEMAND_ASG_NAME'; pairs: GroupPair[] }
+  | { kind: 'tags'; refreshSeconds: number };
+
 export interface WorkerConfig {
   spotGuardEnabled: boolean;
+  pairs: PairSource;
   flow: FlowSettings;
   temporal: TemporalSettings;
   devServer: DevServerSettings;
@@ -80,6 +90,8 @@ const MAX_RECLAIM_LOOKS = 2000;
 /** One row per variable: the configuration reference (docs/configuration.md) is written from the same names and defaults. */
 export const DEFAULTS = {
   ENABLE_SPOT_GUARD: 'true',
+  SPOT_GUARD_PAIR_DISCOVERY: 'off',
+  SPOT_GUARD_PAIR_REFRESH_INTERVAL: '5m',
   SPOT_GUARD_CAPACITY_CHECK_TIMEOUT: '120',
   SPOT_GUARD_SCALE_TIMEOUT: '120',
   SPOT_GUARD_ASG_POLL_INTERVAL: '10',
@@ -242,14 +254,39 @@ function taintSetting(input: ConfigInput, name: 'SPOT_GUARD_TAINT' | 'SPOT_GUARD
 
 // --- the sections, read in the order their errors are reported -----------------------------------------------------
 
-/** The two groups Spot Guard works on, which must differ. */
-function groupNames(input: ConfigInput): { spotAsgName: string; onDemandAsgName: string } {
+/** The two groups of the one-pair shorthand, which must differ. */
+function groupNames(input: ConfigInput): GroupPair {
   const spotAsgName = groupName(input, 'SPOT_ASG_NAME');
   const onDemandAsgName = groupName(input, 'ON_DEMAND_ASG_NAME');
   if (spotAsgName && spotAsgName === onDemandAsgName) {
     input.errors.push(`SPOT_ASG_NAME and ON_DEMAND_ASG_NAME are both "${spotAsgName}": expected two different groups`);
   }
   return { spotAsgName, onDemandAsgName };
+}
+
+const PAIR_SOURCES_HINT = `expected exactly one source of pairs: SPOT_GUARD_PAIR_DISCOVERY=tags (spot groups tagged ${ENABLED_TAG}=true), SPOT_GUARD_PAIRS=<spot group>:<on-demand group>,..., or SPOT_ASG_NAME and ON_DEMAND_ASG_NAME for one pair`;
+
+/** Exactly one source of pairs; two at once would leave it unclear which groups are protected, so it is refused. */
+function pairSource(input: ConfigInput): PairSource {
+  const discovery = read(input, 'SPOT_GUARD_PAIR_DISCOVERY').toLowerCase();
+  if (discovery !== 'off' && discovery !== 'tags') input.errors.push(`SPOT_GUARD_PAIR_DISCOVERY="${input.env.SPOT_GUARD_PAIR_DISCOVERY}" is not a pair discovery: expected tags or off`);
+  const list = input.env.SPOT_GUARD_PAIRS?.trim() ?? '';
+  const shorthand = ['SPOT_ASG_NAME', 'ON_DEMAND_ASG_NAME'].filter((name) => input.env[name]?.trim());
+  const chosen = [...(discovery === 'tags' ? ['SPOT_GUARD_PAIR_DISCOVERY=tags'] : []), ...(list ? ['SPOT_GUARD_PAIRS'] : []), ...shorthand];
+  if (chosen.length > 1 && !(chosen.length === 2 && shorthand.length === 2)) {
+    input.errors.push(`${chosen.join(' and ')} are set together: ${PAIR_SOURCES_HINT}`);
+  }
+  if (discovery === 'tags') return { kind: 'tags', refreshSeconds: seconds(input, 'SPOT_GUARD_PAIR_REFRESH_INTERVAL', 5, 24 * 3600) };
+  if (list) {
+    const pairs = parsePairList(list);
+    input.errors.push(...problemsOfPairList(pairs, 'SPOT_GUARD_PAIRS', (name) => ASG_NAME_PATTERN.test(name) && !/[,:]/.test(name)));
+    return { kind: 'list', setting: 'SPOT_GUARD_PAIRS', pairs };
+  }
+  if (shorthand.length === 0) {
+    input.errors.push(`no groups to protect: ${PAIR_SOURCES_HINT}`);
+    return { kind: 'list', setting: 'SPOT_ASG_NAME and ON_DEMAND_ASG_NAME', pairs: [] };
+  }
+  return { kind: 'list', setting: 'SPOT_ASG_NAME and ON_DEMAND_ASG_NAME', pairs: [groupNames(input)] };
 }
 
 /** The rebalance taint and the monitor's scale-down taint, which must not share a key. */
@@ -318,12 +355,10 @@ function monitorSettings(input: ConfigInput, scaleDownTaint: TaintSpec): FlowSet
 function flowSettings(
   input: ConfigInput,
   spotGuardEnabled: boolean,
-  groups: { spotAsgName: string; onDemandAsgName: string },
   taints: { taint: TaintSpec; scaleDownTaint: TaintSpec },
 ): FlowSettings {
   const drainBudget = drainBudgetSetting(input);
   const flow: FlowSettings = {
-    ...groups,
     addReplacementCapacity: spotGuardEnabled,
     capacityCheckTimeoutSeconds: seconds(input, 'SPOT_GUARD_CAPACITY_CHECK_TIMEOUT', 10, 3600),
     scaleTimeoutSeconds: seconds(input, 'SPOT_GUARD_SCALE_TIMEOUT', 10, 3600),
@@ -488,11 +523,11 @@ function devServerSettings(input: ConfigInput): DevServerSettings {
 export function loadConfig(env: Env): ConfigResult {
   const input: ConfigInput = { env, errors: removedSettingErrors(env) };
   const spotGuardEnabled = bool(input, 'ENABLE_SPOT_GUARD');
-  const groups = groupNames(input);
+  const pairs = pairSource(input);
   const taints = taintSettings(input);
   const logLevel = logLevelSetting(input);
   const logFormat = logFormatChecked(input);
-  const flow = flowSettings(input, spotGuardEnabled, groups, taints);
+  const flow = flowSettings(input, spotGuardEnabled, taints);
   const temporal = temporalSettings(input);
   const { dryRun, ...tuning } = workerTuning(input);
   const devServer = devServerSettings(input);
@@ -501,6 +536,6 @@ export function loadConfig(env: Env): ConfigResult {
   if (input.errors.length > 0) return { ok: false, errors: input.errors };
   return {
     ok: true,
-    config: { spotGuardEnabled, flow, temporal, devServer, dryRun, logLevel, logFormat, ...tuning, ...(intake ? { intake } : {}), ...(healthAddress ? { healthAddress } : {}) },
+    config: { spotGuardEnabled, pairs, flow, temporal, devServer, dryRun, logLevel, logFormat, ...tuning, ...(intake ? { intake } : {}), ...(healthAddress ? { healthAddress } : {}) },
   };
 }

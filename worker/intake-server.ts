@@ -9,7 +9,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { FailureType } from '../activities/errors.js';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
-import type { AutoScalingActivities } from '../workflows/shared/activity-types.js';
+import type { ProtectedPairActivities } from '../workflows/shared/activity-types.js';
 import type { IntakeConfig } from './config.js';
 import { type IntakeLog, intakeHandler } from './intake.js';
 import { kubernetesIntakeDeps } from './intake-kubernetes.js';
@@ -17,11 +17,10 @@ import { listenOn } from './http-listen.js';
 
 export interface IntakeContext {
   kubeConfig: KubeConfig;
-  /** The worker's own verify activity, whose read of the group's members the workflows share. */
-  verifyInstanceInGroup: AutoScalingActivities['verifyInstanceInGroup'];
+  /** The worker's own verify activity, whose read of the protected groups' members the workflows share. */
+  verifyProtectedInstance: ProtectedPairActivities['verifyProtectedInstance'];
   temporal: Client;
   taskQueue: string;
-  spotAsgName: string;
   log: IntakeLog;
 }
 
@@ -30,7 +29,7 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   const handler = intakeHandler(
     {
       ...kubernetesIntakeDeps(context.kubeConfig),
-      verifyProtected: (instanceId) => whyNotProtected(context.verifyInstanceInGroup, instanceId, context.spotAsgName),
+      verifyProtected: (instanceId) => whyNotProtected(context.verifyProtectedInstance, instanceId),
       rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input),
       interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice)).workflowId }),
     },
@@ -41,13 +40,14 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   return listenOn(server, config.address);
 }
 
-/** The verify step's own check (its shared read of the group's members in a wave); only "not in the group" refuses. */
-async function whyNotProtected(verify: IntakeContext['verifyInstanceInGroup'], instanceId: string, spotAsgName: string): Promise<string | undefined> {
+/** The verify step's own check (its shared read of the groups' members in a wave); only "not in a protected group" refuses. */
+async function whyNotProtected(verify: IntakeContext['verifyProtectedInstance'], instanceId: string): Promise<string | undefined> {
   try {
-    await verify({ instanceId, asgName: spotAsgName });
+    await verify({ instanceId });
     return undefined;
   } catch (error) {
-    if (error instanceof ApplicationFailure && error.type === FailureType.instanceNotInGroup) return error.message;
+    const refusals: string[] = [FailureType.instanceNotInGroup, FailureType.groupNotProtected];
+    if (error instanceof ApplicationFailure && refusals.includes(error.type ?? '')) return error.message;
     throw error;
   }
 }

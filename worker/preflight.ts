@@ -1,4 +1,4 @@
-// The start-up preflight: before the worker polls, it reads its two groups from AWS and asks the Kubernetes API
+// The start-up preflight: before the worker polls, it reads every group of its pairs from AWS and asks the Kubernetes API
 // server what it may do, and reports each problem once, in one line: what failed, why, how to fix it. The worker
 // starts anyway (a role or a binding may be added while it runs; its activities retry until then).
 import { type AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
@@ -8,7 +8,8 @@ import { isAwsServiceError, isMissingAwsCredentials, isNetworkFailure, kubernete
 export interface PreflightTarget {
   autoScaling: Pick<AutoScalingClient, 'send'>;
   region: string;
-  groups: { setting: 'SPOT_ASG_NAME' | 'ON_DEMAND_ASG_NAME'; name: string }[];
+  /** Every group of every pair, with where it was named (a setting, or the tag that found it). */
+  groups: { setting: string; name: string }[];
   kubeConfig: KubeConfig;
   /** The intake's extra rights (TokenReviews, the signalers' pods in their namespace); undefined: intake off. */
   intakeNamespace?: string;
@@ -45,14 +46,18 @@ export async function preflightProblems(target: PreflightTarget): Promise<string
   return [...aws, ...kubernetes];
 }
 
-/** One DescribeAutoScalingGroups for both groups: missing ones by name, or the one reason none could be read. */
+/** DescribeAutoScalingGroups for every group (50 names a call): missing ones by name, or the one reason none could be read. */
 async function groupProblems({ autoScaling, region, groups }: PreflightTarget): Promise<string[]> {
   try {
-    const answer = await autoScaling.send(
-      new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: groups.map((g) => g.name) }),
-      { abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS) },
-    );
-    const found = new Set((answer.AutoScalingGroups ?? []).map((g) => g.AutoScalingGroupName));
+    const found = new Set<string | undefined>();
+    const names = [...new Set(groups.map((g) => g.name))];
+    for (let start = 0; start < names.length; start += 50) {
+      const answer = await autoScaling.send(
+        new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: names.slice(start, start + 50), MaxRecords: 100 }),
+        { abortSignal: AbortSignal.timeout(CHECK_TIMEOUT_MS) },
+      );
+      for (const group of answer.AutoScalingGroups ?? []) found.add(group.AutoScalingGroupName);
+    }
     return groups
       .filter((g) => !found.has(g.name))
       .map((g) => `AWS: no Auto Scaling group "${g.name}" (${g.setting}) in ${region}: check the name, AWS_REGION, and the account of the worker's credentials`);

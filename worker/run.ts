@@ -7,9 +7,10 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, ensureMonitor } from '../activities/index.js';
+import { createActivities, ensureMonitor, fixedPairs, type ProtectedPairs, TagDiscovery } from '../activities/index.js';
+import { describePairs, ENABLED_TAG, FALLBACK_TAG } from '../activities/pair-rules.js';
 import { watchNodes } from '../activities/node-watch.js';
-import { type IntakeConfig, loadConfig, logFormatSetting, type WorkerConfig } from './config.js';
+import { type IntakeConfig, loadConfig, logFormatSetting, type PairSource, type WorkerConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
 import { reuseConnections } from './kubernetes-connections.js';
 import { chooseLogFormat, createWorkerLog, sdkLogFunction } from './log.js';
@@ -17,7 +18,7 @@ import { applyHeapGrowth, heapGrowthPercent, launchSettingsMissing, memoryLimitB
 import { prometheusTelemetry, reportProcessMemory } from './metrics.js';
 import { type IntakeContext, startIntake } from './intake-server.js';
 import { startHealthServer } from './health.js';
-import { preflightProblems } from './preflight.js';
+import { preflightProblems, type PreflightTarget } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
 
@@ -73,13 +74,15 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   if (config.metricsAddress) say(`Prometheus metrics on http://${config.metricsAddress}/metrics`);
 
   const kubeConfig = kubernetesConfig();
+  const pairs = protectedPairs(config.pairs, autoScaling);
   // While the dev server starts and the workers are made; its lines come before "worker polling".
-  const preflight = reportPreflight(config, { autoScaling, region, kubeConfig });
+  const preflight = reportPreflight(config, { autoScaling, region, kubeConfig, pairs });
   let devServer: DevServer | undefined;
   try {
     if (!config.temporal.address) devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
-    return await serve(config, { autoScaling, kubeConfig, preflight }, options, devServer);
+    return await serve(config, { autoScaling, kubeConfig, preflight, pairs }, options, devServer);
   } finally {
+    if (pairs instanceof TagDiscovery) pairs.stop();
     stopMemoryReport?.();
     await devServer?.stop();
   }
@@ -89,8 +92,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
 function configSummary(config: WorkerConfig): string {
   return JSON.stringify({
     spotGuardEnabled: config.spotGuardEnabled,
-    spotAsgName: config.flow.spotAsgName,
-    onDemandAsgName: config.flow.onDemandAsgName,
+    pairs: config.pairs.kind === 'tags' ? `found by tags every ${config.pairs.refreshSeconds} s` : describePairs(config.pairs.pairs),
+    // The one-pair shorthand's names, as scripts have read them.
+    ...(config.pairs.kind === 'list' && config.pairs.pairs.length === 1 ? config.pairs.pairs[0] : {}),
     temporal: config.temporal.address ?? 'embedded dev server',
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
@@ -137,10 +141,28 @@ interface Peers {
   autoScaling: AutoScalingClient;
   kubeConfig: KubeConfig;
   preflight: Promise<void>;
+  pairs: ProtectedPairs;
+}
+
+/** The pairs protected: a fixed list, or the tags' pairs, discovered now and every refresh interval. */
+function protectedPairs(source: PairSource, autoScaling: AutoScalingClient): ProtectedPairs {
+  if (source.kind === 'list') return fixedPairs(source.pairs, source.setting);
+  const discovery = new TagDiscovery(autoScaling, { info: say, warn: (message) => log.warn(message) });
+  void discovery.start(source.refreshSeconds);
+  return discovery;
+}
+
+/** One revert-to-spot monitor per pair, started unless it runs already (a pair found later gets its own then). */
+async function ensureMonitors(client: Client, config: WorkerConfig, pairs: ProtectedPairs): Promise<void> {
+  const start = async (found: readonly { spotAsgName: string; onDemandAsgName: string }[]): Promise<void> => {
+    for (const pair of found) say(`revert-to-spot monitor running as ${await ensureMonitor(client, config.temporal.groupTaskQueue, pair.spotAsgName, pair.onDemandAsgName)}`);
+  };
+  if (pairs instanceof TagDiscovery) await pairs.onPairs(start);
+  else await start(await pairs.current());
 }
 
 /** Connected to Temporal at `devServer`'s address or the configured one: polls until SIGTERM/SIGINT. */
-async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
+async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight, pairs }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
   const address = devServer?.address ?? config.temporal.address;
   if (!address) throw new Error('no Temporal address: set TEMPORAL_ADDRESS, or leave it unset for the embedded dev server');
   const connectOptions = await connectionOptions(config.temporal, address);
@@ -160,22 +182,20 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
       taskQueue: config.temporal.taskQueue,
       groupTaskQueue: config.temporal.groupTaskQueue,
       settings: config.flow,
+      pairs,
       dryRun: config.dryRun,
     }),
     options.extraActivities,
   );
   const workers = await createWorkers(config, await NativeConnection.connect(connectOptions), workflowCode(options), activities);
-  if (config.spotGuardEnabled) {
-    const monitorId = await ensureMonitor(client, config.temporal.groupTaskQueue, config.flow.spotAsgName, config.flow.onDemandAsgName);
-    say(`revert-to-spot monitor running as ${monitorId}`);
-  }
+  if (config.spotGuardEnabled) await ensureMonitors(client, config, pairs);
   await preflight;
   say(
     `worker polling task queues "${config.temporal.taskQueue}" and "${config.temporal.groupTaskQueue}" in namespace "${config.temporal.namespace}" at ${address}` +
-      ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
+      ` (${config.pairs.kind === 'tags' ? `pairs found by tags every ${config.pairs.refreshSeconds} s` : `pairs ${describePairs(config.pairs.pairs)}`}${config.dryRun ? ', DRY RUN' : ''})`,
   );
   if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
-  const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyInstanceInGroup: activities.verifyInstanceInGroup, temporal: client }) : undefined;
+  const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyProtectedInstance: activities.verifyProtectedInstance, temporal: client }) : undefined;
   const health = config.healthAddress ? await startHealthServer(config.healthAddress, () => workers.map((worker) => worker.getState())) : undefined;
   if (config.healthAddress) say(`probes on http://${config.healthAddress}/healthz and /readyz`);
   // Both return after SIGTERM/SIGINT once their in-flight tasks are done.
@@ -189,12 +209,12 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
 }
 
 /** The signalers' intake (SPOT_GUARD_INTAKE_ADDRESS), with its refusals in the worker's log. */
-async function serveIntake(config: WorkerConfig, intakeConfig: IntakeConfig, context: Pick<IntakeContext, 'kubeConfig' | 'verifyInstanceInGroup' | 'temporal'>): Promise<{ close(): Promise<void> }> {
+async function serveIntake(config: WorkerConfig, intakeConfig: IntakeConfig, context: Pick<IntakeContext, 'kubeConfig' | 'verifyProtectedInstance' | 'temporal'>): Promise<{ close(): Promise<void> }> {
   const intakeLog = {
     info: (message: string, fields?: Record<string, unknown>) => log.info(`intake: ${message}`, fields),
     warn: (message: string, fields?: Record<string, unknown>) => log.warn(`intake: ${message}`, fields),
   };
-  const intake = await startIntake(intakeConfig, { ...context, taskQueue: config.temporal.taskQueue, spotAsgName: config.flow.spotAsgName, log: intakeLog });
+  const intake = await startIntake(intakeConfig, { ...context, taskQueue: config.temporal.taskQueue, log: intakeLog });
   say(`signalers' intake on ${intakeConfig.tls ? 'https' : 'http'}://${intakeConfig.address}${intakeConfig.tls ? '' : ' (plain HTTP: SPOT_GUARD_INTAKE_ALLOW_HTTP=true, for a local test only)'}`);
   return intake;
 }
@@ -225,15 +245,28 @@ function kubernetesConfig(): KubeConfig {
  * Each problem in one line at start (no kubeconfig among them); then the worker runs anyway, its activities retrying
  * until the cause is fixed (their failures of a known cause are logged in one line each, worker/log.ts).
  */
-async function reportPreflight(config: WorkerConfig, target: { autoScaling: AutoScalingClient; region: string; kubeConfig: KubeConfig }): Promise<void> {
-  const { spotAsgName, onDemandAsgName } = config.flow;
-  const problems = await preflightProblems({
-    ...target,
-    groups: [{ setting: 'SPOT_ASG_NAME', name: spotAsgName }, { setting: 'ON_DEMAND_ASG_NAME', name: onDemandAsgName }],
-    ...(config.intake ? { intakeNamespace: config.intake.signalerServiceAccount.split('/')[0] } : {}),
-  }).catch((error: unknown) => [`the preflight itself failed (${(error as Error).message}): the worker starts without it`]);
+async function reportPreflight(config: WorkerConfig, target: { autoScaling: AutoScalingClient; region: string; kubeConfig: KubeConfig; pairs: ProtectedPairs }): Promise<void> {
+  const problems = await preflightGroups(config.pairs, target.pairs)
+    .then((groups) =>
+      preflightProblems({
+        ...target,
+        groups,
+        ...(config.intake ? { intakeNamespace: config.intake.signalerServiceAccount.split('/')[0] } : {}),
+      }),
+    )
+    .catch((error: unknown) => [`the preflight itself failed (${(error as Error).message}): the worker starts without it`]);
   for (const problem of problems) log.warn(`preflight: ${problem}; the worker starts anyway and retries until this is fixed`, { check: problem.split(':', 1)[0]?.toLowerCase() });
-  if (problems.length === 0) say(`preflight: groups "${spotAsgName}" and "${onDemandAsgName}" readable, Kubernetes API reachable with the worker's rights`);
+  if (problems.length === 0) say(`preflight: groups of the pairs ${describePairs(await target.pairs.current())} readable, Kubernetes API reachable with the worker's rights`);
+}
+
+/** Every group of every pair, each with where it was named: the setting, or the tag that found it. */
+async function preflightGroups(source: PairSource, pairs: ProtectedPairs): Promise<PreflightTarget['groups']> {
+  const found = await pairs.current();
+  const shorthand = source.kind === 'list' && source.setting !== 'SPOT_GUARD_PAIRS';
+  return found.flatMap((pair) => [
+    { setting: source.kind === 'tags' ? `tag ${ENABLED_TAG}` : shorthand ? 'SPOT_ASG_NAME' : 'SPOT_GUARD_PAIRS', name: pair.spotAsgName },
+    { setting: source.kind === 'tags' ? `tag ${FALLBACK_TAG} of "${pair.spotAsgName}"` : shorthand ? 'ON_DEMAND_ASG_NAME' : 'SPOT_GUARD_PAIRS', name: pair.onDemandAsgName },
+  ]);
 }
 
 /** An extra activity under one of Spot Guard's names would silently replace it in every workflow: refused. */

@@ -9,7 +9,7 @@ import { ApplicationFailure, proxyActivities, proxyLocalActivities, setHandler, 
 import type { SpotGuardActivities } from '../../workflows/shared/activity-types.js';
 import { type CapacityPhase, problemsOfRebalanceInput, type RebalanceInput, type RebalancePhase, type RebalanceResult, type RebalanceStatus, rebalanceStatusQuery, type ScaleAttempt } from '../../workflows/rebalance/api.js';
 import { searchAttributes } from '../../workflows/shared/search-attributes.js';
-import type { FlowSettings } from '../../workflows/shared/settings.js';
+import type { GroupPair, RunSettings } from '../../workflows/shared/settings.js';
 import { rootMessage } from '../../workflows/shared/failures.js';
 import type { NaiveActivities } from './activities.js';
 
@@ -63,10 +63,9 @@ class NaiveRebalance {
       { key: searchAttributes.node, value: nodeName },
       { key: searchAttributes.phase, value: this.status.phase },
     ]);
-    const settings = await steps.loadSettings();
+    const settings: RunSettings = { ...(await steps.loadSettings()), ...(await this.verify()) };
     this.status.spot.asgName = settings.spotAsgName;
     upsertSearchAttributes([{ key: searchAttributes.asg, value: settings.spotAsgName }]);
-    await this.verify(settings);
 
     this.enterPhase('adding-capacity');
     await this.addReplacementCapacity(settings);
@@ -90,12 +89,13 @@ class NaiveRebalance {
     };
   }
 
-  /** The node names this instance, and the instance is in the spot group; nothing changes before this passes. */
-  private async verify(settings: FlowSettings): Promise<void> {
+  /** The node names this instance, and the instance is in a protected spot group, whose pair it answers; nothing changes before this passes. */
+  private async verify(): Promise<GroupPair> {
     const { instanceId, nodeName } = this.input;
     try {
       await steps.verifyNode({ nodeName, instanceId });
-      await steps.verifyInstanceInGroup({ instanceId, asgName: settings.spotAsgName });
+      const { spotAsgName, onDemandAsgName } = await steps.verifyProtectedInstance({ instanceId });
+      return { spotAsgName, onDemandAsgName };
     } catch (error) {
       this.enterPhase('failed');
       upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'rejected' }]);
@@ -104,7 +104,7 @@ class NaiveRebalance {
   }
 
   /** Spot +1 and its wait; on a capacity problem or timeout, on-demand +1 and its wait. */
-  private async addReplacementCapacity(settings: FlowSettings): Promise<void> {
+  private async addReplacementCapacity(settings: RunSettings): Promise<void> {
     if (!settings.addReplacementCapacity) {
       this.status.replacement = 'not-requested';
     } else if (await this.scaleOut(this.status.spot, 'spot', { timeoutSeconds: settings.capacityCheckTimeoutSeconds, pollSeconds: settings.asgPollIntervalSeconds })) {
@@ -178,7 +178,7 @@ class NaiveRebalance {
   }
 
   /** Cordon, then evict until the drain timeout; no disruption budget. Returns whether every pod left. */
-  private async drain(settings: FlowSettings): Promise<boolean> {
+  private async drain(settings: RunSettings): Promise<boolean> {
     const { nodeName } = this.input;
     this.enterPhase('draining');
     const cordoned = await steps.cordonNode({ nodeName });

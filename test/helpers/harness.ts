@@ -3,7 +3,7 @@
 import type { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
-import { createActivities } from '../../activities/index.js';
+import { createActivities, fixedPairs } from '../../activities/index.js';
 import { loadConfig } from '../../worker/config.js';
 import type { FallbackReport } from '../../workflows/monitor/api.js';
 import type { FlowSettings } from '../../workflows/shared/settings.js';
@@ -29,6 +29,8 @@ export class Harness {
   readonly spot = `spot-asg-${this.id}`;
   readonly onDemand = `on-demand-asg-${this.id}`;
   settings: FlowSettings = defaultFlowSettings(this.spot, this.onDemand);
+  /** The one pair this harness protects, as the shorthand SPOT_ASG_NAME / ON_DEMAND_ASG_NAME would. */
+  readonly pairs = fixedPairs([{ spotAsgName: this.spot, onDemandAsgName: this.onDemand }], 'SPOT_ASG_NAME and ON_DEMAND_ASG_NAME');
   /**
    * Fallback reports sent to the revert-to-spot monitor. Unless `startMonitor` is set, they are only recorded, so a
    * rebalance test sees what was reported without a monitor acting on its groups.
@@ -67,6 +69,7 @@ export class Harness {
       temporal: this.activityClient ?? this.env.client,
       taskQueue: this.taskQueue,
       settings: this.settings,
+      pairs: this.pairs,
       dryRun: this.dryRun,
       evictionRetrySeconds: 0.05,
     });

@@ -209,6 +209,7 @@ export class ModelWorld {
       temporal: this.h.activityClient,
       taskQueue: this.h.taskQueue,
       settings: this.h.settings,
+      pairs: this.h.pairs,
       evictionRetrySeconds: 0.05,
     });
     this.h.activityOverrides = {

@@ -13,7 +13,7 @@ const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInter
 // count and last error are visible in the UI); input that can never succeed fails at once, non-retryable.
 const plainOptions = { startToCloseTimeout: '30 seconds', retry } as const;
 
-export const { loadSettings, verifyNode, verifyInstanceInGroup, taintNode, cordonNode, releaseNode } = proxyLocalActivities<SpotGuardActivities>(plainOptions);
+export const { loadSettings, verifyNode, verifyProtectedInstance, taintNode, cordonNode, releaseNode } = proxyLocalActivities<SpotGuardActivities>(plainOptions);
 
 // A request may queue behind others of the same group; it is retried until the capacity workflow has it.
 export const { requestCapacityIncrease, requestDrainSlot, requestInstanceRetirement } = proxyLocalActivities<SpotGuardActivities>({

@@ -13,7 +13,7 @@ import {
   retirementAnswerSignal,
 } from '../capacity/api.js';
 import { searchAttributes } from '../shared/search-attributes.js';
-import type { FlowSettings } from '../shared/settings.js';
+import type { RunSettings } from '../shared/settings.js';
 import {
   type CapacityPhase,
   drainNowSignal,
@@ -33,7 +33,8 @@ export class RebalanceRun {
   readonly instanceId: string;
   readonly nodeName: string;
   readonly status: RebalanceStatus;
-  settings!: FlowSettings;
+  /** Set once verify has found the instance's pair; nothing acts on a group before. */
+  settings!: RunSettings;
   /** The capacity workflows' answers, by request id; the first one counts (a resent answer changes nothing). */
   readonly capacityAnswers = answersOf<CapacityAnswer>(capacityAnswerSignal);
   readonly replacementAnswers = answersOf<ReplacementAnswer>(replacementAnswerSignal);

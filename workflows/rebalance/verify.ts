@@ -1,19 +1,22 @@
-// Verify: a request about a node must name that node's own instance (its spec.providerID), in the spot group. Nothing
-// is changed before this passes; a mismatch fails the run for good.
+// Verify: a request about a node must name that node's own instance (its spec.providerID), in a protected spot group,
+// whose pair the run then acts on. Nothing is changed before this passes; a mismatch or a group that is not protected
+// fails the run for good.
 import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
 import { rootMessage } from '../shared/failures.js';
 import { isTerminatingState } from '../shared/ids.js';
 import { searchAttributes } from '../shared/search-attributes.js';
-import { verifyInstanceInGroup, verifyNode } from './activities.js';
+import type { GroupPair } from '../shared/settings.js';
+import { verifyNode, verifyProtectedInstance } from './activities.js';
 import type { RebalanceRun } from './run.js';
 
-export async function verify(run: RebalanceRun): Promise<void> {
-  const { instanceId, nodeName, settings } = run;
+export async function verify(run: RebalanceRun): Promise<GroupPair> {
+  const { instanceId, nodeName } = run;
   try {
     await verifyNode({ nodeName, instanceId });
-    const { lifecycleState } = await verifyInstanceInGroup({ instanceId, asgName: settings.spotAsgName });
+    const { lifecycleState, spotAsgName, onDemandAsgName } = await verifyProtectedInstance({ instanceId });
     // Already leaving (terminated by Spot Guard or by someone else): its books are settled or being settled.
-    if (isTerminatingState(lifecycleState)) throw new Error(`instance ${instanceId} is already leaving "${settings.spotAsgName}" (${lifecycleState})`);
+    if (isTerminatingState(lifecycleState)) throw new Error(`instance ${instanceId} is already leaving "${spotAsgName}" (${lifecycleState})`);
+    return { spotAsgName, onDemandAsgName };
   } catch (error) {
     run.enterPhase('failed');
     upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'rejected' }]);

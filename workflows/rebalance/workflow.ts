@@ -20,11 +20,11 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
     { key: searchAttributes.node, value: run.nodeName },
     { key: searchAttributes.phase, value: run.status.phase },
   ]);
-  run.settings = await loadSettings();
+  const settings = await loadSettings();
+  // The warned instance's own group decides the pair: its capacity workflows and its monitor.
+  run.settings = { ...settings, ...(await verify(run)) };
   run.status.spot.asgName = run.settings.spotAsgName;
   upsertSearchAttributes([{ key: searchAttributes.asg, value: run.settings.spotAsgName }]);
-
-  await verify(run);
   // Replacement capacity in the background: an interruption notice must not wait for it.
   run.enterPhase('adding-capacity');
   const capacity = addReplacementCapacity(run).finally(() => {

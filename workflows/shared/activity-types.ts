@@ -3,7 +3,7 @@
 // activities/ and the dependency between the two folders runs one way only.
 import type { DrainSlotRequest, IncreaseCapacityRequest, ReleaseDrainSlotRequest, RetireInstanceRequest, WorkflowAnswer } from '../capacity/api.js';
 import type { FallbackReport } from '../monitor/api.js';
-import type { FlowSettings, TaintSpec } from './settings.js';
+import type { FlowSettings, GroupPair, TaintSpec } from './settings.js';
 
 // --- what the activities answer ------------------------------------------------------------------------------------
 
@@ -149,6 +149,12 @@ export interface CapacityRequestActivities {
   sendAnswers(input: { answers: WorkflowAnswer[] }): Promise<{ delivered: number; gone: string[] }>;
 }
 
+/** Which protected pair a warned instance's group belongs to (SPOT_GUARD_PAIRS, the shorthand, or the tags). */
+export interface ProtectedPairActivities {
+  /** Refused for good (non-retryable) when the instance is in no group, or in a group Spot Guard does not protect. */
+  verifyProtectedInstance(input: { instanceId: string }): Promise<GroupPair & { lifecycleState: string }>;
+}
+
 export interface MonitorRequestActivities {
   reportFallbackToMonitor(input: { spotAsgName: string; onDemandAsgName: string; report: FallbackReport }): Promise<void>;
 }
@@ -159,4 +165,5 @@ export type SpotGuardActivities = SettingsActivities &
   KubernetesActivities &
   ScaleDownSafetyActivities &
   CapacityRequestActivities &
-  MonitorRequestActivities;
+  MonitorRequestActivities &
+  ProtectedPairActivities;

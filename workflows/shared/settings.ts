@@ -7,9 +7,17 @@ export interface TaintSpec {
   effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
 }
 
-export interface FlowSettings {
+/** A protected spot group and the on-demand group it falls back to. */
+export interface GroupPair {
   spotAsgName: string;
   onDemandAsgName: string;
+}
+
+/** What a rebalance run acts on: the worker's settings and the pair of the warned instance's group (found by verify). */
+export type RunSettings = FlowSettings & GroupPair;
+
+/** The same for every pair: which groups are protected is found per instance (SPOT_GUARD_PAIRS, tags, or the shorthand). */
+export interface FlowSettings {
   /** ENABLE_SPOT_GUARD: false leaves only the taint and drain (the plain Node Termination Handler behaviour). */
   addReplacementCapacity: boolean;
   /** Interval between two looks at a group while waiting for a new instance. */
