@@ -24,10 +24,11 @@ export interface PairProblem {
 
 /**
  * The pairs the opted-in spot groups' tags name, and the problems of those skipped: a fallback tag missing or empty, a
- * group its own fallback, a fallback that does not exist (`existing`: the names of the fallback groups that do), or a
- * fallback that is itself an opted-in spot group (two spot groups each other's fallback among them).
+ * group its own fallback, a fallback that does not exist (`existing`: the fallback groups that do, with their tags), or a
+ * fallback that is itself an opted-in spot group (two spot groups each other's fallback among them). A fallback without
+ * the role tag is paired all the same, and reported: the IAM example's tag conditions would refuse the writes to it.
  */
-export function pairsFromTags(tagged: readonly TaggedGroup[], existing: ReadonlySet<string>): { pairs: GroupPair[]; problems: PairProblem[] } {
+export function pairsFromTags(tagged: readonly TaggedGroup[], existing: ReadonlyMap<string, TaggedGroup['tags']>): { pairs: GroupPair[]; problems: PairProblem[] } {
   const pairs: GroupPair[] = [];
   const problems = new Map<string, PairProblem>();
   const problem = (key: string, message: string): void => void problems.set(key, { key, message });
@@ -51,6 +52,9 @@ export function pairsFromTags(tagged: readonly TaggedGroup[], existing: Readonly
       problem(`missing:${spot}:${fallback}`, `group "${spot}" falls back to "${fallback}" (${FALLBACK_TAG}), which does not exist in this account and region; skipped`);
     } else {
       pairs.push({ spotAsgName: spot, onDemandAsgName: fallback });
+      if (existing.get(fallback)?.[ROLE_TAG] !== ON_DEMAND_ROLE) {
+        problem(`role:${fallback}`, `on-demand group "${fallback}" (the fallback of "${spot}") is not tagged ${ROLE_TAG}=${ON_DEMAND_ROLE}: the IAM policy of deploy/iam-policy.json refuses Spot Guard's writes to it; paired all the same`);
+      }
     }
   }
   pairs.sort((x, y) => x.spotAsgName.localeCompare(y.spotAsgName));

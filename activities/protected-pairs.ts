@@ -52,7 +52,7 @@ const taggedGroup = (group: AutoScalingGroup): TaggedGroup => ({
 export async function discoverTaggedPairs(client: AutoScalingClient): Promise<{ pairs: GroupPair[]; problems: PairProblem[] }> {
   const tagged = (await describeGroupsPaged(client, { filters: [{ Name: 'tag-key', Values: [ENABLED_TAG] }] })).map(taggedGroup);
   const fallbacks = tagged.map((group) => group.tags[FALLBACK_TAG]?.trim() ?? '').filter((name) => name !== '');
-  const existing = new Set((await describeGroupsPaged(client, { names: fallbacks })).map((group) => group.AutoScalingGroupName ?? ''));
+  const existing = new Map((await describeGroupsPaged(client, { names: fallbacks })).map(taggedGroup).map((group) => [group.name, group.tags]));
   return pairsFromTags(tagged, existing);
 }
 

@@ -1,10 +1,11 @@
 // The deployment files stay in step with the code: the IAM policy allows exactly the Auto Scaling actions the
-// activities send, and writes only to the two groups. (deploy/base/rbac.yaml is checked against a real API server in
+// activities send, and writes only to the groups tagged as Spot Guard's (the tags the discovery reads). (deploy/base/rbac.yaml is checked against a real API server in
 // the Kubernetes contract tests.)
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ENABLED_TAG, ON_DEMAND_ROLE, ROLE_TAG } from '../activities/pair-rules.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -12,6 +13,7 @@ interface Statement {
   Effect: string;
   Action: string[];
   Resource: string | string[];
+  Condition?: Record<string, Record<string, string>>;
 }
 
 /** The Auto Scaling API actions the activities send: every `new XCommand(` in activities/. */
@@ -34,15 +36,16 @@ describe('deployment files', function () {
     assert.deepEqual([...allowed].sort(), [...sent].sort());
   });
 
-  it('changes only the spot and on-demand groups; reads (which take no resource-level permission) on "*"', function () {
+  it('changes only the groups tagged as protected spot groups or on-demand fallbacks; reads (which take no resource-level permission) on "*"', function () {
+    const conditions: Record<string, string>[] = [];
     for (const statement of policy.Statement) {
       const writes = statement.Action.filter((action) => !action.startsWith('autoscaling:Describe'));
       if (writes.length === 0) continue;
       assert.equal(writes.length, statement.Action.length, `reads and writes in separate statements: ${statement.Action.join(', ')}`);
-      assert.deepEqual(statement.Resource, [
-        'arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:*:autoScalingGroupName/SPOT_ASG_NAME',
-        'arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:*:autoScalingGroupName/ON_DEMAND_ASG_NAME',
-      ]);
+      assert.deepEqual(Object.keys(statement.Condition ?? {}), ['StringEquals'], `every write is conditioned on a tag: ${statement.Action.join(', ')}`);
+      conditions.push(statement.Condition?.StringEquals ?? {});
     }
+    // One statement each (separate statements are or-ed; two conditions in one would need both tags on one group).
+    assert.deepEqual(conditions, [{ [`aws:ResourceTag/${ENABLED_TAG}`]: 'true' }, { [`aws:ResourceTag/${ROLE_TAG}`]: ON_DEMAND_ROLE }]);
   });
 });

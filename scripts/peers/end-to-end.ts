@@ -44,6 +44,8 @@ export class EndToEnd {
   private worker?: WorkerProcess;
   private readonly otherWorkers: WorkerProcess[] = [];
   private kubelet?: NodeJS.Timeout;
+  /** The groups whose InService instances the kubelet stand-in registers as nodes. */
+  private kubeletGroups: string[] = [SPOT, ON_DEMAND];
   autoScaling!: AutoScalingClient;
   core!: CoreV1Api;
   client!: Client;
@@ -110,18 +112,25 @@ export class EndToEnd {
    * that are recreated here under the same names, as no real account does.
    */
   async groups(spot: number): Promise<string[]> {
+    await this.createGroups([{ name: SPOT, desired: spot }, { name: ON_DEMAND, desired: 0 }]);
+    return (await this.group(SPOT)).instances.map((i) => i.id);
+  }
+
+  /** Fresh groups of one's own (with their tags), the only ones in moto, their instances registered as nodes. */
+  async createGroups(groups: { name: string; desired: number; tags?: Record<string, string> }[]): Promise<void> {
     await this.endRunningWorkflows();
     await this.aws.reset();
     await this.autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: 'nodes', ImageId: 'ami-12c6146b', InstanceType: 'm5.large' }));
-    for (const [name, desired] of [[SPOT, spot], [ON_DEMAND, 0]] as const) {
+    for (const { name, desired, tags = {} } of groups) {
+      const Tags = Object.entries(tags).map(([Key, Value]) => ({ Key, Value, ResourceId: name, ResourceType: 'auto-scaling-group', PropagateAtLaunch: false }));
       await this.autoScaling.send(
-        new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 6, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'] }),
+        new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 6, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'], Tags }),
       );
     }
+    this.kubeletGroups = groups.map((g) => g.name);
     await this.syncNodes();
     clearInterval(this.kubelet);
     this.kubelet = setInterval(() => void this.syncNodes().catch(() => undefined), 500);
-    return (await this.group(SPOT)).instances.map((i) => i.id);
   }
 
   /** Fresh groups (spot with two instances), and an application pod on the node of the first, once it has joined. */
@@ -159,7 +168,7 @@ export class EndToEnd {
    */
   async syncNodes(): Promise<void> {
     // Read from moto directly: the stand-in's looks are not Auto Scaling requests of Spot Guard and are not counted.
-    const instances = [...(await this.aws.instances(SPOT)).instances, ...(await this.aws.instances(ON_DEMAND)).instances];
+    const instances = (await Promise.all(this.kubeletGroups.map((group) => this.aws.instances(group)))).flatMap((group) => group.instances);
     const nodes = await this.core.listNode({});
     const existing = new Set(nodes.items.map((n) => n.metadata?.name));
     for (const instance of instances.filter((i) => i.state === 'InService')) {

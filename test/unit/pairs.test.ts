@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { AutoScalingClient, AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../activities/errors.js';
-import { ENABLED_TAG, FALLBACK_TAG, pairsFromTags, type TaggedGroup } from '../../activities/pair-rules.js';
+import { ENABLED_TAG, FALLBACK_TAG, ON_DEMAND_ROLE, pairsFromTags, ROLE_TAG, type TaggedGroup } from '../../activities/pair-rules.js';
 import { createProtectedPairActivities } from '../../activities/protected-instance.js';
 import { fixedPairs, TagDiscovery } from '../../activities/protected-pairs.js';
 import { loadConfig, type PairSource } from '../../worker/config.js';
@@ -23,6 +23,9 @@ function errorsOf(env: Record<string, string>): string[] {
 }
 
 const tagged = (name: string, tags: Record<string, string>): TaggedGroup => ({ name, tags });
+const ROLE = { [ROLE_TAG]: ON_DEMAND_ROLE };
+/** Existing fallback groups, tagged with the on-demand role. */
+const onDemandGroups = (...names: string[]) => new Map(names.map((name) => [name, ROLE]));
 const optedIn = (name: string, fallback?: string): TaggedGroup => tagged(name, { [ENABLED_TAG]: 'true', ...(fallback === undefined ? {} : { [FALLBACK_TAG]: fallback }) });
 
 describe('pair sources (configuration)', function () {
@@ -78,7 +81,7 @@ describe('pair sources (configuration)', function () {
 
 describe('pairs found by tags (the rules)', function () {
   it('pairs each opted-in spot group with the existing on-demand group it names', function () {
-    const { pairs, problems } = pairsFromTags([optedIn('b-spot', 'b-od'), optedIn('a-spot', 'a-od'), tagged('off', { [ENABLED_TAG]: 'false' })], new Set(['a-od', 'b-od']));
+    const { pairs, problems } = pairsFromTags([optedIn('b-spot', 'b-od'), optedIn('a-spot', 'a-od'), tagged('off', { [ENABLED_TAG]: 'false' })], onDemandGroups('a-od', 'b-od'));
     assert.deepEqual(pairs, [{ spotAsgName: 'a-spot', onDemandAsgName: 'a-od' }, { spotAsgName: 'b-spot', onDemandAsgName: 'b-od' }]);
     assert.deepEqual(problems, []);
   });
@@ -95,7 +98,7 @@ describe('pairs found by tags (the rules)', function () {
         optedIn('y', 'x'),
         tagged('maybe', { [ENABLED_TAG]: 'yes', [FALLBACK_TAG]: 'ok-od' }),
       ],
-      new Set(['ok-od', 'ok', 'self', 'x', 'y']),
+      onDemandGroups('ok-od', 'ok', 'self', 'x', 'y'),
     );
     assert.deepEqual(pairs, [{ spotAsgName: 'ok', onDemandAsgName: 'ok-od' }]);
     const byGroup = (name: string) => problems.filter((p) => p.message.includes(`"${name}"`));
@@ -104,6 +107,13 @@ describe('pairs found by tags (the rules)', function () {
     assert.equal(problems.filter((p) => p.message.includes('"x"') && p.message.includes('"y"')).length, 1);
     assert.equal(problems.length, 6);
     assert.ok(byGroup('lost')[0]?.message.includes('no-such-group'));
+  });
+
+  it('pairs a fallback without the role tag all the same, and reports it (the IAM example would refuse the writes)', function () {
+    const { pairs, problems } = pairsFromTags([optedIn('s', 'od')], new Map([['od', {}]]));
+    assert.deepEqual(pairs, [{ spotAsgName: 's', onDemandAsgName: 'od' }]);
+    assert.equal(problems.length, 1);
+    assert.ok(problems[0]?.message.includes('"od"') && problems[0].message.includes(ROLE_TAG));
   });
 });
 
@@ -128,7 +138,7 @@ const group = (name: string, tags: Record<string, string> = {}): AutoScalingGrou
 
 describe('tag discovery (refreshes and reports)', function () {
   it('reports a bad tag once however many refreshes find it, again if it comes back after a fix, and follows new pairs', async function () {
-    let groups = [group('a', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'a-od' }), group('a-od'), group('bad', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'gone' })];
+    let groups = [group('a', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'a-od' }), group('a-od', ROLE), group('bad', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'gone' })];
     const warnings: string[] = [];
     const { client } = stubClient(() => groups);
     const discovery = new TagDiscovery(client, { info: () => undefined, warn: (m) => warnings.push(m) });
@@ -140,7 +150,7 @@ describe('tag discovery (refreshes and reports)', function () {
     assert.equal(warnings.filter((w) => w.includes('"bad"')).length, 1, warnings.join(' | '));
     assert.deepEqual(await discovery.current(), [{ spotAsgName: 'a', onDemandAsgName: 'a-od' }]);
 
-    groups = [...groups, group('gone')]; // fixed: "bad" is paired now
+    groups = [...groups, group('gone', ROLE)]; // fixed: "bad" is paired now
     await discovery.refresh();
     assert.deepEqual((await discovery.current()).map((p) => p.spotAsgName), ['a', 'bad']);
     groups = groups.filter((g) => g.AutoScalingGroupName !== 'gone'); // broken again: said again
@@ -154,7 +164,7 @@ describe('tag discovery (refreshes and reports)', function () {
     const warnings: string[] = [];
     const { client } = stubClient(() => {
       if (failing) throw Object.assign(new Error('connect ECONNREFUSED'), { name: 'Error' });
-      return [group('a', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'a-od' }), group('a-od')];
+      return [group('a', { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: 'a-od' }), group('a-od', ROLE)];
     });
     const discovery = new TagDiscovery(client, { info: () => undefined, warn: (m) => warnings.push(m) });
     await discovery.refresh();
