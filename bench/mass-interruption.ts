@@ -4,13 +4,14 @@
 // Spot Guard's design on its production worker and once with the original flow's naive strategy (bench/naive/: its own
 // workflow, on a worker of the benchmark's), and the two are reported side by side and as ratios.
 //
-//   npm run bench -- --nodes 500 [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
+//   npm run bench -- --nodes 500 [--groups 10] [--in-service-delay 60] [--spread 30] [--only spot-guard|naive]
 //                    [--node-lease S] [--worker-env NAME=VALUE ...]   (a worker setting to try, e.g. SPOT_GUARD_MAX_CACHED_WORKFLOWS=600)
 //                    [--worker-memory-limit MiB]   (the worker in a memory cgroup with this limit, as in a pod; 0: none)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateAutoScalingGroupCommand, CreateLaunchConfigurationCommand } from '@aws-sdk/client-auto-scaling';
+import { ENABLED_TAG, FALLBACK_TAG, ON_DEMAND_ROLE, ROLE_TAG } from '../activities/pair-rules.js';
 import { kubernetesStatus } from '../activities/errors.js';
 import { instanceIdFromProviderId } from '../activities/kubernetes.js';
 import { requestRebalance } from '../signaler/workflow-requests.js';
@@ -43,6 +44,8 @@ const strategies: Record<Strategy, { workerEntry?: string; workflowType: string;
 
 interface Options {
   nodes: number;
+  /** Spot/on-demand pairs the nodes are spread over (found by tags when more than one). */
+  groups: number;
   inServiceDelaySeconds: number;
   spreadSeconds: number;
   only?: Strategy;
@@ -57,6 +60,7 @@ interface Options {
 export interface StrategyResult {
   strategy: Strategy;
   nodes: number;
+  groups: number;
   expectedDesired: number;
   finalDesired: number;
   lostIncrements: number;
@@ -66,6 +70,8 @@ export interface StrategyResult {
     perWarnedNode: number;
     peakPerSecond: number;
     perSecondWhileWaiting: number;
+    /** The same per spot/on-demand pair: what grows with the number of groups. */
+    perSecondWhileWaitingPerGroup: number;
     /** From the last notice until the first replacement can be InService: only the waiting itself costs calls. */
     perSecondBeforeReplacements: number | null;
   };
@@ -97,7 +103,7 @@ export interface StrategyResult {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { nodes: 100, inServiceDelaySeconds: 60, spreadSeconds: 30, nodeLeaseSeconds: 40, workerEnv: {}, workerMemoryLimitMiB: 0 };
+  const options: Options = { nodes: 100, groups: 1, inServiceDelaySeconds: 60, spreadSeconds: 30, nodeLeaseSeconds: 40, workerEnv: {}, workerMemoryLimitMiB: 0 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const number = (name: string, min: number, max: number): number => {
@@ -109,6 +115,7 @@ function parseArgs(argv: string[]): Options {
       return parsed;
     };
     if (flag === '--nodes') options.nodes = Math.round(number('--nodes', 1, 2000));
+    else if (flag === '--groups') options.groups = Math.round(number('--groups', 1, 50));
     else if (flag === '--in-service-delay') options.inServiceDelaySeconds = number('--in-service-delay', 0, 600);
     else if (flag === '--spread') options.spreadSeconds = number('--spread', 0, 600);
     else if (flag === '--node-lease') options.nodeLeaseSeconds = Math.round(number('--node-lease', 10, 3600));
@@ -126,11 +133,21 @@ function parseArgs(argv: string[]): Options {
       options.workerEnv[match[1]] = match[2] ?? '';
       i++;
     } else {
-      throw new Error(`unknown argument "${flag}": expected --nodes N, --in-service-delay S, --spread S, --node-lease S, --only spot-guard|naive, --worker-env NAME=VALUE, --worker-memory-limit MiB`);
+      throw new Error(`unknown argument "${flag}": expected --nodes N, --groups G, --in-service-delay S, --spread S, --node-lease S, --only spot-guard|naive, --worker-env NAME=VALUE, --worker-memory-limit MiB`);
     }
   }
+  if (options.groups > options.nodes) throw new Error(`--groups ${options.groups} is more than --nodes ${options.nodes}: expected at least one warned node per group`);
   return options;
 }
+
+/** The pairs of a run: the end-to-end groups for one (the shorthand), else bench-spot-<i> / bench-od-<i>, found by tags. */
+function pairsOf(options: Options): { spot: string; onDemand: string }[] {
+  if (options.groups === 1) return [{ spot: SPOT, onDemand: ON_DEMAND }];
+  return Array.from({ length: options.groups }, (_, i) => ({ spot: `bench-spot-${i + 1}`, onDemand: `bench-od-${i + 1}` }));
+}
+
+/** The nodes of each spot group: N spread evenly, the first groups one more when it does not divide. */
+const nodesOf = (options: Options, index: number): number => Math.floor(options.nodes / options.groups) + (index < options.nodes % options.groups ? 1 : 0);
 
 /** The worker's memory cgroup while a strategy runs, so an interrupted run removes it too. */
 let workerCgroup: ReturnType<typeof createMemoryCgroup> | undefined;
@@ -176,38 +193,49 @@ interface AtEnd {
 interface Observed {
   statuses: Map<string, RebalanceStatus>;
   peakMemory: number | undefined;
-  spotView: Awaited<ReturnType<EndToEnd['aws']['instances']>>;
+  /** Each spot group's desired capacity at the end. */
+  spotDesired: Map<string, number>;
   timeline: Timeline;
   stages: Parameters<typeof summarize>[0];
 }
 
-/** A fresh cluster and the two groups (N spot instances, no on-demand ones); answers the spot instances to warn. */
+/** A fresh cluster and the groups (N spot instances over the pairs, no on-demand ones); answers the spot instances to warn. */
 async function setUpGroups({ e2e, options }: Run): Promise<string[]> {
-  const { nodes } = options;
   await e2e.aws.reset();
   // A fresh cluster: delete the nodes and pods the previous strategy left.
   await e2e.core.deleteCollectionNode({});
   await e2e.core.deleteCollectionNamespacedPod({ namespace: 'default', gracePeriodSeconds: 0 });
   await e2e.autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: 'nodes', ImageId: 'ami-12c6146b', InstanceType: 'm5.large' }));
-  for (const [name, desired] of [[SPOT, nodes], [ON_DEMAND, 0]] as const) {
-    await e2e.autoScaling.send(
-      new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 4 * nodes + 10, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'] }),
-    );
+  const warned: string[] = [];
+  for (const [index, pair] of pairsOf(options).entries()) {
+    const nodes = nodesOf(options, index);
+    const tagged = options.groups > 1;
+    const groups: { name: string; desired: number; tags: Record<string, string> }[] = [
+      { name: pair.spot, desired: nodes, tags: tagged ? { [ENABLED_TAG]: 'true', [FALLBACK_TAG]: pair.onDemand } : {} },
+      { name: pair.onDemand, desired: 0, tags: tagged ? { [ROLE_TAG]: ON_DEMAND_ROLE } : {} },
+    ];
+    for (const { name, desired, tags } of groups) {
+      const Tags = Object.entries(tags).map(([Key, Value]) => ({ Key, Value, ResourceId: name, ResourceType: 'auto-scaling-group', PropagateAtLaunch: false }));
+      await e2e.autoScaling.send(
+        new CreateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchConfigurationName: 'nodes', MinSize: 0, MaxSize: 4 * nodes + 10, DesiredCapacity: desired, AvailabilityZones: ['us-east-1a'], Tags }),
+      );
+      await e2e.aws.delay(name, options.inServiceDelaySeconds);
+    }
+    warned.push(...(await e2e.aws.instances(pair.spot)).instances.map((i) => i.id));
   }
-  await e2e.aws.delay(SPOT, options.inServiceDelaySeconds);
-  await e2e.aws.delay(ON_DEMAND, options.inServiceDelaySeconds);
-  return (await e2e.aws.instances(SPOT)).instances.map((i) => i.id);
+  return warned;
 }
 
 /**
  * The kubelet stand-in: a Ready kwok node for every InService instance, one application pod on each warned node.
  * Kubelets register on their own, in parallel: so does the stand-in, a batch at a time. Answers how to stop it.
  */
-async function startKubelet({ e2e, strategy }: Run, warned: string[]): Promise<{ stop: () => Promise<void> }> {
+async function startKubelet({ e2e, strategy, options }: Run, warned: string[]): Promise<{ stop: () => Promise<void> }> {
   const known = new Set<string>();
+  const groups = pairsOf(options).flatMap((pair) => [pair.spot, pair.onDemand]);
   const sync = async (): Promise<void> => {
     const fresh: string[] = [];
-    for (const group of [SPOT, ON_DEMAND]) {
+    for (const group of groups) {
       for (const instance of (await e2e.aws.instances(group)).instances) {
         if (instance.state !== 'InService' || known.has(instance.id)) continue;
         known.add(instance.id);
@@ -245,6 +273,8 @@ async function startWorkerUnderTest({ e2e, strategy, options }: Run): Promise<Re
     SPOT_GUARD_RECLAIM_POLL_INTERVAL: '3600',
     SPOT_GUARD_RECLAIM_WAIT: '3600',
     SPOT_GUARD_NODE_READY_TIMEOUT: '30',
+    // More than one pair: found by their tags, as a cluster of many node groups would run it.
+    ...(options.groups > 1 ? { SPOT_ASG_NAME: '', ON_DEMAND_ASG_NAME: '', SPOT_GUARD_PAIR_DISCOVERY: 'tags' } : {}),
     ...options.workerEnv,
   }, cgroup?.dir, strategies[strategy].workerEntry);
   return cgroup;
@@ -302,7 +332,7 @@ async function measureAtEnd({ e2e }: Run, notices: Notices): Promise<AtEnd> {
 }
 
 /** Each workflow's status and stages, the worker's peak memory, the spot group and the launcher's timeline. */
-async function observeWorkflows({ e2e }: Run, warned: string[]): Promise<Observed> {
+async function observeWorkflows({ e2e, options }: Run, warned: string[]): Promise<Observed> {
   const statuses = new Map<string, RebalanceStatus>();
   await inBatches(warned, 50, async (id) => {
     // A query can time out on a server still busy with the wave: ask again before counting the workflow unknown.
@@ -312,13 +342,14 @@ async function observeWorkflows({ e2e }: Run, warned: string[]): Promise<Observe
     }
   });
   const peakMemory = e2e.workerPeakMemoryMiB();
-  const spotView = await e2e.aws.instances(SPOT);
+  const spotDesired = new Map<string, number>();
+  for (const pair of pairsOf(options)) spotDesired.set(pair.spot, (await e2e.aws.instances(pair.spot)).desired);
   const timeline = await e2e.aws.timeline();
   const stages: Parameters<typeof summarize>[0] = [];
   await inBatches(warned, 25, async (id) => {
     stages.push(await stagesOf(e2e.client, rebalanceWorkflowId(id), timeline.inServiceAt, statuses.get(id)?.taintedAt).catch(() => undefined));
   });
-  return { statuses, peakMemory, spotView, timeline, stages };
+  return { statuses, peakMemory, spotDesired, timeline, stages };
 }
 
 /** Stops the worker and removes its cgroup; answers the cgroup's limit, peak and OOM kills. */
@@ -378,6 +409,7 @@ function autoScalingCalls(
     perWarnedNode: round(total / options.nodes, 2) ?? 0,
     peakPerSecond,
     perSecondWhileWaiting: round(perSecondWhileWaiting, 2) ?? 0,
+    perSecondWhileWaitingPerGroup: round(perSecondWhileWaiting / options.groups, 3) ?? 0,
     perSecondBeforeReplacements: round(perSecondBeforeReplacements, 2),
   };
 }
@@ -408,6 +440,17 @@ async function replacementLags({ e2e }: Run, finalStatuses: (RebalanceStatus | u
   return { readyLags, lags };
 }
 
+/** When every spot group's desired capacity first reached twice its nodes (its every increment in): the latest of them. */
+function allIncrementsAt({ options }: Run, timeline: Timeline): [number] | undefined {
+  let latest = 0;
+  for (const [index, pair] of pairsOf(options).entries()) {
+    const reached = timeline.desiredLog.find(([, group, value]) => group === pair.spot && value >= 2 * nodesOf(options, index));
+    if (!reached) return undefined;
+    latest = Math.max(latest, reached[0]);
+  }
+  return [latest];
+}
+
 /** The strategy's report, from what was measured and observed. */
 async function collectReport(
   run: Run,
@@ -416,11 +459,11 @@ async function collectReport(
 ): Promise<StrategyResult> {
   const { strategy, options: { nodes } } = run;
   const { warned, before, notices: { firstNotice, lastNotice }, unsettled, atEnd, observed } = measured;
-  const { statuses, spotView, timeline } = observed;
+  const { statuses, spotDesired, timeline } = observed;
   const calls = autoScalingCalls(run, before, atEnd, timeline, measured.notices);
   const expectedDesired = 2 * nodes;
-  const spotWrites = timeline.desiredLog.filter(([, group]) => group === SPOT);
-  const reached = spotWrites.find(([, , value]) => value >= expectedDesired);
+  const finalDesired = [...spotDesired.values()].reduce((a, b) => a + b, 0);
+  const reached = allIncrementsAt(run, timeline);
   const finalStatuses = warned.map((id) => statuses.get(id));
   const taintedTimes = finalStatuses.map((s) => (s?.taintedAt ? Date.parse(s.taintedAt) : undefined));
   const allTainted = taintedTimes.every((t) => t !== undefined) ? Math.max(...taintedTimes) : undefined;
@@ -429,9 +472,10 @@ async function collectReport(
   return {
     strategy,
     nodes,
+    groups: run.options.groups,
     expectedDesired,
-    finalDesired: spotView.desired,
-    lostIncrements: expectedDesired - spotView.desired,
+    finalDesired,
+    lostIncrements: expectedDesired - finalDesired,
     autoScalingCalls: calls,
     secondsFromFirstNoticeToAllIncrements: reached ? round(reached[0] - firstNotice / 1000) : null,
     secondsFromLastNoticeToAllIncrements: reached ? round(reached[0] - lastNotice / 1000) : null,
@@ -457,13 +501,13 @@ async function collectReport(
 
 /** One strategy on a fresh cluster: set up, start its worker, warn every node, wait until settled, report. */
 async function runStrategy(e2e: EndToEnd, strategy: Strategy, options: Options): Promise<StrategyResult> {
-  const log = (text: string) => console.log(`[bench ${strategy} N=${options.nodes}] ${text}`);
+  const log = (text: string) => console.log(`[bench ${strategy} N=${options.nodes}${options.groups > 1 ? ` groups=${options.groups}` : ''}] ${text}`);
   const run: Run = { e2e, strategy, options, log };
   const warned = await setUpGroups(run);
   const kubelet = await startKubelet(run, warned);
   const cgroup = await startWorkerUnderTest(run);
   const before = await e2e.aws.counts();
-  log(`${options.nodes} spot nodes ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
+  log(`${options.nodes} spot nodes in ${options.groups} group(s) ready; notices over ${options.spreadSeconds} s, replacements InService after ${options.inServiceDelaySeconds} s`);
   const notices = await sendNotices(run, warned);
   const unsettled = await waitUntilSettled(run);
   const atEnd = await measureAtEnd(run, notices);
@@ -522,6 +566,7 @@ function table(results: StrategyResult[]): string {
     ['calls per warned node', (r) => String(r.autoScalingCalls.perWarnedNode)],
     ['peak calls per second', (r) => String(r.autoScalingCalls.peakPerSecond)],
     ['calls per second, last notice to end', (r) => String(r.autoScalingCalls.perSecondWhileWaiting)],
+    ['calls per second and group, last notice to end', (r) => String(r.autoScalingCalls.perSecondWhileWaitingPerGroup)],
     ['calls per second, last notice to first InService', (r) => String(r.autoScalingCalls.perSecondBeforeReplacements ?? 'n/a')],
     ['s from last notice to all increments', (r) => String(r.secondsFromLastNoticeToAllIncrements ?? 'never')],
     ['s from first notice to all tainted', (r) => String(r.secondsFromFirstNoticeToAllTainted ?? 'never')],
@@ -538,7 +583,7 @@ function table(results: StrategyResult[]): string {
     ...busiestRows(results, (r) => r.cpuSecondsByPeer, 'CPU s'),
     ...busiestRows(results, (r) => r.kubernetesRequests, 'Kubernetes requests', 10),
   ];
-  const header = `| N = ${results[0]?.nodes} | ${results.map((r) => r.strategy).join(' | ')} |`;
+  const header = `| N = ${results[0]?.nodes}${(results[0]?.groups ?? 1) > 1 ? `, ${results[0]?.groups} groups` : ''} | ${results.map((r) => r.strategy).join(' | ')} |`;
   const lines = [header, `|---|${results.map(() => '---').join('|')}|`];
   for (const [label, cell] of rows) lines.push(`| ${label} | ${results.map(cell).join(' | ')} |`);
   return lines.join('\n');
@@ -583,7 +628,7 @@ async function main(): Promise<void> {
       : undefined;
   const report = { date: new Date().toISOString(), options, results, ratios };
   mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `mass-interruption-n${options.nodes}.json`);
+  const file = join(resultsDir, `mass-interruption-n${options.nodes}${options.groups > 1 ? `-g${options.groups}` : ''}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\n${table(results)}\n`);
   if (ratios) console.log(`naive / Spot Guard: ${ratios.callsPerWarnedNodeNaiveOverSpotGuard}x calls per warned node, ${ratios.peakPerSecondNaiveOverSpotGuard}x peak calls per second, ${ratios.temporalUpdatesPerWarnedNodeNaiveOverSpotGuard}x Temporal workflow updates per warned node`);

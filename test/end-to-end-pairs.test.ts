@@ -45,7 +45,7 @@ describe('end to end with many pairs found by tags (real worker, moto, Kubernete
     await e2e?.stop();
   });
   afterEach(function () {
-    if (this.currentTest?.state === 'passed') scenarioPassed('end-to-end-pairs', this.currentTest.title);
+    if (this.currentTest?.state === 'passed') scenarioPassed('end-to-end', this.currentTest.title);
     if (this.currentTest?.state === 'failed') console.error(`worker output:\n${e2e.workerLog().slice(-6000)}`);
   });
 
