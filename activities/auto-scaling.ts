@@ -22,6 +22,7 @@ import type {
 } from '../workflows/shared/activity-types.js';
 import { isTerminatingState } from '../workflows/shared/ids.js';
 import { awsCall, FailureType, nonRetryable } from './errors.js';
+import { describeGroupsPaged } from './protected-pairs.js';
 import { sharedRead } from './shared-read.js';
 import { requireGroupName, requireInstanceId } from './validation.js';
 
@@ -52,6 +53,8 @@ export interface AutoScalingActivityOptions {
   dryRun?: boolean;
   /** How long one read of a group's members answers verifications (a wave verifies hundreds of instances at once). */
   membershipCacheMs?: number;
+  /** How long a poll waits for other groups' polls to share its read (default 400 ms). */
+  pollBatchWindowMs?: number;
 }
 
 /** One DescribeAutoScalingGroups of a named group; a group that does not exist can never succeed (non-retryable). */
@@ -61,13 +64,55 @@ export async function describeAutoScalingGroup(client: AutoScalingClient, asgNam
     client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [asgName] })),
   );
   const group = output.AutoScalingGroups?.find((g) => g.AutoScalingGroupName === asgName);
-  if (!group) {
-    throw nonRetryable(
-      FailureType.groupNotFound,
-      `Auto Scaling group "${asgName}" does not exist in this account and region; check the pairs (SPOT_GUARD_PAIRS, the spot-guard.io tags, or SPOT_ASG_NAME / ON_DEMAND_ASG_NAME) and AWS_REGION`,
-    );
-  }
+  if (!group) throw groupNotFound(asgName);
   return group;
+}
+
+const groupNotFound = (asgName: string): Error =>
+  nonRetryable(
+    FailureType.groupNotFound,
+    `Auto Scaling group "${asgName}" does not exist in this account and region; check the pairs (SPOT_GUARD_PAIRS, the spot-guard.io tags, or SPOT_ASG_NAME / ON_DEMAND_ASG_NAME) and AWS_REGION`,
+  );
+
+/** How long a group poll waits for the polls of other groups to join its DescribeAutoScalingGroups. */
+const POLL_BATCH_WINDOW_MS = 400;
+
+/**
+ * Group reads asked within `windowMs` of the first become one DescribeAutoScalingGroups naming them all: the capacity
+ * workflows of many groups poll on the same instants (workflows/capacity/replacement-waiters.ts), so a wave over
+ * ten groups costs one read per poll, not ten.
+ */
+function batchedGroupReads(client: AutoScalingClient, windowMs: number): (asgName: string) => Promise<AutoScalingGroup> {
+  type Waiting = { resolve: (group: AutoScalingGroup) => void; reject: (error: unknown) => void }[];
+  let batch: Map<string, Waiting> | undefined;
+  const flush = async (names: Map<string, Waiting>): Promise<void> => {
+    try {
+      const groups = await describeGroupsPaged(client, { names: [...names.keys()] });
+      for (const [name, waiting] of names) {
+        const group = groups.find((g) => g.AutoScalingGroupName === name);
+        for (const { resolve, reject } of waiting) {
+          if (group) resolve(group);
+          else reject(groupNotFound(name));
+        }
+      }
+    } catch (error) {
+      for (const waiting of names.values()) for (const { reject } of waiting) reject(error);
+    }
+  };
+  return (asgName) => {
+    requireGroupName(asgName);
+    return new Promise((resolve, reject) => {
+      if (!batch) {
+        const current = new Map<string, Waiting>();
+        batch = current;
+        setTimeout(() => {
+          batch = undefined;
+          void flush(current);
+        }, windowMs);
+      }
+      batch.set(asgName, [...(batch.get(asgName) ?? []), { resolve, reject }]);
+    });
+  };
 }
 
 /** Capacity problems of the group's latest scaling activities that started at or after `since` (ISO 8601). */
@@ -91,6 +136,8 @@ interface AutoScalingContext {
   client: AutoScalingClient;
   dryRun: boolean;
   readGroup: (asgName: string) => Promise<AutoScalingGroup>;
+  /** The poll's read: batched with the other groups' polls of the same instant. */
+  pollGroup: (asgName: string) => Promise<AutoScalingGroup>;
   /** The group's members and their lifecycle states, read at most once per cache period however many ask. */
   groupMembers: (asgName: string) => Promise<Map<string, string>>;
 }
@@ -101,7 +148,7 @@ function autoScalingContext(client: AutoScalingClient, options: AutoScalingActiv
     const group = await readGroup(asgName);
     return new Map((group.Instances ?? []).map((i) => [i.InstanceId ?? '', i.LifecycleState ?? 'Unknown']));
   });
-  return { client, dryRun: options.dryRun ?? false, readGroup, groupMembers };
+  return { client, dryRun: options.dryRun ?? false, readGroup, pollGroup: batchedGroupReads(client, options.pollBatchWindowMs ?? POLL_BATCH_WINDOW_MS), groupMembers };
 }
 
 /**
@@ -115,7 +162,7 @@ async function describeGroupProgress(
   if (Number.isNaN(Date.parse(input.since))) {
     throw nonRetryable(FailureType.invalidInput, `since "${input.since}" is not an ISO 8601 time`);
   }
-  const group = await ctx.readGroup(input.asgName);
+  const group = await ctx.pollGroup(input.asgName);
   const idsIn = (states: (state: string) => boolean): string[] =>
     (group.Instances ?? []).filter((i) => i.InstanceId && states(i.LifecycleState ?? '')).map((i) => i.InstanceId as string);
   return {

@@ -81,6 +81,18 @@ describe('Auto Scaling activities', function () {
     assert.equal(aws.commandCalls(DescribeScalingActivitiesCommand).length, 1, 'an instances-only look reads no scaling activities');
   });
 
+  it('the polls of several groups at the same instant share one DescribeAutoScalingGroups; a group missing from it fails alone', async function () {
+    aws.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [['g1', I1], ['g2', I2]].map(([name, id]) => ({ AutoScalingGroupName: name, DesiredCapacity: 1, MinSize: 0, MaxSize: 10, Instances: [{ InstanceId: id, LifecycleState: 'InService', HealthStatus: 'Healthy' }] })),
+    } as never);
+    const since = new Date().toISOString();
+    const looks = await Promise.allSettled(['g1', 'g2', 'gone'].map((asgName) => run(activities.describeGroupProgress, { asgName, since, instancesOnly: true })));
+    assert.deepEqual(looks.map((look) => (look.status === 'fulfilled' ? look.value.inService : 'refused')), [[I1], [I2], 'refused']);
+    const calls = aws.commandCalls(DescribeAutoScalingGroupsCommand);
+    assert.equal(calls.length, 1, 'one read for the three polls');
+    assert.deepEqual(calls[0]?.args[0].input.AutoScalingGroupNames, ['g1', 'g2', 'gone']);
+  });
+
   it('a throttled call fails retryably with a jittered delay that grows with the attempt, never as a refusal', async function () {
     aws.on(SetDesiredCapacityCommand).rejects(awsError('Throttling', 'Rate exceeded', 400));
     await assert.rejects(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 7 }), (error: unknown) => {

@@ -70,6 +70,8 @@ export class Harness {
       taskQueue: this.taskQueue,
       settings: this.settings,
       pairs: this.pairs,
+      // One group per harness: nothing to batch its polls with, and no real-time wait inside a time-skipping test.
+      pollBatchWindowMs: 0,
       dryRun: this.dryRun,
       evictionRetrySeconds: 0.05,
     });

@@ -210,6 +210,7 @@ export class ModelWorld {
       taskQueue: this.h.taskQueue,
       settings: this.h.settings,
       pairs: this.h.pairs,
+      pollBatchWindowMs: 0,
       evictionRetrySeconds: 0.05,
     });
     this.h.activityOverrides = {

@@ -26,7 +26,7 @@ describe('replacement waiters (the 10 s group poll, no server)', function () {
     assert.equal(waiters.count, 1);
     assert.equal(waiters.launchingForWaiters, 1, 'an instance launching for every waiter left');
     assert.deepEqual(waiters.startPoll('g'), { asgName: 'g', since: iso(T0), instancesOnly: true }, 'then the poll reads the instances alone');
-    assert.equal(waiters.nextPollAt, T0 + 2000 + 5000, 'twice per interval while launching');
+    assert.equal(waiters.nextPollAt, T0 + 5000, 'twice per interval while launching, on the 5 s grid of the wall clock');
   });
 
   it('a late watch whose hour is up goes on while a launch may be its own, then ends and its on-demand +1 is counted for giving back', function () {

@@ -251,12 +251,22 @@ export class ReplacementWaiters {
     // Instances-only looks come twice as often, for as many Auto Scaling calls: a new instance is noticed sooner.
     const interval = (Math.min(...waiters.map((w) => w.pollIntervalSeconds)) * 1000) / (this.launchingForWaiters === undefined ? 1 : 2);
     const firstDeadline = Math.min(...waiters.map((w) => Date.parse(w.deadline)));
-    this.nextPollAt = Math.min(now + interval, Math.max(firstDeadline, now + 1000));
+    this.nextPollAt = Math.min(onPollGrid(now, interval), Math.max(firstDeadline, now + 1000));
   }
 
   private answer(waiter: ReplacementWaiter, at: string, outcome: DistributiveOmit<ReplacementAnswer, 'requestId' | 'at' | 'polls'>): ReplacementAnswer {
     return { requestId: waiter.requestId, at, polls: this.waits.polls - waiter.pollsBefore, ...outcome };
   }
+}
+
+/**
+ * The next poll on the wall clock's grid of the interval (multiples of it since the epoch), from half an interval to
+ * one and a half ahead: every group's capacity workflow looks at the same instants, so the worker reads the groups
+ * polled together in one DescribeAutoScalingGroups (activities/auto-scaling.ts) and a wave over many groups costs
+ * about the calls of one.
+ */
+export function onPollGrid(now: number, interval: number): number {
+  return Math.ceil((now + interval / 2) / interval) * interval;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
