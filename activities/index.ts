@@ -9,6 +9,7 @@ import { createMonitorRequestActivities } from './monitor-requests.js';
 import type { NodeWatch } from './node-watch.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
+import { createSurplusActivities } from './surplus.js';
 
 export * from './auto-scaling.js';
 export * from './capacity-requests.js';
@@ -16,6 +17,7 @@ export * from './kubernetes.js';
 export * from './monitor-requests.js';
 export * from './scale-down-safety.js';
 export * from './settings.js';
+export * from './surplus.js';
 
 export interface ActivityDependencies {
   autoScaling: AutoScalingClient;
@@ -34,13 +36,17 @@ export interface ActivityDependencies {
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
 export function createActivities(deps: ActivityDependencies): SpotGuardActivities {
+  const autoScaling = createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun });
+  const kubernetes = createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch });
   return {
     ...createSettingsActivities(deps.settings),
-    ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
-    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch }),
+    ...autoScaling,
+    ...kubernetes,
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
+    // Rebalance runs live on the per-node queue.
+    ...createSurplusActivities({ temporal: deps.temporal, taskQueue: deps.taskQueue, autoScaling, kubernetes }),
   };
 }
 

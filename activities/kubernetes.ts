@@ -137,15 +137,18 @@ interface KubernetesContext {
   nodeListCacheMs: number;
   /** Node name and readiness by instance id: the node watch's while it is in sync, else a list shared for a moment. */
   nodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+  /** The same from a list made now, for a look a termination rests on. */
+  freshNodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
 }
 
 function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityOptions): KubernetesContext {
   const nodeListCacheMs = options.nodeListCacheMs ?? 1_000;
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
-  const listedNodeIndex = sharedRead(nodeListCacheMs, async (): Promise<ReadonlyMap<string, NodeLook>> => {
+  const freshNodeIndex = async (): Promise<ReadonlyMap<string, NodeLook>> => {
     const list = await kubernetesCall('list nodes', () => core.listNode(FROM_WATCH_CACHE));
     return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
-  });
+  };
+  const listedNodeIndex = sharedRead(nodeListCacheMs, freshNodeIndex);
   return {
     core,
     dryRun: options.dryRun ?? false,
@@ -153,6 +156,7 @@ function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityO
     firstHeartbeatAfterMs: (options.firstHeartbeatAfterSeconds ?? 10) * 1000,
     nodeListCacheMs,
     nodeIndex: async () => options.nodeWatch?.current() ?? listedNodeIndex('all'),
+    freshNodeIndex,
   };
 }
 
@@ -225,10 +229,10 @@ async function verifyNode(ctx: KubernetesContext, input: { nodeName: string; ins
   return { providerID };
 }
 
-/** The node of an instance (matched by providerID) and whether it is Ready. */
-async function findNodeForInstance(ctx: KubernetesContext, input: { instanceId: string }): Promise<NodeLook> {
+/** The node of an instance (matched by providerID) and whether it is Ready; `fresh`: from a list made now. */
+async function findNodeForInstance(ctx: KubernetesContext, input: { instanceId: string; fresh?: boolean }): Promise<NodeLook> {
   requireInstanceId(input.instanceId);
-  return (await ctx.nodeIndex()).get(input.instanceId) ?? NO_NODE;
+  return (await (input.fresh ? ctx.freshNodeIndex() : ctx.nodeIndex())).get(input.instanceId) ?? NO_NODE;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The capacity workflow's activities and their retry options.
 import { proxyActivities } from '@temporalio/workflow';
-import type { AutoScalingActivities, CapacityRequestActivities, MonitorRequestActivities } from '../shared/activity-types.js';
+import type { AutoScalingActivities, CapacityRequestActivities, MonitorRequestActivities, SurplusActivities } from '../shared/activity-types.js';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' };
 
@@ -32,5 +32,12 @@ export const { sendAnswers } = proxyActivities<CapacityRequestActivities>({
 export const { reportFallbackToMonitor } = proxyActivities<MonitorRequestActivities>({
   startToCloseTimeout: '30 seconds',
   scheduleToCloseTimeout: '5 minutes',
+  retry,
+});
+
+/** The replacement a group launched on its own: terminated unless it has a node, else its drain started. */
+export const { terminateUnlessNode, startSurplusDrain } = proxyActivities<SurplusActivities>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '10 minutes',
   retry,
 });

@@ -208,6 +208,11 @@ export interface Book {
   /** The increase that raised it: its answers are remembered while the book is open. */
   requestId: string;
   raisedAt: string;
+  /**
+   * A surplus instance's book: the warned instance it was opened for left without a decrement, and the group launched
+   * this one in its place, which is drained and terminated with decrement (a rebalance run in surplus mode).
+   */
+  carriedFor?: string;
 }
 
 /** The group as Spot Guard last knew it (its own changes included): departures are measured against it. */

@@ -20,6 +20,12 @@ export const ANSWER_BACKSTOP_MS = 15 * 60_000;
 
 export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   const { settings, status } = run;
+  if (run.surplusFor) {
+    status.replacement = 'surplus';
+    run.note(`surplus: the group launched this instance on its own for ${run.surplusFor}, whose +1 it now carries; no +1, drained and terminated with decrement`);
+    run.enterCapacityPhase('done');
+    return;
+  }
   if (!settings.addReplacementCapacity) {
     status.replacement = 'not-requested';
     run.note('Spot Guard is disabled (ENABLE_SPOT_GUARD=false): no replacement capacity, taint and drain only');

@@ -32,6 +32,8 @@ export class RebalanceRun {
   readonly workflowId = workflowInfo().workflowId;
   readonly instanceId: string;
   readonly nodeName: string;
+  /** Surplus mode: the warned instance whose book this instance carries (see RebalanceInput). */
+  readonly surplusFor: string | undefined;
   readonly status: RebalanceStatus;
   settings!: FlowSettings;
   /** The capacity workflows' answers, by request id; the first one counts (a resent answer changes nothing). */
@@ -49,6 +51,7 @@ export class RebalanceRun {
   constructor(input: RebalanceInput) {
     this.instanceId = input.instanceId;
     this.nodeName = input.nodeName;
+    this.surplusFor = input.surplusFor;
     const startedAt = isoNow();
     this.status = {
       instanceId: input.instanceId,
