@@ -127,7 +127,7 @@ export function problemsOfRebalanceInput(input: RebalanceInput | undefined): str
   }
   if (!isNodeName(input?.nodeName)) problems.push(`nodeName "${input?.nodeName}" is not a Kubernetes node name (a lowercase DNS subdomain)`);
   if (input?.surplusFor !== undefined && !isInstanceId(input.surplusFor)) {
-    problems.push(`surplusFor "${input.surplusFor}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+    problems.push(`surplusFor "${String(input.surplusFor)}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
   }
   return problems;
 }
