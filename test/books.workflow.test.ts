@@ -3,7 +3,7 @@
 // once, whoever removes the instance (Spot Guard, an operator with decrement, AWS) and whenever.
 import assert from 'node:assert/strict';
 import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { capacityStatusQuery } from '../workflows/capacity/api.js';
@@ -11,6 +11,7 @@ import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
+import { recordHistory } from './helpers/histories.js';
 import { waitForStatus } from './helpers/workflows.js';
 import { until } from '../scripts/peers/wait.js';
 import { createDevServerEnv, createTimeSkippingEnv } from './helpers/temporal.js';
@@ -236,6 +237,59 @@ describe('books per instance (time-skipping)', function () {
       for (const id of running) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
     });
   }
+
+  /** AWS takes the kept instance and the group relaunches at once: the one instance too many, as desired counts the +1. */
+  async function reclaimKeptAndRelaunch(): Promise<string> {
+    await start();
+    await waitForStatus(handle(), (s) => s.phase === 'awaiting-reclaim');
+    assert.equal(h.aws.desired(h.spot), 4);
+    const before = h.aws.instanceIds(h.spot);
+    // Pending until the test says otherwise: no node but the one the test gives it.
+    h.aws.setLaunch(h.spot, { kind: 'never' });
+    h.aws.reclaim(atRisk, { relaunch: true });
+    const [relaunched] = h.aws.instanceIds(h.spot).filter((id) => !before.includes(id));
+    assert.ok(relaunched, 'the group relaunched');
+    return relaunched;
+  }
+
+  it('the group relaunches for a kept instance AWS took, and its replacement already carries pods: it is drained before it goes, desired ends at its size', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      // Its node registered (the instance still Pending in the group) and the scheduler placed a pod on it before the
+      // spot group's next look.
+      h.k8s.addNode({ name: 'node-r', instanceId: surplus });
+      h.k8s.addPod({ name: 'web-2', nodeName: 'node-r', ownerKind: 'ReplicaSet' });
+      assert.equal((await handle().result()).instanceFate, 'reclaimed-by-aws');
+      const surplusRun = env.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(surplus));
+      const result = await surplusRun.result();
+      assert.equal(result.replacement, 'surplus');
+      assert.equal(result.drained, true);
+      assert.equal(result.instanceFate, 'terminated', 'terminated once drained, though SPOT_GUARD_TERMINATE_DRAINED is false: no reclaim comes for it');
+      assert.deepEqual(await books(), []);
+      await recordHistory(surplusRun, 'rebalance-surplus-drained');
+      await recordHistory(env.client.workflow.getHandle(capacityWorkflowId(h.spot)), 'capacity-surplus-replacement');
+    });
+    assert.equal(h.k8s.requestsMatching('POST', '/pods/web-2/eviction').length, 1, 'drained before it went');
+    assert.equal(h.k8s.pods.get('default/web-2')?.metadata?.deletionTimestamp !== undefined || !h.k8s.pods.has('default/web-2'), true);
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: surplus, ShouldDecrementDesiredCapacity: true }]);
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4], 'the +1, and no other change than the one decrement');
+    assert.equal(h.aws.desired(h.spot), 3);
+  });
+
+  it('the group relaunches for a kept instance AWS took, and its replacement has no node yet: it is terminated at once with decrement', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      assert.equal((await handle().result()).instanceFate, 'reclaimed-by-aws');
+      assert.deepEqual(await books(), []);
+    });
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: surplus, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3);
+    await assert.rejects(env.client.workflow.getHandle(rebalanceWorkflowId(surplus)).describe(), WorkflowNotFoundError, 'no drain needed, none started');
+  });
 });
 
 // The late on-demand scenario waits in real time anyway (the late poll is once a minute), and on the time-skipping test
