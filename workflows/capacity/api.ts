@@ -63,7 +63,13 @@ export type IncreaseGrant =
    * The warned instance it was for had left the group by the look before the +1 (AWS took it, or an operator): its
    * capacity is the group's own business again (it relaunches to desired, or the operator lowered desired), so no +1.
    */
-  | { status: 'warned-instance-gone'; desired: number };
+  | { status: 'warned-instance-gone'; desired: number }
+  /**
+   * The warned instance is itself a surplus: the group launched it on its own for another warned instance that left
+   * without a decrement, whose book moved to it. Desired is raised for it already: no +1; drain it, then retire it with
+   * decrement (the run goes on as a surplus run).
+   */
+  | { status: 'surplus'; desired: number };
 
 /** A request the capacity workflow could not apply, with its failure's type when it had one. */
 export interface FailedAnswer {

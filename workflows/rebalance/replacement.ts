@@ -23,6 +23,7 @@ export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   if (run.surplusFor) {
     status.replacement = 'surplus';
     run.note(`surplus: the group launched this instance on its own for ${run.surplusFor}, whose +1 it now carries; no +1, drained and terminated with decrement`);
+    upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'surplus' }]);
     run.enterCapacityPhase('done');
     return;
   }
@@ -34,7 +35,7 @@ export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   }
   const spot = await spotPlusOne(run);
   if (spot) settleReplacement(run, 'spot', spot);
-  else if (status.replacement !== 'not-needed') await onDemandFallback(run);
+  else if (status.replacement !== 'not-needed' && status.replacement !== 'surplus') await onDemandFallback(run);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: status.replacement ?? 'capacity-unavailable' }]);
   if (status.replacementInstanceId) await awaitReplacementNodeReady(run, status.replacementInstanceId);
   run.enterCapacityPhase('done');
@@ -88,6 +89,11 @@ async function raiseAndAwaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt
   const requestId = `${run.workflowId}/${label}`;
   const grant = await askForIncrease(run, attempt, requestId, timeoutSeconds, label === 'spot');
   if (!grant) return undefined;
+  if (grant.status === 'surplus') {
+    run.status.replacement = 'surplus';
+    run.note(`${run.instanceId} is itself a surplus of ${attempt.asgName} (launched on its own for an instance that left, whose +1 it carries): no +1, drained and terminated with decrement`);
+    return undefined;
+  }
   if (grant.status === 'warned-instance-gone') {
     run.status.replacement = 'not-needed';
     run.note(`${run.instanceId} left ${attempt.asgName} before the +1: no replacement asked for it (the group replaces it, or it was removed on purpose)`);
