@@ -5,6 +5,7 @@ import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { type InterruptionNotice, interruptionNoticeSignal, type RebalanceInput } from '../workflows/rebalance/api.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
 
 export interface RebalanceRequestResult {
   workflowId: string;
@@ -12,9 +13,13 @@ export interface RebalanceRequestResult {
   runId: string;
 }
 
-function startOptions(input: RebalanceInput, taskQueue: string) {
+/** `notice`: the interruption notice that starts it (a rebalance recommendation without). */
+function startOptions(input: RebalanceInput, taskQueue: string, notice?: InterruptionNotice) {
   return {
     workflowId: rebalanceWorkflowId(input.instanceId),
+    // What the Temporal UI shows of it (a run that is reused keeps those of its start).
+    staticSummary: workflowSummaries.rebalance(input),
+    staticDetails: notice ? workflowDetails.rebalance('interruption notice', notice) : workflowDetails.rebalance('rebalance recommendation', { time: input.noticeTime }),
     taskQueue,
     args: [input] as [RebalanceInput],
     // One open run per instance: a running one is reused. A notice for an instance whose run has closed (kept, rejected,
@@ -41,7 +46,7 @@ export async function requestRebalance(client: Client, taskQueue: string, input:
  */
 export async function reportInterruption(client: Client, taskQueue: string, input: RebalanceInput, notice: InterruptionNotice): Promise<WorkflowHandleWithSignaledRunId<typeof rebalanceWorkflow>> {
   return client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
-    ...startOptions(input, taskQueue),
+    ...startOptions(input, taskQueue, notice),
     signal: interruptionNoticeSignal,
     signalArgs: [notice],
   });
