@@ -3,6 +3,10 @@
 // so it names the group too).
 import type { CapacityStatus } from './api.js';
 
+/** A wave holds hundreds: the first few name them, the count says the rest. */
+const SHOWN = 5;
+const listed = (ids: string[]): string => (ids.length > SHOWN ? `${ids.slice(0, SHOWN).join(', ')}, … (${ids.length - SHOWN} more)` : ids.join(', '));
+
 export function capacityDetails(status: CapacityStatus): string {
   const { asgName, waiting, draining, drainQueue, drainBudget, books, pendingRequests } = status;
   const lines = [`capacity of ${asgName}`];
@@ -15,7 +19,7 @@ export function capacityDetails(status: CapacityStatus): string {
     const limit = drainBudget ? ` of ${drainBudget.limit} (${drainBudget.budget})` : '';
     lines.push(`drain slots: ${draining.length} in use${limit}, ${drainQueue.length} queued${drainQueue[0] ? ` (next: node ${drainQueue[0].nodeName})` : ''}`);
   }
-  if (books.length > 0) lines.push(`raised for ${books.length} warned instance(s) until they leave: ${books.map((b) => b.instanceId).join(', ')}`);
+  if (books.length > 0) lines.push(`raised for ${books.length} warned instance(s) until they leave: ${listed(books.map((b) => b.instanceId))}`);
   if (lines.length === 1) lines.push('idle: waiting for requests');
   return lines.join('\n');
 }

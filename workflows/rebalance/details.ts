@@ -25,7 +25,9 @@ const phaseLine: Record<RebalancePhase, (status: Shown, settings: FlowSettings |
   holding: (s) =>
     `held for lack of capacity (${attemptFailures(s)}): node ${s.nodeName} tainted, its pods stay until a late replacement, an interruption notice or drainNow`,
   'awaiting-drain-slot': (s) => `waiting for a drain slot of ${group(s)}'s disruption budget${s.drainSlot?.position === undefined ? '' : ` (position ${s.drainSlot.position})`}`,
-  draining: (s, settings) => `draining node ${s.nodeName} (evicting its pods, PodDisruptionBudgets respected${settings ? `, for up to ${settings.drainTimeoutSeconds} s` : ''})`,
+  // The drain's progress (pods evicted, left, refused by a PodDisruptionBudget) is its activity's heartbeat, shown beside.
+  draining: (s, settings) =>
+    `draining node ${s.nodeName}: evicting its pods, PodDisruptionBudgets respected${settings ? `, for up to ${settings.drainTimeoutSeconds} s` : ''} (pods left and refusals: the evictPods activity's heartbeat)`,
   'retiring-instance': (s) => `terminating ${s.instanceId} with decrement through the capacity workflow of ${group(s)}`,
   'awaiting-reclaim': (s, settings) => `waiting for AWS to reclaim ${s.instanceId}${settings ? ` (looked at every ${settings.reclaimPollSeconds} s, for up to ${settings.reclaimWaitSeconds} s)` : ''}${drainLeft(s)}`,
   done: (s) => `done: replacement ${s.replacement ?? 'none'}${s.replacementInstanceId ? ` ${s.replacementInstanceId}` : ''}, instance ${s.instanceFate ?? 'unknown'}`,
