@@ -82,7 +82,8 @@ describe('what the Temporal UI shows (user metadata, time-skipping server)', fun
   it('spot success: the rebalance names its instance and node, says it waits for the +1, and every step is summarized', async function () {
     h.aws.setLaunch(h.spot, { kind: 'in-service-after-looks', looks: 3 });
     await h.run(async () => {
-      await requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' });
+      // As the worker's intake starts it, naming the group it checked.
+      await requestRebalance(env.client, h.taskQueue, { instanceId: atRisk, nodeName: 'node-a' }, h.spot);
       // The spot +1 is granted and its instance still launching: the run waits for the capacity workflow's polls.
       const waiting = await untilDetails(rebalance(), /^waiting for the spot \+1 instance/);
       assert.match(waiting, new RegExp(`^waiting for the spot \\+1 instance of ${h.spot} to be InService \\(desired 3 → 4, polled every 10 s, up to 120 s\\)$`));
@@ -90,7 +91,7 @@ describe('what the Temporal UI shows (user metadata, time-skipping server)', fun
       await rebalance().result();
 
       const shown = await shownOf(rebalance());
-      assert.equal(shown.summary, `rebalance ${atRisk} on node node-a`);
+      assert.equal(shown.summary, `rebalance ${atRisk} on node node-a (group ${h.spot})`);
       assert.match(shown.details ?? '', /rebalance recommendation/);
       assert.match(shown.current, /^done: replacement spot i-[0-9a-f]+, instance terminated$/);
       const steps = await assertEveryActivitySummarized(rebalance());

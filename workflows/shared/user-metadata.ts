@@ -6,7 +6,9 @@ import type { SpotGuardActivities } from './activity-types.js';
 
 /** The UI's list shows the summary in one line: what the workflow is about. */
 export const workflowSummaries = {
-  rebalance: (input: { instanceId: string; nodeName: string }): string => `rebalance ${input.instanceId} on node ${input.nodeName}`,
+  /** `asgName`: the group, when the starter knows it (the worker's intake has just checked it; the signaler does not). */
+  rebalance: (input: { instanceId: string; nodeName: string }, asgName?: string): string =>
+    `rebalance ${input.instanceId} on node ${input.nodeName}${asgName ? ` (group ${asgName})` : ''}`,
   capacity: (asgName: string): string => `capacity of ${asgName}`,
   monitor: (spotAsgName: string, onDemandAsgName: string): string => `revert-to-spot monitor ${spotAsgName} ↔ ${onDemandAsgName}`,
 };
