@@ -1,7 +1,7 @@
 # One image, two entry points: `worker` (the default) and `signaler` (the on-node DaemonSet). Extra arguments pass
 # through, e.g. `--check-config` (validate the configuration from the environment; exit 0 valid, 2 refused).
 #   docker build -t spot-guard .
-#   docker run --rm -e TEMPORAL_ADDRESS=… -e SPOT_GUARD_SPOT_ASG_NAME=… spot-guard worker --check-config
+#   docker run --rm -e TEMPORAL_ADDRESS=… -e SPOT_ASG_NAME=… spot-guard worker --check-config
 # BASE is any Debian-based Node.js 24 image with npm: the public one by default; the test suite builds on a local one
 # made by scripts/peers.sh (no image registry there). docs/image.md says more.
 ARG BASE=docker.io/library/node:24.21.0-bookworm-slim

@@ -9,6 +9,7 @@ import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import type { AutoScalingActivities, KubernetesActivities, SurplusActivities } from '../workflows/shared/activity-types.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
 import { requireInstanceId, requireNodeName } from './validation.js';
 
 export interface SurplusDependencies {
@@ -50,6 +51,8 @@ export function createSurplusActivities(deps: SurplusDependencies): SurplusActiv
         args,
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        staticSummary: workflowSummaries.rebalance(input),
+        staticDetails: workflowDetails.rebalance('surplus', { surplusFor: input.surplusFor }),
         typedSearchAttributes: [
           { key: searchAttributes.instanceId, value: input.instanceId },
           { key: searchAttributes.node, value: input.nodeName },

@@ -21,6 +21,7 @@ KUBERNETES_VERSION=v1.34.2          # Go module proxy: kube-apiserver, kube-cont
 ETCD_VERSION=v3.6.16                # Go module proxy: etcd server, built from source
 KWOK_VERSION=v0.7.0                 # Go module proxy: kwok, for node heartbeats and pod lifecycles
 AEMM_VERSION=v1.13.0                # amazon-ec2-metadata-mock, the IMDS the signaler polls: Go module proxy, else ../shared/peers/
+COMPOSE_VERSION=v2.40.3             # Go module proxy: the Docker Compose v2 CLI, to validate docker-compose.yml (no engine needed)
 AEMM_ARCHIVE_SHA256=8ce272c7bf3f2da6cd92ca170195db6593aaba8e72ea32aebc9109f7d04b4086
 NPM_VERSION=11.21.2                 # npm registry: the npm CLI in the image's local base (the build stage runs npm ci)
 BASE_IMAGE="localhost/spot-guard-base:node-$NODE_VERSION-npm-$NPM_VERSION-bookworm"
@@ -73,6 +74,17 @@ install_moto() {
   "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# Prints a go.mod's exclude directives (one-line and block form) as PATH@VERSION, one a line.
+GO_MOD_EXCLUDES='
+import re, sys
+text = re.sub(r"//.*", "", open(sys.argv[1]).read())
+entries = [e for block in re.findall(r"^exclude\s*\((.*?)^\)", text, re.S | re.M) for e in block.strip().splitlines()]
+entries += re.findall(r"^exclude\s+([^\s(].*)$", text, re.M)
+for entry in entries:
+    if entry.split():
+        print("@".join(entry.split()))
+'
+
 # go_build_tool DIR MODULE@VERSION PACKAGE...: builds PACKAGEs from a scratch module requiring MODULE@VERSION into
 # DIR/bin. Modules that keep replace directives (k8s.io/kubernetes, etcd's server) cannot be `go install`ed; as a
 # dependency of a scratch module their replaces do not apply, and k8s.io/kubernetes's v0.0.0 staging requirements are
@@ -82,9 +94,13 @@ go_build_tool() {
   rm -rf "$dir.partial" && mkdir -p "$dir.partial/mod"
   mod="$dir.partial/mod"
   (cd "$mod" && go mod init spot-guard-peers >/dev/null 2>&1 && go mod edit -require="$module")
+  local gomod exclude
+  gomod=$(cd "$mod" && go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  # A module's exclude directives apply only where it is the main module (docker/compose has some): copied, so the
+  # scratch module resolves the versions its own build does.
+  for exclude in $(python3 -c "$GO_MOD_EXCLUDES" "$gomod"); do (cd "$mod" && go mod edit -exclude="$exclude"); done
   if [ "${module%@*}" = k8s.io/kubernetes ]; then
-    local gomod staging
-    gomod=$(cd "$mod" && go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    local staging
     staging=$(sed -nE 's/^[[:space:]]*(k8s\.io\/[a-z0-9-]+) v0\.0\.0$/\1/p' "$gomod" | sort -u)
     for m in $staging; do (cd "$mod" && go mod edit -replace="$m=$m@${version/v1./v0.}"); done
   fi
@@ -121,6 +137,16 @@ install_kwok() {
   log "building kwok $KWOK_VERSION from the Go module proxy (one time, about 2 min)"
   rm -rf "$dir" && mkdir -p "$dir/bin"
   GOBIN="$dir/bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+
+# The Compose CLI only validates docker-compose.yml here (`config` needs no Docker engine), as a standalone binary.
+# `go install` refuses the module (its go.mod has exclude directives), so it is built from a scratch module.
+install_compose() {
+  local dir="$CACHE_DIR/compose-$COMPOSE_VERSION"
+  if [ -x "$dir/bin/docker-compose" ]; then return; fi
+  log "building the Docker Compose CLI $COMPOSE_VERSION from the Go module proxy (one time, a few minutes)"
+  go_build_tool "$dir" "github.com/docker/compose/v2@$COMPOSE_VERSION" github.com/docker/compose/v2/cmd
+  mv "$dir/bin/cmd" "$dir/bin/docker-compose"
 }
 
 # The Go module proxy may refuse github.com/aws/amazon-ec2-metadata-mock (it has answered 403 for every version); the
@@ -216,6 +242,7 @@ SPOT_GUARD_ETCD='$CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd'
 SPOT_GUARD_KWOK='$CACHE_DIR/kwok-$KWOK_VERSION/bin/kwok'
 SPOT_GUARD_AEMM='$CACHE_DIR/aemm-$AEMM_VERSION/bin/ec2-metadata-mock'
 SPOT_GUARD_BASE_IMAGE='$BASE_IMAGE'
+SPOT_GUARD_COMPOSE='$CACHE_DIR/compose-$COMPOSE_VERSION/bin/docker-compose'
 EOT
 }
 
@@ -248,6 +275,7 @@ main() {
   install_moto
   install_kwok
   install_aemm
+  install_compose
   install_etcd
   install_kubernetes
   install_containers

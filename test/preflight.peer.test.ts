@@ -76,7 +76,7 @@ describe('start-up preflight (moto, kube-apiserver)', function () {
     const problems = await preflightProblems({ autoScaling: noCredentials, region: REGION, groups: GROUPS, kubeConfig: asNobody });
     assert.equal(problems.length, 2, problems.join('\n'));
     assert.match(problems[0] ?? '', /^AWS: .*no credentials.*deploy\/iam-policy\.json/);
-    assert.match(problems[1] ?? '', /^Kubernetes: the worker may not .*patch nodes.*create pods\/eviction.*: .*deploy\/rbac\.yaml/);
+    assert.match(problems[1] ?? '', /^Kubernetes: the worker may not .*patch nodes.*create pods\/eviction.*: .*deploy\/base\/rbac\.yaml/);
     for (const problem of problems) assert.equal(problem.includes('\n'), false);
   });
 

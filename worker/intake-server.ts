@@ -31,8 +31,9 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
     {
       ...kubernetesIntakeDeps(context.kubeConfig),
       verifyProtected: (instanceId) => whyNotProtected(context.verifyInstanceInGroup, instanceId, context.spotAsgName),
-      rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input),
-      interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice)).workflowId }),
+      // The group it has just checked the instance is in: named in the workflow's summary.
+      rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input, context.spotAsgName),
+      interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice, context.spotAsgName)).workflowId }),
     },
     { audience: config.audience, signalerServiceAccount: config.signalerServiceAccount, requestsPerNodePerMinute: config.requestsPerNodePerMinute },
     context.log,

@@ -50,7 +50,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   }
   const { config } = loaded;
   if (process.argv.includes('--check-config')) {
-    say(`configuration valid: ${configSummary(config)}`);
+    // The command's answer, not a log line: the same plain line whatever the log format, for scripts to read.
+    process.stdout.write(`configuration valid: ${configSummary(config)}\n`);
     return 0;
   }
   // Before the SDK creates its workflow threads, which take the process's V8 flags as they start.

@@ -21,3 +21,4 @@ export const kubectlPath = (): string => peer('SPOT_GUARD_KUBECTL', 'kubernetes-
 export const etcdPath = (): string => peer('SPOT_GUARD_ETCD', 'etcd-v3.6.16/bin/etcd');
 export const kwokPath = (): string => peer('SPOT_GUARD_KWOK', 'kwok-v0.7.0/bin/kwok');
 export const aemmPath = (): string => peer('SPOT_GUARD_AEMM', 'aemm-v1.13.0/bin/ec2-metadata-mock');
+export const composePath = (): string => peer('SPOT_GUARD_COMPOSE', 'compose-v2.40.3/bin/docker-compose');

@@ -48,11 +48,13 @@ export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): 
     run.publishPhase();
     if (candidate.nodeName && !(await drainOnDemandNode(run, candidate, candidate.nodeName))) return;
     candidate.step = 'awaiting-pods';
+    run.showDetails();
   }
   if (run.state.paused) return; // paused between steps: resumed from here
   if (candidate.step === 'awaiting-pods') {
     if (!(await movedPodsRunElsewhere(run, candidate))) return;
     candidate.step = 'terminating';
+    run.showDetails();
   }
   if (run.state.paused) return;
   if (!(await spotStillHealthy(run, candidate))) return;

@@ -78,8 +78,8 @@ async function awaitDrainSlot(run: RebalanceRun, askAgain: () => Promise<void>):
     if (fresh() && answer?.status === 'queued') {
       if (!shown) run.note(`queued by the disruption budget (${describeDrainBudget(run.settings.drainBudget)}, ${answer.limit} at once): position ${answer.position}`);
       shown = answer;
-      run.enterPhase('awaiting-drain-slot');
       run.status.drainSlot = { state: 'queued', position: answer.position, at: isoNow() };
+      run.enterPhase('awaiting-drain-slot');
       continue;
     }
     await askAgain().catch(() => undefined);
