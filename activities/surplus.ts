@@ -25,6 +25,9 @@ export function createSurplusActivities(deps: SurplusDependencies): SurplusActiv
     /**
      * Every attempt looks at the nodes afresh right before the terminate call: a retry after a failed call (AWS
      * throttling, a 503) may come seconds later, when the instance has turned InService and its node carries pods.
+     * A retry after a call that took effect but lost its answer may still see the node (deleted later by the cloud
+     * controller): the drain then started is rejected at its verification (the instance is leaving), and the book
+     * moved to the instance is settled by the next look as gone with a decrement, which was this call's.
      */
     async terminateUnlessNode({ asgName, instanceId }) {
       const { nodeName } = await deps.kubernetes.findNodeForInstance({ instanceId, fresh: true });
