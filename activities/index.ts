@@ -2,7 +2,9 @@ import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import type { Client } from '@temporalio/client';
 import type { SpotGuardActivities } from '../workflows/shared/activity-types.js';
 import type { FlowSettings } from '../workflows/shared/settings.js';
+import { type Announcer, createAnnounceActivities } from './announce.js';
 import { createAutoScalingActivities } from './auto-scaling.js';
+import { DomainMetrics } from './domain-metrics.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
 import { createMonitorRequestActivities } from './monitor-requests.js';
@@ -10,7 +12,9 @@ import type { NodeWatch } from './node-watch.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
 
+export * from './announce.js';
 export * from './auto-scaling.js';
+export * from './domain-metrics.js';
 export * from './capacity-requests.js';
 export * from './kubernetes.js';
 export * from './monitor-requests.js';
@@ -30,17 +34,21 @@ export interface ActivityDependencies {
   evictionRetrySeconds?: number;
   /** The worker's watch on nodes; without it the node lookups list the nodes (shared within a second). */
   nodeWatch?: NodeWatch;
+  /** Where announced steps go (Events, metrics, webhook); default: metrics into nothing, no Events. */
+  announcer?: Announcer;
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
 export function createActivities(deps: ActivityDependencies): SpotGuardActivities {
+  const announcer = deps.announcer ?? { metrics: new DomainMetrics() };
   return {
     ...createSettingsActivities(deps.settings),
     ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun }),
-    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch }),
+    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch, onEvictionRefused: () => announcer.metrics.evictionRefused({}) }),
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
+    ...createAnnounceActivities(announcer),
   };
 }
 

@@ -37,6 +37,8 @@ export interface KubernetesActivityOptions {
   nodeListCacheMs?: number;
   /** The worker's watch on nodes: answers those questions without a list while it is in sync. */
   nodeWatch?: NodeWatch;
+  /** Told of each eviction a PodDisruptionBudget refused (the metric spot_guard_evictions_refused_total). */
+  onEvictionRefused?: () => void;
 }
 
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -137,6 +139,7 @@ interface KubernetesContext {
   nodeListCacheMs: number;
   /** Node name and readiness by instance id: the node watch's while it is in sync, else a list shared for a moment. */
   nodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+  onEvictionRefused: () => void;
 }
 
 function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityOptions): KubernetesContext {
@@ -153,6 +156,7 @@ function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityO
     firstHeartbeatAfterMs: (options.firstHeartbeatAfterSeconds ?? 10) * 1000,
     nodeListCacheMs,
     nodeIndex: async () => options.nodeWatch?.current() ?? listedNodeIndex('all'),
+    onEvictionRefused: options.onEvictionRefused ?? (() => undefined),
   };
 }
 
@@ -205,6 +209,7 @@ async function evict(ctx: KubernetesContext, pod: V1Pod): Promise<'evicted' | 'b
     if (status === 404) return 'gone';
     // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
     // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
+    if (status === 429) ctx.onEvictionRefused();
     if (status === 429 || status === 500) return 'blocked';
     return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
   }

@@ -7,7 +7,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, ensureMonitor } from '../activities/index.js';
+import { createActivities, DomainMetrics, ensureMonitor } from '../activities/index.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { type IntakeConfig, loadConfig, logFormatSetting, type WorkerConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
@@ -161,6 +161,7 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
       groupTaskQueue: config.temporal.groupTaskQueue,
       settings: config.flow,
       dryRun: config.dryRun,
+      announcer: { events: kubernetes, metrics: new DomainMetrics(Runtime.instance().metricMeter) },
     }),
     options.extraActivities,
   );
