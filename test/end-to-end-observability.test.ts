@@ -1,8 +1,10 @@
 // What operators see of a flow without opening a workflow, end to end on the real stack (the worker process, the
 // Temporal dev server, moto, the Kubernetes stack): the Kubernetes Events on the warned node and on the fallback's node
-// read back from the kube-apiserver, and the domain metrics read from the worker's /metrics, values included. A
-// restarted worker replays the histories and adds nothing.
+// read back from the kube-apiserver, the domain metrics read from the worker's /metrics, values included, and the
+// webhook's messages received by a local HTTP server, one that is down for 30 s too. A restarted worker replays the
+// histories and adds nothing.
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import { requestRebalance } from '../signaler/workflow-requests.js';
 import { monitorStatusQuery } from '../workflows/monitor/api.js';
@@ -29,20 +31,60 @@ function valueOf(text: string, metric: string, labels: Record<string, string> = 
     .reduce((sum, s) => sum + s.value, 0);
 }
 
-describe('end to end: Kubernetes Events and domain metrics of a flow', function () {
+/** A chat's webhook endpoint: every JSON body it received, in order; it can be taken down and brought back. */
+class WebhookEndpoint {
+  readonly bodies: Record<string, unknown>[] = [];
+  private server?: Server;
+  constructor(readonly port: number) {}
+
+  async up(): Promise<void> {
+    this.server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        this.bodies.push(JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>);
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => this.server?.listen(this.port, '127.0.0.1', resolve));
+  }
+
+  async down(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+
+  stepsOf(workflowId: string): string[] {
+    return this.bodies.filter((b) => b.workflowId === workflowId).map((b) => String(b.step));
+  }
+}
+
+/** The webhook URL's secret parts: a chat's token is in its path and query, and must never reach the log. */
+const WEBHOOK_SECRET = 'T0KEN-in-path';
+const WEBHOOK_QUERY_SECRET = 'sig-in-query';
+
+describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow', function () {
   this.timeout(300_000);
   let e2e: EndToEnd;
   let metricsAddress: string;
   const metrics = async (): Promise<string> => (await fetch(`http://${metricsAddress}/metrics`)).text();
   let env: Record<string, string>;
+  let endpoint: WebhookEndpoint;
 
   before(async function () {
     e2e = await new EndToEnd().start();
     metricsAddress = `127.0.0.1:${await freePort()}`;
-    env = { SPOT_GUARD_METRICS_ADDRESS: metricsAddress };
+    endpoint = new WebhookEndpoint(await freePort());
+    await endpoint.up();
+    env = {
+      SPOT_GUARD_METRICS_ADDRESS: metricsAddress,
+      SPOT_GUARD_WEBHOOK_URL: `http://127.0.0.1:${endpoint.port}/hooks/${WEBHOOK_SECRET}?sig=${WEBHOOK_QUERY_SECRET}`,
+      SPOT_GUARD_WEBHOOK_EVENTS: 'all',
+    };
     await e2e.startWorker(env);
   });
   after(async function () {
+    await endpoint?.down();
     await e2e?.stop();
   });
   afterEach(function () {
@@ -89,6 +131,22 @@ describe('end to end: Kubernetes Events and domain metrics of a flow', function 
     assert.equal(valueOf(text, 'spot_guard_drain_seconds_count'), 1, ours);
     assert.equal(valueOf(text, 'spot_guard_kubernetes_events_total', { result: 'created' }), 8, '7 on the warned node, 1 on the fallback node');
     fallback = { atRisk, nodeName, fallbackNode, fallbackId };
+
+    // The webhook: one JSON message per step, in order, each with what happened and where.
+    const workflowId = rebalanceWorkflowId(atRisk);
+    const steps = ['notice-received', 'replacement-requested', 'on-demand-fallback', 'replacement-requested', 'replacement-ready', 'tainted', 'drained'];
+    await until('the webhook messages of the flow', async () => endpoint.stepsOf(workflowId).length >= steps.length, 30_000);
+    assert.deepEqual(endpoint.stepsOf(workflowId).slice().sort(), steps.slice().sort());
+    const message = endpoint.bodies.find((b) => b.workflowId === workflowId && b.step === 'on-demand-fallback');
+    assert.equal(message?.reason, 'OnDemandFallback');
+    assert.equal(message?.node, nodeName);
+    assert.equal(message?.instanceId, atRisk);
+    assert.equal(message?.group, SPOT);
+    assert.match(String((message?.details as { reason?: string }).reason), /sufficient m5.large capacity/);
+    const readyMessage = endpoint.bodies.find((b) => b.workflowId === workflowId && b.step === 'replacement-ready');
+    const details = readyMessage?.details as { seconds: number };
+    assert.deepEqual(details, { kind: 'on-demand', outcome: 'on-demand', replacementInstanceId: fallbackId, replacementNodeName: fallbackNode, seconds: details.seconds, late: false });
+    assert.equal(new Set(endpoint.bodies.map((b) => b.id)).size, endpoint.bodies.length, 'each message its own id');
   });
 
   it('revert to spot: an Event on the fallback node, its instance-seconds and the seconds to revert counted', async function () {
@@ -109,7 +167,7 @@ describe('end to end: Kubernetes Events and domain metrics of a flow', function 
 
   it('a restarted worker replays the histories and announces nothing again: no new Event, no count', async function () {
     assert.ok(fallback, 'the fallback scenario ran first');
-    const before = { warned: await eventsOn(e2e, fallback.nodeName), onFallback: await eventsOn(e2e, fallback.fallbackNode) };
+    const before = { warned: await eventsOn(e2e, fallback.nodeName), onFallback: await eventsOn(e2e, fallback.fallbackNode), messages: endpoint.bodies.length };
     await e2e.stopWorker();
     await e2e.startWorker(env);
     // A query on a closed workflow replays its whole history on this new worker; the monitor replays as it goes on.
@@ -124,5 +182,33 @@ describe('end to end: Kubernetes Events and domain metrics of a flow', function 
     }
     assert.deepEqual(await eventsOn(e2e, fallback.nodeName), before.warned, 'the warned node\'s Events unchanged');
     assert.deepEqual(await eventsOn(e2e, fallback.fallbackNode), before.onFallback, 'the fallback node\'s Events unchanged');
+    assert.equal(endpoint.bodies.length, before.messages, 'no webhook message sent again');
+  });
+
+  it('a webhook endpoint down for 30 s: the flow goes on, the messages arrive once it is back, and the URL is never logged', async function () {
+    await endpoint.down();
+    const downAt = Date.now();
+    const { atRisk, nodeName } = await e2e.spotNodeWithPod();
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const result = await e2e.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(atRisk)).result();
+    assert.equal(result.instanceFate, 'terminated');
+    const flowSeconds = (Date.now() - downAt) / 1000;
+    assert.ok(flowSeconds < 30, `the flow ended while the endpoint was down (${flowSeconds} s)`);
+    const workflowId = rebalanceWorkflowId(atRisk);
+    assert.deepEqual(endpoint.stepsOf(workflowId), [], 'nothing received while down');
+
+    await new Promise((resolve) => setTimeout(resolve, downAt + 30_000 - Date.now()));
+    await endpoint.up();
+    const steps = ['notice-received', 'replacement-requested', 'replacement-ready', 'tainted', 'drained'];
+    await until('the queued messages delivered', async () => endpoint.stepsOf(workflowId).length >= steps.length, 90_000);
+    assert.deepEqual(endpoint.stepsOf(workflowId), steps, 'each once, in order');
+    const text = await metrics();
+    assert.ok(valueOf(text, 'spot_guard_webhook_messages_total', { result: 'retried' }) >= 1, 'retried while down');
+    assert.ok(valueOf(text, 'spot_guard_webhook_messages_total', { result: 'delivered' }) >= steps.length);
+    assert.equal(valueOf(text, 'spot_guard_webhook_messages_total', { result: 'dropped' }), 0);
+    const log = e2e.workerLog();
+    assert.match(log, /webhook: delivery failed \(ECONNREFUSED\)/);
+    assert.match(log, /webhook on: json messages for notice-received/);
+    for (const secret of [WEBHOOK_SECRET, WEBHOOK_QUERY_SECRET, `127.0.0.1:${endpoint.port}`]) assert.ok(!log.includes(secret), `the log never shows ${secret}`);
   });
 });
