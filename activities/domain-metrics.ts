@@ -83,7 +83,7 @@ export class DomainMetrics {
     this.eventsWritten = this.counter('spot_guard_kubernetes_events_total', 'Kubernetes Events by result: created, duplicate (a retried announcement), failed');
     this.webhookMessages = this.counter('spot_guard_webhook_messages_total', 'Webhook messages by result: delivered, retried (an attempt failed), dropped (queue full or gave up)');
     this.evictionRefused = this.counter('spot_guard_evictions_refused_total', 'Evictions refused by a PodDisruptionBudget (each refused attempt)');
-    this.notices = this.counter('spot_guard_notices_received_total', 'Notices accepted (verified) by kind: rebalance-recommendation, spot-interruption');
+    this.notices = this.counter('spot_guard_notices_received_total', 'Notices accepted (verified) by kind: rebalance-recommendation, spot-interruption (also when it follows a recommendation)');
     this.outcomes = this.counter('spot_guard_notices_total', 'Notices by kind and outcome: spot, on-demand, capacity-unavailable, rejected');
     this.capacityErrors = this.counter('spot_guard_capacity_errors_total', 'Replacement attempts that found no capacity, by group and code');
     this.fallbacks = this.counter('spot_guard_on_demand_fallbacks_total', 'Falls back to the on-demand group, by spot group');
@@ -102,6 +102,7 @@ export class DomainMetrics {
     const notice = facts.notice ?? 'rebalance-recommendation';
     switch (step) {
       case 'notice-received':
+      case 'interruption-received':
         return this.notices({ notice, group });
       case 'rejected':
         return this.outcomes({ notice, outcome: 'rejected', group });

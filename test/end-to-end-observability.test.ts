@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { CoreV1Event } from '@kubernetes/client-node';
-import { requestRebalance } from '../signaler/workflow-requests.js';
+import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { monitorStatusQuery } from '../workflows/monitor/api.js';
 import { rebalanceStatusQuery } from '../workflows/rebalance/api.js';
-import { monitorWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
+import { capacityStatusQuery } from '../workflows/capacity/api.js';
+import { capacityWorkflowId, monitorWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { EndToEnd, ON_DEMAND, SPOT, TASK_QUEUE } from '../scripts/peers/end-to-end.js';
 import { samplesOf } from '../scripts/peers/prometheus.js';
@@ -88,7 +89,7 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     await e2e?.stop();
   });
   afterEach(function () {
-    if (this.currentTest?.state === 'passed') scenarioPassed('end-to-end-observability', this.currentTest.title);
+    if (this.currentTest?.state === 'passed') scenarioPassed('end-to-end', this.currentTest.title);
     if (this.currentTest?.state === 'failed') console.error(`worker output:\n${e2e.workerLog().slice(-4000)}`);
   });
 
@@ -130,6 +131,12 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     assert.equal(valueOf(text, 'spot_guard_taint_lag_seconds_count'), 1, ours);
     assert.equal(valueOf(text, 'spot_guard_drain_seconds_count'), 1, ours);
     assert.equal(valueOf(text, 'spot_guard_kubernetes_events_total', { result: 'created' }), 8, '7 on the warned node, 1 on the fallback node');
+    // The capacity workflows' own, from workflow code through the SDK's replay-aware meter: their polls and queues.
+    const polls = (group: string) => valueOf(text, 'spot_guard_capacity_polls_total', { group });
+    const spotPolls = (await e2e.client.workflow.getHandle(capacityWorkflowId(SPOT)).query(capacityStatusQuery)).waiting;
+    assert.ok(polls(SPOT) >= 1 && polls(ON_DEMAND) >= 1, `each group polled for its waiter: ${polls(SPOT)}, ${polls(ON_DEMAND)} (${JSON.stringify(spotPolls)})`);
+    assert.equal(samplesOf(text, 'spot_guard_capacity_queue').filter((s) => s.labels.group === SPOT).length, 1, 'the spot group\'s queue shown');
+    assert.equal(valueOf(text, 'spot_guard_capacity_waiters', { group: SPOT }), 0, 'nobody waits any more');
     fallback = { atRisk, nodeName, fallbackNode, fallbackId };
 
     // The webhook: one JSON message per step, in order, each with what happened and where.
@@ -145,7 +152,7 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     assert.match(String((message?.details as { reason?: string }).reason), /sufficient m5.large capacity/);
     const readyMessage = endpoint.bodies.find((b) => b.workflowId === workflowId && b.step === 'replacement-ready');
     const details = readyMessage?.details as { seconds: number };
-    assert.deepEqual(details, { kind: 'on-demand', outcome: 'on-demand', replacementInstanceId: fallbackId, replacementNodeName: fallbackNode, seconds: details.seconds, late: false });
+    assert.deepEqual(details, { notice: 'rebalance-recommendation', kind: 'on-demand', outcome: 'on-demand', replacementInstanceId: fallbackId, replacementNodeName: fallbackNode, seconds: details.seconds, late: false });
     assert.equal(new Set(endpoint.bodies.map((b) => b.id)).size, endpoint.bodies.length, 'each message its own id');
   });
 
@@ -175,9 +182,10 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     assert.equal(status.phase, 'done');
     const monitor = await e2e.client.workflow.getHandle(monitorWorkflowId(SPOT, ON_DEMAND)).query(monitorStatusQuery);
     assert.ok(monitor.events.some((e) => e.onDemandInstanceId === fallback?.fallbackId));
+    for (const group of [SPOT, ON_DEMAND]) await e2e.client.workflow.getHandle(capacityWorkflowId(group)).query(capacityStatusQuery);
     const text = await metrics();
     assert.match(text, /spot_guard_worker_resident_memory_bytes \d+/, 'the new worker serves its metrics');
-    for (const metric of ['spot_guard_notices_received_total', 'spot_guard_notices_total', 'spot_guard_capacity_errors_total', 'spot_guard_reverts_total', 'spot_guard_kubernetes_events_total', 'spot_guard_replacement_seconds_count']) {
+    for (const metric of ['spot_guard_notices_received_total', 'spot_guard_notices_total', 'spot_guard_capacity_errors_total', 'spot_guard_reverts_total', 'spot_guard_kubernetes_events_total', 'spot_guard_replacement_seconds_count', 'spot_guard_capacity_polls_total']) {
       assert.equal(valueOf(text, metric), 0, `${metric} after the replays`);
     }
     assert.deepEqual(await eventsOn(e2e, fallback.nodeName), before.warned, 'the warned node\'s Events unchanged');
@@ -211,4 +219,23 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     assert.match(log, /webhook on: json messages for notice-received/);
     for (const secret of [WEBHOOK_SECRET, WEBHOOK_QUERY_SECRET, `127.0.0.1:${endpoint.port}`]) assert.ok(!log.includes(secret), `the log never shows ${secret}`);
   });
+
+  it('an interruption notice during the run: a SpotInterruption Event when it comes, counted as a notice, the outcome under its kind', async function () {
+    const { atRisk, nodeName } = await e2e.spotNodeWithPod();
+    await e2e.aws.delay(SPOT, 20);
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const handle = e2e.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(atRisk));
+    await until('waiting for spot', async () => (await handle.query(rebalanceStatusQuery)).capacityPhase === 'waiting-for-spot');
+    await reportInterruption(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName }, { action: 'terminate', time: new Date(Date.now() + 120_000).toISOString() });
+    assert.equal((await handle.result()).replacement, 'spot');
+    const events = await eventsOn(e2e, nodeName);
+    const interruption = events.find((e) => e.reason === 'SpotInterruption');
+    assert.match(interruption?.message ?? '', /spot interruption notice for i-\w+: terminate at /);
+    assert.ok(Date.parse(String(interruption?.firstTimestamp)) < Date.parse(String(events.find((e) => e.reason === 'ReplacementReady')?.firstTimestamp)), 'announced when it came, before the replacement');
+    const text = await metrics();
+    assert.equal(valueOf(text, 'spot_guard_notices_received_total', { notice: 'spot-interruption' }), 1);
+    assert.equal(valueOf(text, 'spot_guard_notices_total', { notice: 'spot-interruption', outcome: 'spot' }), 1);
+    await until('its webhook message', async () => endpoint.stepsOf(rebalanceWorkflowId(atRisk)).includes('interruption-received'), 30_000);
+  });
 });
+

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type MetricMeter, noopMetricMeter } from '@temporalio/common';
 import { DomainMetrics } from '../activities/domain-metrics.js';
+import { CAPACITY_METRICS } from '../workflows/capacity/metrics.js';
 import { EVENT_REASONS, STEPS } from '../workflows/shared/announcements.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -20,7 +21,8 @@ function exportedMetrics(): string[] {
     withTags: () => meter,
   };
   new DomainMetrics(meter);
-  return names;
+  // The capacity workflow's, recorded from workflow code through the SDK's workflow meter.
+  return [...names, ...Object.values(CAPACITY_METRICS).map(([name]) => name)];
 }
 
 interface Dashboard {

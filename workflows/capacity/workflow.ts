@@ -25,6 +25,7 @@ import { answerDrainRequests, moveDrainQueue } from './drain-slots.js';
 import { pollGroupForWaiters } from './group-poll.js';
 import { GroupState } from './group-state.js';
 import { applyIncreases } from './increases.js';
+import { showQueues } from './metrics.js';
 import type { Pending } from './request-ledger.js';
 import { applyRetirements } from './retirements.js';
 
@@ -40,6 +41,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput): Promise<ne
   const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
   const shouldContinueAsNew = (): boolean => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
   for (;;) {
+    showQueues(state);
     await waitForWork(state, shouldContinueAsNew);
     if (await doDueWork(state)) continue;
     if (state.ledger.queue.length === 0 && shouldContinueAsNew() && (await readyToContinueAsNew(state))) {

@@ -1,6 +1,7 @@
 // The rebalance workflow's announcements: each step an operator is told about (a Kubernetes Event on the warned node,
 // and on the replacement's node when it has one; metrics; the webhook), keyed by the workflow id, the step and how
 // many times it came, so a retry or a replay never announces twice and a drain tried again is a new announcement.
+import { condition } from '@temporalio/workflow';
 import { announce } from '../shared/announce.js';
 import type { NoticeKind, Step, StepFacts } from '../shared/announcements.js';
 import { isoNow, type RebalanceRun } from './run.js';
@@ -35,4 +36,16 @@ export function secondsSinceNotice(run: RebalanceRun): number {
 
 export function noticeKind(run: RebalanceRun): NoticeKind {
   return run.status.interruption ? 'spot-interruption' : 'rebalance-recommendation';
+}
+
+/**
+ * An interruption notice that comes after the run started (its notice-received said rebalance-recommendation) is
+ * announced when it comes, beside whatever the run is doing. One that came first was in notice-received already.
+ */
+export function announceLaterInterruption(run: RebalanceRun): void {
+  if (run.status.interruption) return;
+  void condition(() => run.status.interruption !== undefined).then(() => {
+    const notice = run.status.interruption;
+    return announceStep(run, 'interruption-received', `spot interruption notice for ${run.instanceId}: ${notice?.action ?? 'terminate'} at ${notice?.time ?? 'unknown'}; draining at once`, { notice: 'spot-interruption' });
+  });
 }

@@ -9,7 +9,7 @@ import { rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import { awaitNodeReadyFor, NODE_READY_QUICK_LOOK_MS, quickNodeReadyLook, reportFallbackToMonitor, requestCapacityIncrease } from './activities.js';
 import type { ScaleAttempt } from './api.js';
-import { announceStep, secondsSinceNotice } from './announce.js';
+import { announceStep, noticeKind, secondsSinceNotice } from './announce.js';
 import { drainSlotRequest } from './taint-and-drain.js';
 import type { RebalanceRun } from './run.js';
 
@@ -84,12 +84,12 @@ async function announceOutcome(run: RebalanceRun, late: boolean): Promise<void> 
       run,
       'replacement-ready',
       `${kind} replacement ${status.replacementInstanceId ?? ''}${node ? ` (node ${node})` : ''} is ready for ${run.instanceId} (${run.nodeName})`,
-      { kind, outcome: kind, replacementInstanceId: status.replacementInstanceId, replacementNodeName: node, seconds: secondsSinceNotice(run), late },
+      { notice: noticeKind(run), kind, outcome: kind, replacementInstanceId: status.replacementInstanceId, replacementNodeName: node, seconds: secondsSinceNotice(run), late },
       node ? { otherNodeName: node } : {},
     );
   } else if (kind === 'capacity-unavailable') {
     const reason = status.onDemand?.failure ?? status.spot.failure;
-    await announceStep(run, 'no-capacity', `no replacement capacity for ${run.instanceId}: ${reason ?? 'unknown'}`, { outcome: kind, reason, capacityGroup: status.onDemand?.asgName ?? run.settings.spotAsgName });
+    await announceStep(run, 'no-capacity', `no replacement capacity for ${run.instanceId}: ${reason ?? 'unknown'}`, { notice: noticeKind(run), outcome: kind, reason, capacityGroup: status.onDemand?.asgName ?? run.settings.spotAsgName });
   }
 }
 

@@ -3,7 +3,7 @@
 // Its history reads like the runbook an operator would follow by hand.
 import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
 import { searchAttributes } from '../shared/search-attributes.js';
-import { announceStep, noticeKind } from './announce.js';
+import { announceLaterInterruption, announceStep, noticeKind } from './announce.js';
 import { loadSettings } from './activities.js';
 import { type InstanceFate, problemsOfRebalanceInput, type RebalanceInput, type RebalanceResult } from './api.js';
 import { addReplacementCapacity, useLateReplacement } from './replacement.js';
@@ -27,6 +27,7 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 
   await verify(run);
   await announceStep(run, 'notice-received', `${noticeKind(run)} for ${run.instanceId} (${run.nodeName}) in "${run.settings.spotAsgName}"`, { notice: noticeKind(run) });
+  announceLaterInterruption(run);
   // Replacement capacity in the background: an interruption notice must not wait for it.
   run.enterPhase('adding-capacity');
   const capacity = addReplacementCapacity(run).finally(() => {

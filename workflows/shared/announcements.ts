@@ -6,6 +6,7 @@
 /** The steps of a flow an operator is told about, in the order they usually come. */
 export const STEPS = [
   'notice-received',
+  'interruption-received',
   'rejected',
   'replacement-requested',
   'on-demand-fallback',
@@ -21,6 +22,7 @@ export type Step = (typeof STEPS)[number];
 /** The Event reason of each step: stable, CamelCase like the Node Termination Handler's (`kubectl get events`). */
 export const EVENT_REASONS: Record<Step, string> = {
   'notice-received': 'RebalanceNotice',
+  'interruption-received': 'SpotInterruption',
   rejected: 'RebalanceRejected',
   'replacement-requested': 'ReplacementRequested',
   'on-demand-fallback': 'OnDemandFallback',
