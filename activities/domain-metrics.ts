@@ -125,6 +125,8 @@ export class DomainMetrics {
         return this.showHeld(group);
       case 'drained':
         return this.countDrain(workflowId, facts);
+      case 'hold-ended':
+        return this.endHold(workflowId);
       case 'reverted-to-spot':
         this.reverts({ group });
         if (facts.seconds === undefined) return;
@@ -140,6 +142,11 @@ export class DomainMetrics {
     this.evicted({}, facts.evicted ?? 0);
     this.podsLeft({ why: 'unrecreatable' }, facts.left ?? 0);
     this.podsLeft({ why: 'remaining' }, facts.remaining ?? 0);
+    this.endHold(workflowId);
+  }
+
+  /** A held node drained at last, or its run ended without a drain (kept, or the instance gone). */
+  private endHold(workflowId: string): void {
     const heldIn = this.held.get(workflowId);
     if (heldIn === undefined) return;
     this.held.delete(workflowId);

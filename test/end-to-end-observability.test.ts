@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { monitorStatusQuery } from '../workflows/monitor/api.js';
-import { rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { drainNowSignal, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
 import { capacityStatusQuery } from '../workflows/capacity/api.js';
 import { capacityWorkflowId, monitorWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
@@ -236,6 +236,27 @@ describe('end to end: Kubernetes Events, domain metrics and webhooks of a flow',
     assert.equal(valueOf(text, 'spot_guard_notices_received_total', { notice: 'spot-interruption' }), 1);
     assert.equal(valueOf(text, 'spot_guard_notices_total', { notice: 'spot-interruption', outcome: 'spot' }), 1);
     await until('its webhook message', async () => endpoint.stepsOf(rebalanceWorkflowId(atRisk)).includes('interruption-received'), 30_000);
+  });
+
+  it('no capacity anywhere: NoReplacementCapacity and HeldForCapacity Events, the node counted as held until an operator drains it', async function () {
+    const { atRisk, nodeName } = await e2e.spotNodeWithPod();
+    await e2e.aws.capacityError(SPOT);
+    await e2e.aws.capacityError(ON_DEMAND);
+    await requestRebalance(e2e.client, TASK_QUEUE, { instanceId: atRisk, nodeName });
+    const handle = e2e.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(atRisk));
+    await until('holding', async () => (await handle.query(rebalanceStatusQuery)).phase === 'holding');
+    await until('the held node counted', async () => valueOf(await metrics(), 'spot_guard_nodes_held', { group: SPOT }) === 1);
+    const held = await eventsOn(e2e, nodeName);
+    assert.equal(held.find((e) => e.reason === 'HeldForCapacity')?.type, 'Warning');
+    assert.match(held.find((e) => e.reason === 'NoReplacementCapacity')?.message ?? '', /capacity problem/);
+    const text = await metrics();
+    assert.equal(valueOf(text, 'spot_guard_notices_total', { outcome: 'capacity-unavailable', group: SPOT }), 1);
+    assert.equal(valueOf(text, 'spot_guard_capacity_errors_total', { group: ON_DEMAND }), 1, 'the on-demand group\'s error, under its own name');
+
+    await handle.signal(drainNowSignal, { reason: 'observability test' });
+    assert.equal((await handle.result()).drained, true);
+    assert.equal(valueOf(await metrics(), 'spot_guard_nodes_held', { group: SPOT }), 0, 'no longer held once drained');
+    assert.ok((await eventsOn(e2e, nodeName)).some((e) => e.reason === 'Drained'));
   });
 });
 

@@ -54,7 +54,10 @@ async function drainOrHold(run: RebalanceRun): Promise<{ drained: boolean; fate?
   await announceStep(run, 'held', 'no replacement capacity: node tainted, its pods stay until a replacement, an interruption notice or drainNow');
   run.note('no replacement capacity: node tainted, pods stay until a late replacement, an interruption notice or a drainNow signal');
   const watched = await watchKeptInstance(run, () => run.drainRequested() || run.lateReplacement() !== undefined, run.status.spot.desiredTarget !== undefined);
-  if (watched !== 'drain-requested') return { drained: false, fate: watched };
+  if (watched !== 'drain-requested') {
+    await announceStep(run, 'hold-ended', `the hold ended without a drain: instance ${watched}`, { outcome: watched });
+    return { drained: false, fate: watched };
+  }
   const late = run.lateReplacement();
   if (late && !run.drainRequested()) await useLateReplacement(run, late);
   return { drained: await drain(run) };

@@ -14,6 +14,7 @@ export const STEPS = [
   'no-capacity',
   'tainted',
   'held',
+  'hold-ended',
   'drained',
   'reverted-to-spot',
 ] as const;
@@ -30,6 +31,7 @@ export const EVENT_REASONS: Record<Step, string> = {
   'no-capacity': 'NoReplacementCapacity',
   tainted: 'Tainted',
   held: 'HeldForCapacity',
+  'hold-ended': 'HoldEnded',
   drained: 'Drained',
   'reverted-to-spot': 'RevertedToSpot',
 };
