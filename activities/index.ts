@@ -2,7 +2,9 @@ import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import type { Client } from '@temporalio/client';
 import type { SpotGuardActivities } from '../workflows/shared/activity-types.js';
 import type { FlowSettings } from '../workflows/shared/settings.js';
+import { type Announcer, createAnnounceActivities } from './announce.js';
 import { createAutoScalingActivities } from './auto-scaling.js';
+import { DomainMetrics } from './domain-metrics.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
 import { createMonitorRequestActivities } from './monitor-requests.js';
@@ -11,7 +13,9 @@ import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './sca
 import { createSettingsActivities } from './settings.js';
 import { createSurplusActivities } from './surplus.js';
 
+export * from './announce.js';
 export * from './auto-scaling.js';
+export * from './domain-metrics.js';
 export * from './capacity-requests.js';
 export * from './kubernetes.js';
 export * from './monitor-requests.js';
@@ -32,12 +36,20 @@ export interface ActivityDependencies {
   evictionRetrySeconds?: number;
   /** The worker's watch on nodes; without it the node lookups list the nodes (shared within a second). */
   nodeWatch?: NodeWatch;
+  /** Where announced steps go (Events, metrics, webhook); default: metrics into nothing, no Events. */
+  announcer?: Announcer;
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
 export function createActivities(deps: ActivityDependencies): SpotGuardActivities {
+  const announcer = deps.announcer ?? { metrics: new DomainMetrics() };
   const autoScaling = createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun });
-  const kubernetes = createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch });
+  const kubernetes = createKubernetesActivities(deps.kubernetes, {
+    dryRun: deps.dryRun,
+    evictionRetrySeconds: deps.evictionRetrySeconds,
+    nodeWatch: deps.nodeWatch,
+    onEvictionRefused: () => announcer.metrics.evictionRefused({}),
+  });
   return {
     ...createSettingsActivities(deps.settings),
     ...autoScaling,
@@ -47,6 +59,7 @@ export function createActivities(deps: ActivityDependencies): SpotGuardActivitie
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     // Rebalance runs live on the per-node queue.
     ...createSurplusActivities({ temporal: deps.temporal, taskQueue: deps.taskQueue, autoScaling, kubernetes }),
+    ...createAnnounceActivities(announcer),
   };
 }
 

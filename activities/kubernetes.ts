@@ -37,6 +37,8 @@ export interface KubernetesActivityOptions {
   nodeListCacheMs?: number;
   /** The worker's watch on nodes: answers those questions without a list while it is in sync. */
   nodeWatch?: NodeWatch;
+  /** Told of each eviction a PodDisruptionBudget refused (the metric spot_guard_evictions_refused_total). */
+  onEvictionRefused?: () => void;
 }
 
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -139,6 +141,7 @@ interface KubernetesContext {
   nodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
   /** The same from a list made now, for a look a termination rests on. */
   freshNodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+  onEvictionRefused: () => void;
 }
 
 function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityOptions): KubernetesContext {
@@ -157,6 +160,7 @@ function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityO
     nodeListCacheMs,
     nodeIndex: async () => options.nodeWatch?.current() ?? listedNodeIndex('all'),
     freshNodeIndex,
+    onEvictionRefused: options.onEvictionRefused ?? (() => undefined),
   };
 }
 
@@ -209,6 +213,7 @@ async function evict(ctx: KubernetesContext, pod: V1Pod): Promise<'evicted' | 'b
     if (status === 404) return 'gone';
     // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
     // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
+    if (status === 429) ctx.onEvictionRefused();
     if (status === 429 || status === 500) return 'blocked';
     return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
   }

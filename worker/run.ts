@@ -7,7 +7,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, ensureMonitor } from '../activities/index.js';
+import { createActivities, DomainMetrics, ensureMonitor } from '../activities/index.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { type IntakeConfig, loadConfig, logFormatSetting, type WorkerConfig } from './config.js';
 import { type DevServer, startDevServer } from './dev-server.js';
@@ -20,6 +20,8 @@ import { startHealthServer } from './health.js';
 import { preflightProblems } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
+import { loadWebhookConfig, type WebhookConfig } from './webhook-config.js';
+import { WebhookSender } from './webhook.js';
 
 type ActivityFunction = (...args: never[]) => Promise<unknown>;
 
@@ -43,8 +45,9 @@ const say = (message: string): void => log.info(message);
 /** Runs the worker until SIGTERM/SIGINT. Returns the process's exit status: 0 stopped, 2 refused to start. */
 export async function runWorker(options: RunWorkerOptions = {}): Promise<number> {
   const loaded = loadConfig(process.env);
-  if (!loaded.ok) {
-    for (const error of loaded.errors) log.error(`configuration error: ${error}`);
+  const webhook = loadWebhookConfig(process.env);
+  if (!loaded.ok || !webhook.ok) {
+    for (const error of [...(loaded.ok ? [] : loaded.errors), ...(webhook.ok ? [] : webhook.errors)]) log.error(`configuration error: ${error}`);
     log.error('refusing to start: fix the values above (see docs/configuration.md)');
     return 2;
   }
@@ -78,7 +81,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   let devServer: DevServer | undefined;
   try {
     if (!config.temporal.address) devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
-    return await serve(config, { autoScaling, kubeConfig, preflight }, options, devServer);
+    return await serve(config, { autoScaling, kubeConfig, preflight, webhook: webhook.config }, options, devServer);
   } finally {
     stopMemoryReport?.();
     await devServer?.stop();
@@ -137,10 +140,12 @@ interface Peers {
   autoScaling: AutoScalingClient;
   kubeConfig: KubeConfig;
   preflight: Promise<void>;
+  /** Where announced steps are sent too (SPOT_GUARD_WEBHOOK_URL); none: no webhook. */
+  webhook?: WebhookConfig;
 }
 
 /** Connected to Temporal at `devServer`'s address or the configured one: polls until SIGTERM/SIGINT. */
-async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
+async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight, webhook }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
   const address = devServer?.address ?? config.temporal.address;
   if (!address) throw new Error('no Temporal address: set TEMPORAL_ADDRESS, or leave it unset for the embedded dev server');
   const connectOptions = await connectionOptions(config.temporal, address);
@@ -150,6 +155,8 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
 
   const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
   const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => log.warn(message) });
+  const metrics = new DomainMetrics(Runtime.instance().metricMeter);
+  const sender = webhook ? new WebhookSender(webhook, metrics, log) : undefined;
   const activities = withExtraActivities(
     createActivities({
       autoScaling,
@@ -161,6 +168,7 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
       groupTaskQueue: config.temporal.groupTaskQueue,
       settings: config.flow,
       dryRun: config.dryRun,
+      announcer: { events: kubernetes, metrics, ...(sender ? { notify: sender.notify } : {}) },
     }),
     options.extraActivities,
   );
@@ -175,6 +183,8 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
       ` (spot group "${config.flow.spotAsgName}", on-demand group "${config.flow.onDemandAsgName}"${config.dryRun ? ', DRY RUN' : ''})`,
   );
   if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
+  // Which steps and in which shape; never the URL, which carries the chat's token.
+  if (webhook) say(`webhook on: ${webhook.format} messages for ${[...webhook.steps].join(', ')}`);
   const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyInstanceInGroup: activities.verifyInstanceInGroup, temporal: client }) : undefined;
   const health = config.healthAddress ? await startHealthServer(config.healthAddress, () => workers.map((worker) => worker.getState())) : undefined;
   if (config.healthAddress) say(`probes on http://${config.healthAddress}/healthz and /readyz`);
@@ -183,6 +193,7 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight 
   await intake?.close();
   await health?.close();
   await nodeWatch.stop();
+  await sender?.close();
   await connection.close();
   say('worker stopped');
   return 0;

@@ -26,6 +26,7 @@ import { answerDrainRequests, moveDrainQueue } from './drain-slots.js';
 import { pollGroupForWaiters } from './group-poll.js';
 import { GroupState } from './group-state.js';
 import { applyIncreases } from './increases.js';
+import { showQueues } from './metrics.js';
 import type { Pending } from './request-ledger.js';
 import { applyRetirements } from './retirements.js';
 
@@ -43,6 +44,7 @@ export async function capacityWorkflow(input: CapacityWorkflowInput): Promise<ne
   for (;;) {
     // What it waits for, in the UI's current details (held by the worker, not recorded in history).
     setCurrentDetails(capacityDetails(state.status()));
+    showQueues(state);
     await waitForWork(state, shouldContinueAsNew);
     if (await doDueWork(state)) continue;
     if (state.ledger.queue.length === 0 && shouldContinueAsNew() && (await readyToContinueAsNew(state))) {

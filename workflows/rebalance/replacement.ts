@@ -9,6 +9,7 @@ import { rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import { awaitNodeReadyFor, NODE_READY_QUICK_LOOK_MS, quickNodeReadyLook, reportFallbackToMonitor, requestCapacityIncrease } from './activities.js';
 import type { ScaleAttempt } from './api.js';
+import { announceStep, noticeKind, secondsSinceNotice } from './announce.js';
 import { drainSlotRequest } from './taint-and-drain.js';
 import type { RebalanceRun } from './run.js';
 
@@ -38,6 +39,7 @@ export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   else if (status.replacement !== 'not-needed' && status.replacement !== 'surplus') await onDemandFallback(run);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: status.replacement ?? 'capacity-unavailable' }]);
   if (status.replacementInstanceId) await awaitReplacementNodeReady(run, status.replacementInstanceId);
+  await announceOutcome(run, false);
   run.enterCapacityPhase('done');
 }
 
@@ -50,6 +52,7 @@ function spotPlusOne(run: RebalanceRun): Promise<string | undefined> {
 async function onDemandFallback(run: RebalanceRun): Promise<void> {
   const { settings, status } = run;
   run.note(`spot capacity unavailable (${status.spot.failure}); falling back to on-demand group ${settings.onDemandAsgName}`);
+  await announceStep(run, 'on-demand-fallback', `spot capacity unavailable (${status.spot.failure}): falling back to on-demand group "${settings.onDemandAsgName}"`, { kind: 'on-demand', reason: status.spot.failure });
   const attempt: ScaleAttempt = { asgName: settings.onDemandAsgName };
   status.onDemand = attempt;
   const onDemand = await raiseAndAwaitNewInstance(run, attempt, 'on-demand', settings.scaleTimeoutSeconds);
@@ -75,6 +78,26 @@ export async function useLateReplacement(run: RebalanceRun, late: { kind: 'spot'
   run.note(`the ${late.kind} replacement came after its wait ended: the hold ends`);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: late.kind }]);
   await awaitReplacementNodeReady(run, late.instanceId);
+  await announceOutcome(run, true);
+}
+
+/** Replacement ready (on the warned node and the replacement's), or no capacity at all; nothing when none was needed. */
+async function announceOutcome(run: RebalanceRun, late: boolean): Promise<void> {
+  const { status } = run;
+  const kind = status.replacement;
+  if (kind === 'spot' || kind === 'on-demand') {
+    const node = status.replacementNodeName;
+    await announceStep(
+      run,
+      'replacement-ready',
+      `${kind} replacement ${status.replacementInstanceId ?? ''}${node ? ` (node ${node})` : ''} is ready for ${run.instanceId} (${run.nodeName})`,
+      { notice: noticeKind(run), kind, outcome: kind, replacementInstanceId: status.replacementInstanceId, replacementNodeName: node, seconds: secondsSinceNotice(run), late },
+      node ? { otherNodeName: node } : {},
+    );
+  } else if (kind === 'capacity-unavailable') {
+    const reason = status.onDemand?.failure ?? status.spot.failure;
+    await announceStep(run, 'no-capacity', `no replacement capacity for ${run.instanceId}: ${reason ?? 'unknown'}`, { notice: noticeKind(run), outcome: kind, reason, capacityGroup: status.onDemand?.asgName ?? run.settings.spotAsgName });
+  }
 }
 
 function settleReplacement(run: RebalanceRun, kind: 'spot' | 'on-demand', replacementInstanceId: string): void {
@@ -106,6 +129,7 @@ async function raiseAndAwaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt
   attempt.requestedAt = grant.appliedAt;
   attempt.desiredBefore = grant.desiredBefore;
   attempt.desiredTarget = grant.desiredTarget;
+  await announceStep(run, 'replacement-requested', `${label} +1 on "${attempt.asgName}" (desired ${grant.desiredBefore} -> ${grant.desiredTarget}) for ${run.instanceId}`, { kind: label, desiredTarget: grant.desiredTarget, capacityGroup: attempt.asgName });
   run.enterCapacityPhase(label === 'spot' ? 'waiting-for-spot' : 'waiting-for-on-demand');
   return awaitNewInstance(run, attempt, requestId, timeoutSeconds);
 }

@@ -5,6 +5,7 @@ import { rootMessage } from '../shared/failures.js';
 import { isTerminatingState } from '../shared/ids.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import { verifyInstanceInGroup, verifyNode } from './activities.js';
+import { announceStep, noticeKind } from './announce.js';
 import type { RebalanceRun } from './run.js';
 
 export async function verify(run: RebalanceRun): Promise<void> {
@@ -17,6 +18,8 @@ export async function verify(run: RebalanceRun): Promise<void> {
   } catch (error) {
     run.enterPhase('failed');
     upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'rejected' }]);
+    // No Event: the node named may not be this instance's.
+    await announceStep(run, 'rejected', `rejected, nothing changed: ${rootMessage(error)}`, { notice: noticeKind(run), outcome: 'rejected', reason: rootMessage(error) }, { nodeName: null });
     throw ApplicationFailure.nonRetryable(`rejected, nothing changed: ${rootMessage(error)}`, 'RebalanceRejected');
   }
 }

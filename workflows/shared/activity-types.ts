@@ -3,6 +3,7 @@
 // activities/ and the dependency between the two folders runs one way only.
 import type { DrainSlotRequest, IncreaseCapacityRequest, ReleaseDrainSlotRequest, RetireInstanceRequest, WorkflowAnswer } from '../capacity/api.js';
 import type { FallbackReport } from '../monitor/api.js';
+import type { StepAnnouncement } from './announcements.js';
 import type { FlowSettings, TaintSpec } from './settings.js';
 
 // --- what the activities answer ------------------------------------------------------------------------------------
@@ -157,6 +158,11 @@ export interface MonitorRequestActivities {
   reportFallbackToMonitor(input: { spotAsgName: string; onDemandAsgName: string; report: FallbackReport }): Promise<void>;
 }
 
+/** A step told to operators: a Kubernetes Event, metrics, a webhook message; never fails (activities/announce.ts). */
+export interface AnnounceActivities {
+  announceStep(announcement: StepAnnouncement): Promise<void>;
+}
+
 /** Every activity of Spot Guard: what the worker registers and the workflows proxy. */
 /**
  * The replacement a group launched on its own for a warned instance that left without a decrement: one too many, as
@@ -175,4 +181,5 @@ export type SpotGuardActivities = SettingsActivities &
   KubernetesActivities &
   ScaleDownSafetyActivities &
   CapacityRequestActivities &
-  MonitorRequestActivities;
+  MonitorRequestActivities &
+  AnnounceActivities;

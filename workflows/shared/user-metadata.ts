@@ -61,6 +61,7 @@ const activitySummaries: Summarizers = {
   reportFallbackToMonitor: ({ spotAsgName, onDemandAsgName, report }) => `report on-demand ${report.onDemandInstanceId} to the monitor of ${spotAsgName} ↔ ${onDemandAsgName}`,
   terminateUnlessNode: ({ asgName, instanceId }) => `terminate ${instanceId} in ${asgName} with decrement unless it has a node`,
   startSurplusDrain: ({ instanceId, nodeName, surplusFor }) => `start the drain of ${instanceId} (node ${nodeName}), the surplus launched for ${surplusFor}`,
+  announceStep: ({ step, instanceId, nodeName }) => `announce ${step} of ${instanceId}${nodeName ? ` on node ${nodeName}` : ''}`,
 };
 
 /** An activity's summary; a summary is only a label, so a malformed input gets none instead of failing the call. */
