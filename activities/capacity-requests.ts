@@ -22,6 +22,7 @@ import type { capacityWorkflow } from '../workflows/capacity/workflow.js';
 import type { CapacityRequestActivities } from '../workflows/shared/activity-types.js';
 import { capacityWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
 import { FailureType, nonRetryable } from './errors.js';
 import { requireGroupName } from './validation.js';
 
@@ -43,9 +44,10 @@ export function createCapacityRequestActivities(client: Client, taskQueue: strin
   async function signalRequest<Arg>(asgName: string, signal: SignalDefinition<[Arg]>, request: Arg): Promise<void> {
     requireGroupName(asgName);
     const options = { workflowId: capacityWorkflowId(asgName), taskQueue, args: [{ asgName }] as [{ asgName: string }], signal, signalArgs: [request] as [Arg] };
+    const shown = { staticSummary: workflowSummaries.capacity(asgName), staticDetails: workflowDetails.capacity(asgName) };
     for (let attempt = 1; ; attempt++) {
       try {
-        await client.workflow.signalWithStart<typeof capacityWorkflow, [Arg]>('capacityWorkflow', { ...options, typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }] });
+        await client.workflow.signalWithStart<typeof capacityWorkflow, [Arg]>('capacityWorkflow', { ...options, ...shown, typedSearchAttributes: [{ key: searchAttributes.asg, value: asgName }] });
         return;
       } catch (error) {
         // Another request started it a moment before (a server that does not make the two one step): signal again.

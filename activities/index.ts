@@ -2,7 +2,9 @@ import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import type { Client } from '@temporalio/client';
 import type { SpotGuardActivities } from '../workflows/shared/activity-types.js';
 import type { FlowSettings } from '../workflows/shared/settings.js';
+import { type Announcer, createAnnounceActivities } from './announce.js';
 import { createAutoScalingActivities } from './auto-scaling.js';
+import { DomainMetrics } from './domain-metrics.js';
 import { createCapacityRequestActivities } from './capacity-requests.js';
 import { createKubernetesActivities, type KubernetesCoreApi } from './kubernetes.js';
 import { createMonitorRequestActivities } from './monitor-requests.js';
@@ -11,8 +13,11 @@ import { createProtectedPairActivities } from './protected-instance.js';
 import type { ProtectedPairs } from './protected-pairs.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
+import { createSurplusActivities } from './surplus.js';
 
+export * from './announce.js';
 export * from './auto-scaling.js';
+export * from './domain-metrics.js';
 export * from './capacity-requests.js';
 export * from './kubernetes.js';
 export * from './monitor-requests.js';
@@ -20,6 +25,7 @@ export * from './protected-instance.js';
 export * from './protected-pairs.js';
 export * from './scale-down-safety.js';
 export * from './settings.js';
+export * from './surplus.js';
 
 export interface ActivityDependencies {
   autoScaling: AutoScalingClient;
@@ -38,18 +44,31 @@ export interface ActivityDependencies {
   pollBatchWindowMs?: number;
   /** The worker's watch on nodes; without it the node lookups list the nodes (shared within a second). */
   nodeWatch?: NodeWatch;
+  /** Where announced steps go (Events, metrics, webhook); default: metrics into nothing, no Events. */
+  announcer?: Announcer;
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
 export function createActivities(deps: ActivityDependencies): SpotGuardActivities {
+  const announcer = deps.announcer ?? { metrics: new DomainMetrics() };
+  const autoScaling = createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun, pollBatchWindowMs: deps.pollBatchWindowMs });
+  const kubernetes = createKubernetesActivities(deps.kubernetes, {
+    dryRun: deps.dryRun,
+    evictionRetrySeconds: deps.evictionRetrySeconds,
+    nodeWatch: deps.nodeWatch,
+    onEvictionRefused: () => announcer.metrics.evictionRefused({}),
+  });
   return {
     ...createSettingsActivities(deps.settings),
-    ...createAutoScalingActivities(deps.autoScaling, { dryRun: deps.dryRun, pollBatchWindowMs: deps.pollBatchWindowMs }),
-    ...createKubernetesActivities(deps.kubernetes, { dryRun: deps.dryRun, evictionRetrySeconds: deps.evictionRetrySeconds, nodeWatch: deps.nodeWatch }),
+    ...autoScaling,
+    ...kubernetes,
     ...createScaleDownSafetyActivities(deps.kubernetes, deps.kubernetesPolicy, { pollSeconds: deps.evictionRetrySeconds }),
     ...createCapacityRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createMonitorRequestActivities(deps.temporal, deps.groupTaskQueue ?? deps.taskQueue),
     ...createProtectedPairActivities(deps.autoScaling, deps.pairs),
+    // Rebalance runs live on the per-node queue.
+    ...createSurplusActivities({ temporal: deps.temporal, taskQueue: deps.taskQueue, autoScaling, kubernetes }),
+    ...createAnnounceActivities(announcer),
   };
 }
 

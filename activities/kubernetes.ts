@@ -37,6 +37,8 @@ export interface KubernetesActivityOptions {
   nodeListCacheMs?: number;
   /** The worker's watch on nodes: answers those questions without a list while it is in sync. */
   nodeWatch?: NodeWatch;
+  /** Told of each eviction a PodDisruptionBudget refused (the metric spot_guard_evictions_refused_total). */
+  onEvictionRefused?: () => void;
 }
 
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
@@ -137,15 +139,19 @@ interface KubernetesContext {
   nodeListCacheMs: number;
   /** Node name and readiness by instance id: the node watch's while it is in sync, else a list shared for a moment. */
   nodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+  /** The same from a list made now, for a look a termination rests on. */
+  freshNodeIndex: () => Promise<ReadonlyMap<string, NodeLook>>;
+  onEvictionRefused: () => void;
 }
 
 function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityOptions): KubernetesContext {
   const nodeListCacheMs = options.nodeListCacheMs ?? 1_000;
   /** Node name and readiness by instance id, from one list shared by every caller within the cache period. */
-  const listedNodeIndex = sharedRead(nodeListCacheMs, async (): Promise<ReadonlyMap<string, NodeLook>> => {
+  const freshNodeIndex = async (): Promise<ReadonlyMap<string, NodeLook>> => {
     const list = await kubernetesCall('list nodes', () => core.listNode(FROM_WATCH_CACHE));
     return new Map(list.items.map((n) => [instanceIdFromProviderId(n.spec?.providerID) ?? '', { nodeName: n.metadata?.name, ready: isNodeReady(n) }]));
-  });
+  };
+  const listedNodeIndex = sharedRead(nodeListCacheMs, freshNodeIndex);
   return {
     core,
     dryRun: options.dryRun ?? false,
@@ -153,6 +159,8 @@ function kubernetesContext(core: KubernetesCoreApi, options: KubernetesActivityO
     firstHeartbeatAfterMs: (options.firstHeartbeatAfterSeconds ?? 10) * 1000,
     nodeListCacheMs,
     nodeIndex: async () => options.nodeWatch?.current() ?? listedNodeIndex('all'),
+    freshNodeIndex,
+    onEvictionRefused: options.onEvictionRefused ?? (() => undefined),
   };
 }
 
@@ -205,6 +213,7 @@ async function evict(ctx: KubernetesContext, pod: V1Pod): Promise<'evicted' | 'b
     if (status === 404) return 'gone';
     // 429: a PodDisruptionBudget allows no disruption right now. 500 "more than one PodDisruptionBudget": refused
     // until the budgets are fixed. Either way the pod stays, and the drain tries again on its next round.
+    if (status === 429) ctx.onEvictionRefused();
     if (status === 429 || status === 500) return 'blocked';
     return kubernetesCall(`evict pod ${namespace}/${name}`, () => Promise.reject(error));
   }
@@ -225,10 +234,10 @@ async function verifyNode(ctx: KubernetesContext, input: { nodeName: string; ins
   return { providerID };
 }
 
-/** The node of an instance (matched by providerID) and whether it is Ready. */
-async function findNodeForInstance(ctx: KubernetesContext, input: { instanceId: string }): Promise<NodeLook> {
+/** The node of an instance (matched by providerID) and whether it is Ready; `fresh`: from a list made now. */
+async function findNodeForInstance(ctx: KubernetesContext, input: { instanceId: string; fresh?: boolean }): Promise<NodeLook> {
   requireInstanceId(input.instanceId);
-  return (await ctx.nodeIndex()).get(input.instanceId) ?? NO_NODE;
+  return (await (input.fresh ? ctx.freshNodeIndex() : ctx.nodeIndex())).get(input.instanceId) ?? NO_NODE;
 }
 
 /**

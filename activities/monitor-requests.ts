@@ -4,6 +4,7 @@ import type { Client } from '@temporalio/client';
 import { type FallbackReport, fallbackLaunchedSignal, type MonitorInput } from '../workflows/monitor/api.js';
 import { monitorWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
 import type { monitorWorkflow } from '../workflows/monitor/workflow.js';
 import { requireGroupName } from './validation.js';
 
@@ -14,6 +15,8 @@ function monitorStartOptions(taskQueue: string, spotAsgName: string, onDemandAsg
     args: [{ spotAsgName, onDemandAsgName }] as [MonitorInput],
     workflowIdConflictPolicy: 'USE_EXISTING' as const,
     typedSearchAttributes: [{ key: searchAttributes.asg, value: spotAsgName }],
+    staticSummary: workflowSummaries.monitor(spotAsgName, onDemandAsgName),
+    staticDetails: workflowDetails.monitor(spotAsgName, onDemandAsgName),
   };
 }
 

@@ -5,6 +5,7 @@ import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { type InterruptionNotice, interruptionNoticeSignal, type RebalanceInput } from '../workflows/rebalance/api.js';
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
+import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
 
 export interface RebalanceRequestResult {
   workflowId: string;
@@ -12,9 +13,16 @@ export interface RebalanceRequestResult {
   runId: string;
 }
 
-function startOptions(input: RebalanceInput, taskQueue: string) {
+/**
+ * `notice`: the interruption notice that starts it (a rebalance recommendation without); `asgName`: the instance's
+ * group, when the caller knows it, for the summary the UI shows (the workflow finds it on its own).
+ */
+function startOptions(input: RebalanceInput, taskQueue: string, notice?: InterruptionNotice, asgName?: string) {
   return {
     workflowId: rebalanceWorkflowId(input.instanceId),
+    // What the Temporal UI shows of it (a run that is reused keeps those of its start).
+    staticSummary: workflowSummaries.rebalance(input, asgName),
+    staticDetails: notice ? workflowDetails.rebalance('interruption notice', notice) : workflowDetails.rebalance('rebalance recommendation', { time: input.noticeTime }),
     taskQueue,
     args: [input] as [RebalanceInput],
     // One open run per instance: a running one is reused. A notice for an instance whose run has closed (kept, rejected,
@@ -30,8 +38,8 @@ function startOptions(input: RebalanceInput, taskQueue: string) {
 }
 
 /** On a rebalance recommendation: start the instance's rebalance workflow unless one is open already. */
-export async function requestRebalance(client: Client, taskQueue: string, input: RebalanceInput): Promise<RebalanceRequestResult> {
-  const handle = await client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', startOptions(input, taskQueue));
+export async function requestRebalance(client: Client, taskQueue: string, input: RebalanceInput, asgName?: string): Promise<RebalanceRequestResult> {
+  const handle = await client.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', startOptions(input, taskQueue, undefined, asgName));
   return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
 }
 
@@ -39,9 +47,15 @@ export async function requestRebalance(client: Client, taskQueue: string, input:
  * On a spot interruption notice: tell the instance's open workflow to drain now, or start one that drains at once (a
  * closed run's instance is still running, so the notice always acts).
  */
-export async function reportInterruption(client: Client, taskQueue: string, input: RebalanceInput, notice: InterruptionNotice): Promise<WorkflowHandleWithSignaledRunId<typeof rebalanceWorkflow>> {
+export async function reportInterruption(
+  client: Client,
+  taskQueue: string,
+  input: RebalanceInput,
+  notice: InterruptionNotice,
+  asgName?: string,
+): Promise<WorkflowHandleWithSignaledRunId<typeof rebalanceWorkflow>> {
   return client.workflow.signalWithStart<typeof rebalanceWorkflow, [InterruptionNotice]>('rebalanceWorkflow', {
-    ...startOptions(input, taskQueue),
+    ...startOptions(input, taskQueue, notice, asgName),
     signal: interruptionNoticeSignal,
     signalArgs: [notice],
   });

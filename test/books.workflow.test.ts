@@ -3,14 +3,15 @@
 // once, whoever removes the instance (Spot Guard, an operator with decrement, AWS) and whenever.
 import assert from 'node:assert/strict';
 import { TerminateInstanceInAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { capacityStatusQuery } from '../workflows/capacity/api.js';
 import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
-import { INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
+import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
 import { defaultFlowSettings, Harness } from './helpers/harness.js';
+import { recordHistory } from './helpers/histories.js';
 import { waitForStatus } from './helpers/workflows.js';
 import { until } from '../scripts/peers/wait.js';
 import { createDevServerEnv, createTimeSkippingEnv } from './helpers/temporal.js';
@@ -236,6 +237,108 @@ describe('books per instance (time-skipping)', function () {
       for (const id of running) assert.ok(h.aws.instanceIds(h.spot).includes(id), `running ${id} stays`);
     });
   }
+
+  /** AWS takes the kept instance and the group relaunches at once: the one instance too many, as desired counts the +1. */
+  async function reclaimKeptAndRelaunch(): Promise<string> {
+    await start();
+    await waitForStatus(handle(), (s) => s.phase === 'awaiting-reclaim');
+    assert.equal(h.aws.desired(h.spot), 4);
+    const before = h.aws.instanceIds(h.spot);
+    // Pending until the test says otherwise: no node but the one the test gives it.
+    h.aws.setLaunch(h.spot, { kind: 'never' });
+    h.aws.reclaim(atRisk, { relaunch: true });
+    const [relaunched] = h.aws.instanceIds(h.spot).filter((id) => !before.includes(id));
+    assert.ok(relaunched, 'the group relaunched');
+    return relaunched;
+  }
+
+  /** Its node registers (the instance still Pending in the group) and the scheduler places a pod on it. */
+  function nodeWithPodFor(instanceId: string): void {
+    h.k8s.addNode({ name: 'node-r', instanceId });
+    h.k8s.addPod({ name: 'web-2', nodeName: 'node-r', ownerKind: 'ReplicaSet' });
+  }
+
+  const surplusRun = (instanceId: string) => env.client.workflow.getHandle<typeof rebalanceWorkflow>(rebalanceWorkflowId(instanceId));
+
+  /**
+   * The kept instance's run ends reclaimed, the surplus run ends drained and terminated (though SPOT_GUARD_TERMINATE_DRAINED
+   * is false: no reclaim comes for it), and no book is left.
+   */
+  async function assertDrainedAsSurplus(surplus: string): Promise<void> {
+    // Answered once the spot group settled its book, after the surplus run had started.
+    assert.equal((await handle().result()).instanceFate, 'reclaimed-by-aws');
+    const result = await surplusRun(surplus).result();
+    assert.deepEqual([result.replacement, result.drained, result.instanceFate], ['surplus', true, 'terminated']);
+    assert.deepEqual(await books(), []);
+  }
+
+  /** Once over: the pod was evicted before the one terminate with decrement, and desired is back at its size. */
+  function assertOneDecrementAfterTheDrain(surplus: string, terminateCalls: number): void {
+    assert.equal(h.k8s.requestsMatching('POST', '/pods/web-2/eviction').length, 1, 'drained before it went');
+    const terminations = h.aws.callsOf('TerminateInstanceInAutoScalingGroup');
+    assert.deepEqual(terminations.at(-1), { InstanceId: surplus, ShouldDecrementDesiredCapacity: true });
+    assert.equal(terminations.length, terminateCalls);
+    assert.deepEqual(h.aws.callsOf('SetDesiredCapacity').map((c) => c.DesiredCapacity), [4], 'the +1, no second one, and no other change than the decrement');
+    assert.equal(h.aws.desired(h.spot), 3);
+  }
+
+  it('the group relaunches for a kept instance AWS took, and its replacement already carries pods: it is drained before it goes, desired ends at its size', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      nodeWithPodFor(surplus); // before the spot group's next look
+      await assertDrainedAsSurplus(surplus);
+      await recordHistory(surplusRun(surplus), 'rebalance-surplus-drained');
+      await recordHistory(env.client.workflow.getHandle(capacityWorkflowId(h.spot)), 'capacity-surplus-replacement');
+    });
+    assertOneDecrementAfterTheDrain(surplus, 1);
+  });
+
+  it('the terminate of a replacement with no node fails, and its node (with a pod) registers before the retry: the retry drains it instead', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      h.aws.fail('TerminateInstanceInAutoScalingGroup', 1, () => {
+        nodeWithPodFor(surplus); // between the failed call and its retry
+        return awsError('ServiceUnavailable', 'Service Unavailable', 503);
+      });
+      await assertDrainedAsSurplus(surplus);
+    });
+    assertOneDecrementAfterTheDrain(surplus, 2); // the failed call, then the drained instance's: no blind retry
+  });
+
+  it('a notice for the group\'s own replacement, which carries a kept instance\'s book: no second +1, its run drains it as the surplus', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      nodeWithPodFor(surplus);
+      // Its own notice, well before the kept run's next look (a minute): its +1 request's look at the group moves the
+      // book to it, and the surplus drain then started joins this very run.
+      await requestRebalance(env.client, h.taskQueue, { instanceId: surplus, nodeName: 'node-r' });
+      await assertDrainedAsSurplus(surplus);
+      const { recent } = await env.client.workflow.getHandle(capacityWorkflowId(h.spot)).query(capacityStatusQuery);
+      const answer = recent.find((r) => r.requestId === `${rebalanceWorkflowId(surplus)}/spot`);
+      assert.equal(answer?.result.status, 'surplus', 'its +1 request answered: desired is raised for it already');
+    });
+    assertOneDecrementAfterTheDrain(surplus, 1);
+    assert.equal(h.aws.desired(h.onDemand), 0, 'no on-demand fallback either');
+  });
+
+  it('the group relaunches for a kept instance AWS took, and its replacement has no node yet: it is terminated at once with decrement', async function () {
+    settings({ SPOT_GUARD_TERMINATE_DRAINED: 'false' });
+    let surplus = '';
+    await h.run(async () => {
+      surplus = await reclaimKeptAndRelaunch();
+      assert.equal((await handle().result()).instanceFate, 'reclaimed-by-aws');
+      assert.deepEqual(await books(), []);
+    });
+    assert.deepEqual(h.aws.callsOf('TerminateInstanceInAutoScalingGroup'), [{ InstanceId: surplus, ShouldDecrementDesiredCapacity: true }]);
+    assert.equal(h.aws.desired(h.spot), 3);
+    await assert.rejects(env.client.workflow.getHandle(rebalanceWorkflowId(surplus)).describe(), WorkflowNotFoundError, 'no drain needed, none started');
+  });
 });
 
 // The late on-demand scenario waits in real time anyway (the late poll is once a minute), and on the time-skipping test

@@ -62,6 +62,8 @@ function workerMayDo(right: Right, verb: string, namespace: string): boolean {
       return verb === 'list';
     case 'authentication.k8s.io/tokenreviews': // the intake: whose token a signaler presents
       return verb === 'create';
+    case '/events': // announce each step on the node: Events in `default`, where node Events live; create only
+      return verb === 'create' && namespace === 'default';
     default:
       return false;
   }

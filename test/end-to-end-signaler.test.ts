@@ -144,6 +144,8 @@ describe('end to end: IMDS → signaler → intake → worker (the whole chain)'
     const status = await handle.query(rebalanceStatusQuery);
     assert.equal(status.interruption?.action, 'terminate');
     assert.equal(status.drain?.complete, true);
+    // What the UI's list shows: the summary names the group the intake checked the instance in.
+    assert.equal(await (await handle.describe()).staticSummary(), `rebalance ${atRisk} on node ${nodeName} (group ${SPOT})`);
     assert.deepEqual(await e2e.nodeState(nodeName), { taints: ['spot-instance-terminating=true:NoSchedule'], cordoned: true });
     assert.equal(await runsOf(atRisk), 1);
   });

@@ -54,7 +54,7 @@ describe('intake against a real API server (TokenRequest and TokenReview)', func
     const handler = intakeHandler(
       {
         ...deps,
-        verifyProtected: () => Promise.resolve(undefined),
+        verifyProtected: () => Promise.resolve({ spotAsgName: 'spot-asg' }),
         rebalance: ({ instanceId }) => (started.push(`rebalance ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
         interruption: ({ instanceId }, n) => (started.push(`${n.action} ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
       },

@@ -201,6 +201,14 @@ describe('Kubernetes activities', function () {
     assert.deepEqual(await run(activities.findNodeForInstance, { instanceId: 'i-0cccccccccccccccc' }), { nodeName: undefined, ready: false });
   });
 
+  it('a fresh look finds a node that registered after the list shared within a second was made', async function () {
+    const shared = createKubernetesActivities(k8s.coreApi(), { nodeListCacheMs: 60_000 });
+    assert.equal((await run(shared.findNodeForInstance, { instanceId: 'i-0dddddddddddddddd' })).nodeName, undefined);
+    k8s.addNode({ name: 'node-late', instanceId: 'i-0dddddddddddddddd' });
+    assert.equal((await run(shared.findNodeForInstance, { instanceId: 'i-0dddddddddddddddd' })).nodeName, undefined, 'the shared list is a moment old');
+    assert.equal((await run(shared.findNodeForInstance, { instanceId: 'i-0dddddddddddddddd', fresh: true })).nodeName, 'node-late');
+  });
+
   it('awaitNodeReady waits in one activity until the node is Ready, and answers what it saw when the deadline passes', async function () {
     const quick = createKubernetesActivities(k8s.coreApi(), { nodeListCacheMs: 20 });
     const I2 = 'i-0bbbbbbbbbbbbbbbb';

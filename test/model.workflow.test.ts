@@ -16,7 +16,8 @@
 //   decrement of an instance that was not held on purpose at that moment (the operator's own change; a held
 //   instance's decrement is the one Spot Guard owed, and the books must not make a second). AWS reclaims change no
 //   starting value: the group relaunches to the same desired.
-// - Settled. After the last step, skipped time in 3-minute sleeps until every rebalance run has ended or waits in
+// - Settled. After the last step, skipped time in 3-minute sleeps until every rebalance run (of a warned instance, or
+//   of a surplus instance the spot group drains: a book carried over to it) has ended or waits in
 //   `holding` or `awaiting-reclaim` (the phases that last until an operator, a notice or AWS acts), no capacity
 //   workflow has requests pending, waiters or drains, and the monitor has no scale-down under way; then 2 more
 //   minutes, so the capacity workflow's minute look settles the books of instances that left. An on-demand +1 whose

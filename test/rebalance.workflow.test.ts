@@ -100,11 +100,12 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(h.aws.desired(h.spot), 3, 'the spot group ends at its original size');
     assert.ok(!h.aws.instanceIds(h.spot).includes(atRisk));
     assert.equal(h.aws.desired(h.onDemand), 0);
-    // The runbook reads in order; its short steps ran as local activities, inside the workflow tasks.
+    // The runbook reads in order; its short steps ran as local activities, inside the workflow tasks. Each step an
+    // operator is told about (notice, replacement requested and ready, tainted, drained) is announced as it happens.
     const runbook = await activityNames(handle());
     assert.deepEqual(runbook, [
-      'loadSettings', 'verifyNode', 'verifyProtectedInstance', 'requestCapacityIncrease', 'awaitNodeReady', 'taintNode',
-      'cordonNode', 'evictPods', 'releaseDrainSlot', 'requestInstanceRetirement',
+      'loadSettings', 'verifyNode', 'verifyProtectedInstance', 'announceStep', 'requestCapacityIncrease', 'announceStep', 'awaitNodeReady',
+      'announceStep', 'taintNode', 'announceStep', 'cordonNode', 'evictPods', 'announceStep', 'releaseDrainSlot', 'requestInstanceRetirement',
     ]);
     const events = (await handle().fetchHistory()).events ?? [];
     const signals = events.flatMap((e) => e.workflowExecutionSignaledEventAttributes?.signalName ?? []);
@@ -139,7 +140,7 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(status.replacementNodeName, registered);
     assert.ok(!status.notes.some((n) => /has no Ready node/.test(n)), status.notes.join('\n'));
     const runbook = await activityNames(handle());
-    assert.deepEqual(runbook.slice(runbook.indexOf('requestCapacityIncrease') + 1, runbook.indexOf('taintNode') + 1), ['awaitNodeReady', 'awaitNodeReady', 'taintNode']);
+    assert.deepEqual(runbook.slice(runbook.indexOf('requestCapacityIncrease') + 1, runbook.indexOf('taintNode') + 1), ['announceStep', 'awaitNodeReady', 'awaitNodeReady', 'announceStep', 'taintNode']);
     assert.deepEqual(await activityNames(handle(), { localToo: false }), ['awaitNodeReady', 'evictPods']);
   });
 

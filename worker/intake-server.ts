@@ -11,7 +11,7 @@ import { FailureType } from '../activities/errors.js';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import type { ProtectedPairActivities } from '../workflows/shared/activity-types.js';
 import type { IntakeConfig } from './config.js';
-import { type IntakeLog, intakeHandler } from './intake.js';
+import { type IntakeLog, intakeHandler, type Protection } from './intake.js';
 import { kubernetesIntakeDeps } from './intake-kubernetes.js';
 import { listenOn } from './http-listen.js';
 
@@ -29,9 +29,10 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   const handler = intakeHandler(
     {
       ...kubernetesIntakeDeps(context.kubeConfig),
-      verifyProtected: (instanceId) => whyNotProtected(context.verifyProtectedInstance, instanceId),
-      rebalance: (input) => requestRebalance(context.temporal, context.taskQueue, input),
-      interruption: async (input, notice) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice)).workflowId }),
+      verifyProtected: (instanceId) => protectionOf(context.verifyProtectedInstance, instanceId),
+      // The pair's spot group the check has just found the instance in: named in the workflow's summary.
+      rebalance: (input, spotAsgName) => requestRebalance(context.temporal, context.taskQueue, input, spotAsgName),
+      interruption: async (input, notice, spotAsgName) => ({ workflowId: (await reportInterruption(context.temporal, context.taskQueue, input, notice, spotAsgName)).workflowId }),
     },
     { audience: config.audience, signalerServiceAccount: config.signalerServiceAccount, requestsPerNodePerMinute: config.requestsPerNodePerMinute },
     context.log,
@@ -40,14 +41,16 @@ export async function startIntake(config: IntakeConfig, context: IntakeContext):
   return listenOn(server, config.address);
 }
 
-/** The verify step's own check (its shared read of the groups' members in a wave); only "not in a protected group" refuses. */
-async function whyNotProtected(verify: IntakeContext['verifyProtectedInstance'], instanceId: string): Promise<string | undefined> {
+/**
+ * The verify step's own check (its shared read of the groups' members in a wave): the pair's spot group, or, only for
+ * "not in a protected group", a refusal.
+ */
+async function protectionOf(verify: IntakeContext['verifyProtectedInstance'], instanceId: string): Promise<Protection> {
   try {
-    await verify({ instanceId });
-    return undefined;
+    return { spotAsgName: (await verify({ instanceId })).spotAsgName };
   } catch (error) {
     const refusals: string[] = [FailureType.instanceNotInGroup, FailureType.groupNotProtected];
-    if (error instanceof ApplicationFailure && refusals.includes(error.type ?? '')) return error.message;
+    if (error instanceof ApplicationFailure && refusals.includes(error.type ?? '')) return { refused: error.message };
     throw error;
   }
 }

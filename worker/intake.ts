@@ -25,11 +25,15 @@ export interface IntakeDeps {
   reviewToken(token: string, audience: string): Promise<ReviewedToken>;
   readPod(namespace: string, name: string): Promise<{ uid?: string; nodeName?: string } | undefined>;
   readNode(name: string): Promise<{ providerID?: string } | undefined>;
-  /** Why the instance is not in a protected spot group, or undefined when it is; throws when that cannot be told now. */
-  verifyProtected(instanceId: string): Promise<string | undefined>;
-  rebalance(input: { instanceId: string; nodeName: string }): Promise<{ workflowId: string }>;
-  interruption(input: { instanceId: string; nodeName: string }, notice: { action: string; time: string }): Promise<{ workflowId: string }>;
+  /** Why the instance is not in a protected spot group, or the group it is in; throws when that cannot be told now. */
+  verifyProtected(instanceId: string): Promise<Protection>;
+  /** `spotAsgName`: the protected group the check found the instance in, named in the workflow's summary. */
+  rebalance(input: { instanceId: string; nodeName: string }, spotAsgName: string): Promise<{ workflowId: string }>;
+  interruption(input: { instanceId: string; nodeName: string }, notice: { action: string; time: string }, spotAsgName: string): Promise<{ workflowId: string }>;
 }
+
+/** The intake's check of an instance: why it is refused, or the protected spot group it is in. */
+export type Protection = { refused: string } | { spotAsgName: string };
 
 export interface IntakeSettings {
   audience: string;
@@ -84,10 +88,11 @@ async function handle(req: IncomingMessage, deps: IntakeDeps, settings: IntakeSe
   const node = await authenticatedNode(token, deps, settings);
   limiter.take(node);
   await requireInstanceOfNode(deps, node, instanceId);
-  const unprotected = await deps.verifyProtected(instanceId);
-  if (unprotected) throw new Refusal(403, `instance ${instanceId} is not protected by Spot Guard: ${unprotected}`);
+  const protection = await deps.verifyProtected(instanceId);
+  if ('refused' in protection) throw new Refusal(403, `instance ${instanceId} is not protected by Spot Guard: ${protection.refused}`);
   const input = { instanceId, nodeName: node };
-  return { ...(notice ? await deps.interruption(input, notice) : await deps.rebalance(input)), ...input };
+  const { spotAsgName } = protection;
+  return { ...(notice ? await deps.interruption(input, notice, spotAsgName) : await deps.rebalance(input, spotAsgName)), ...input };
 }
 
 function interruptionOf(body: Record<string, unknown>): { action: string; time: string } {

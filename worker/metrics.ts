@@ -4,12 +4,14 @@
 import { getHeapStatistics } from 'node:v8';
 import type { MetricMeter } from '@temporalio/common';
 import type { RuntimeOptions } from '@temporalio/worker';
+import { DOMAIN_HISTOGRAMS, DURATION_BUCKETS_SECONDS } from '../activities/domain-metrics.js';
 
 const MEMORY_SAMPLE_MS = 5_000;
 
 export function prometheusTelemetry(bindAddress: string): NonNullable<RuntimeOptions['telemetryOptions']>['metrics'] {
   // Seconds, as Prometheus expects of durations; the default is milliseconds.
-  return { prometheus: { bindAddress, useSecondsForDurations: true } };
+  const histogramBucketOverrides = Object.fromEntries(DOMAIN_HISTOGRAMS.map((name) => [name, DURATION_BUCKETS_SECONDS]));
+  return { prometheus: { bindAddress, useSecondsForDurations: true, histogramBucketOverrides } };
 }
 
 /** Samples the process's memory into gauges every few seconds until the returned function is called. */

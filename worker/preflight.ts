@@ -29,6 +29,7 @@ export const WORKER_RIGHTS: readonly Right[] = [
   { verb: 'list', resource: 'pods' },
   { verb: 'create', resource: 'pods', subresource: 'eviction' },
   { verb: 'list', resource: 'poddisruptionbudgets', group: 'policy' },
+  { verb: 'create', resource: 'events', namespace: 'default' },
 ];
 
 export const intakeRights = (namespace: string): Right[] => [

@@ -7,7 +7,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, ensureMonitor, fixedPairs, type ProtectedPairs, TagDiscovery } from '../activities/index.js';
+import { createActivities, DomainMetrics, ensureMonitor, fixedPairs, type ProtectedPairs, TagDiscovery } from '../activities/index.js';
 import { describePairs, ENABLED_TAG, FALLBACK_TAG } from '../activities/pair-rules.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { type IntakeConfig, loadConfig, logFormatSetting, type PairSource, type WorkerConfig } from './config.js';
@@ -21,6 +21,8 @@ import { startHealthServer } from './health.js';
 import { preflightProblems, type PreflightTarget } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
+import { loadWebhookConfig, type WebhookConfig } from './webhook-config.js';
+import { WebhookSender } from './webhook.js';
 
 type ActivityFunction = (...args: never[]) => Promise<unknown>;
 
@@ -44,8 +46,9 @@ const say = (message: string): void => log.info(message);
 /** Runs the worker until SIGTERM/SIGINT. Returns the process's exit status: 0 stopped, 2 refused to start. */
 export async function runWorker(options: RunWorkerOptions = {}): Promise<number> {
   const loaded = loadConfig(process.env);
-  if (!loaded.ok) {
-    for (const error of loaded.errors) log.error(`configuration error: ${error}`);
+  const webhook = loadWebhookConfig(process.env);
+  if (!loaded.ok || !webhook.ok) {
+    for (const error of [...(loaded.ok ? [] : loaded.errors), ...(webhook.ok ? [] : webhook.errors)]) log.error(`configuration error: ${error}`);
     log.error('refusing to start: fix the values above (see docs/configuration.md)');
     return 2;
   }
@@ -80,7 +83,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<number>
   let devServer: DevServer | undefined;
   try {
     if (!config.temporal.address) devServer = await startDevServer(config.devServer, config.temporal.namespace, say);
-    return await serve(config, { autoScaling, kubeConfig, preflight, pairs }, options, devServer);
+    return await serve(config, { autoScaling, kubeConfig, preflight, pairs, webhook: webhook.config }, options, devServer);
   } finally {
     if (pairs instanceof TagDiscovery) pairs.stop();
     stopMemoryReport?.();
@@ -142,6 +145,8 @@ interface Peers {
   kubeConfig: KubeConfig;
   preflight: Promise<void>;
   pairs: ProtectedPairs;
+  /** Where announced steps are sent too (SPOT_GUARD_WEBHOOK_URL); none: no webhook. */
+  webhook?: WebhookConfig;
 }
 
 /** The pairs protected: a fixed list, or the tags' pairs, discovered now and every refresh interval. */
@@ -162,7 +167,7 @@ async function ensureMonitors(client: Client, config: WorkerConfig, pairs: Prote
 }
 
 /** Connected to Temporal at `devServer`'s address or the configured one: polls until SIGTERM/SIGINT. */
-async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight, pairs }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
+async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight, pairs, webhook }: Peers, options: RunWorkerOptions, devServer?: DevServer): Promise<number> {
   const address = devServer?.address ?? config.temporal.address;
   if (!address) throw new Error('no Temporal address: set TEMPORAL_ADDRESS, or leave it unset for the embedded dev server');
   const connectOptions = await connectionOptions(config.temporal, address);
@@ -172,6 +177,8 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
 
   const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
   const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => log.warn(message) });
+  const metrics = new DomainMetrics(Runtime.instance().metricMeter);
+  const sender = webhook ? new WebhookSender(webhook, metrics, log) : undefined;
   const activities = withExtraActivities(
     createActivities({
       autoScaling,
@@ -184,6 +191,7 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
       settings: config.flow,
       pairs,
       dryRun: config.dryRun,
+      announcer: { events: kubernetes, metrics, ...(sender ? { notify: sender.notify } : {}) },
     }),
     options.extraActivities,
   );
@@ -195,6 +203,8 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
       ` (${config.pairs.kind === 'tags' ? `pairs found by tags every ${config.pairs.refreshSeconds} s` : `pairs ${describePairs(config.pairs.pairs)}`}${config.dryRun ? ', DRY RUN' : ''})`,
   );
   if (devServer) say(`Temporal UI: ${devServer.uiUrl}`);
+  // Which steps and in which shape; never the URL, which carries the chat's token.
+  if (webhook) say(`webhook on: ${webhook.format} messages for ${[...webhook.steps].join(', ')}`);
   const intake = config.intake ? await serveIntake(config, config.intake, { kubeConfig, verifyProtectedInstance: activities.verifyProtectedInstance, temporal: client }) : undefined;
   const health = config.healthAddress ? await startHealthServer(config.healthAddress, () => workers.map((worker) => worker.getState())) : undefined;
   if (config.healthAddress) say(`probes on http://${config.healthAddress}/healthz and /readyz`);
@@ -203,6 +213,7 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
   await intake?.close();
   await health?.close();
   await nodeWatch.stop();
+  await sender?.close();
   await connection.close();
   say('worker stopped');
   return 0;

@@ -164,6 +164,8 @@ export class ModelWorld {
   readonly baseline: Record<Group, number> = { spot: 0, onDemand: 0 };
   /** Warned instances (by the model's notices), in order. */
   readonly warned: string[] = [];
+  /** Replacements a group launched on its own that the spot group drains as a surplus (a book carried over), as seen. */
+  private readonly surplus = new Set<string>();
   private readonly operatorTargets = new Set<string>();
   private podCounter = 0;
   /** A SetDesiredCapacity failed after AWS applied it (its retry may still be under way). */
@@ -637,11 +639,17 @@ export class ModelWorld {
 
   // --- settling, and the invariants ----------------------------------------------------------------------------------
 
+  /** The instances whose rebalance runs count: the warned ones, and the surplus ones the spot group drains (seen so far). */
+  private async withRuns(): Promise<string[]> {
+    for (const book of (await this.capacityStatus('spot'))?.books ?? []) if (book.carriedFor) this.surplus.add(book.instanceId);
+    return [...this.warned, ...[...this.surplus].filter((id) => !this.warned.includes(id))];
+  }
+
   /** Why the workflows are not yet at rest (empty: every run ended or waits in holding or awaiting-reclaim). */
   private async unsettled(): Promise<string[]> {
     const reasons: string[] = [];
     let held = 0;
-    for (const instanceId of this.warned) {
+    for (const instanceId of await this.withRuns()) {
       if ((await this.runState(instanceId)) !== 'RUNNING') continue;
       const phase = await this.runPhase(instanceId);
       if (!phase || !STABLE_PHASES.has(phase)) reasons.push(`run of ${instanceId} in phase ${phase}`);
@@ -763,7 +771,7 @@ export class ModelWorld {
     lines.push(`fallback reports: ${this.h.fallbackReports.map((r) => `${r.onDemandInstanceId} for ${r.warnedInstanceId}`).join(', ') || '-'}`);
     const monitor = await this.monitorStatus().catch(() => undefined);
     if (monitor) lines.push(`monitor: ${monitor.phase}, events ${monitor.events.map((e) => `${e.onDemandInstanceId}:${e.state}`).join(' ') || '-'}`);
-    for (const instanceId of this.warned) {
+    for (const instanceId of await this.withRuns().catch(() => this.warned)) {
       const status = await this.rebalanceStatus(instanceId);
       const state = await this.runState(instanceId).catch(() => '?');
       lines.push(

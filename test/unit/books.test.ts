@@ -42,6 +42,19 @@ describe('books per instance (no server)', function () {
     assert.deepEqual(departures, [{ instanceId: 'w', how: 'terminate-replacement', replacementId: 'x' }]);
   });
 
+  it('a book moved to the group\'s own replacement (drained as a surplus) stands for it, and settles when it leaves', function () {
+    const books = raisedForW();
+    const group = snapshot(4, inService('a', 'b', 'r', 'x'));
+    assert.deepEqual(books.departures(group, new Set()), [{ instanceId: 'w', how: 'terminate-replacement', replacementId: 'x' }]);
+    books.moveTo('w', 'x');
+    books.see(group);
+    assert.deepEqual(Object.values(books.open), [{ instanceId: 'x', requestId: 'rebalance-w/spot', raisedAt: '2026-12-02T00:00:00Z', carriedFor: 'w' }]);
+    assert.deepEqual([...books.requestIds()], ['rebalance-w/spot'], 'the increase\'s answers are kept while the moved book is open');
+    assert.deepEqual(books.departures(group, new Set()), [], 'x is live: nothing to settle');
+    // AWS takes x too, and the group has not launched anew: desired comes down for it, as for w.
+    assert.deepEqual(books.departures(snapshot(4, inService('a', 'b', 'r')), new Set()), [{ instanceId: 'x', how: 'lower-desired', desiredAfter: 3 }]);
+  });
+
   it('others changed desired meanwhile: unclear, desired left alone', function () {
     const departures = raisedForW().departures(snapshot(6, inService('a', 'b', 'r', 'x', 'y')), new Set());
     assert.equal(departures[0]?.how, 'unclear');

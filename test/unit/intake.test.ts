@@ -23,7 +23,7 @@ function fakes() {
     reviewToken: (token) => Promise.resolve(tokens.get(token) ?? { authenticated: false, error: 'token has expired', audiences: [] }),
     readPod: (_ns, name) => Promise.resolve([A, B].filter((w) => w.pod === name).map((w) => ({ uid: w.uid, nodeName: w.node }))[0]),
     readNode: (name) => Promise.resolve([A, B].filter((w) => w.node === name).map((w) => ({ providerID: `aws:///us-east-1a/${w.instance}` }))[0]),
-    verifyProtected: (id) => Promise.resolve(id === B.instance ? 'belongs to group "batch-asg", not "spot-asg"' : undefined),
+    verifyProtected: (id) => Promise.resolve(id === B.instance ? { refused: 'belongs to group "batch-asg", not "spot-asg"' } : { spotAsgName: 'spot-asg' }),
     rebalance: ({ instanceId }) => (started.push(`rebalance ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
     interruption: ({ instanceId }, n) => (started.push(`${n.action} ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
   };

@@ -63,7 +63,13 @@ export type IncreaseGrant =
    * The warned instance it was for had left the group by the look before the +1 (AWS took it, or an operator): its
    * capacity is the group's own business again (it relaunches to desired, or the operator lowered desired), so no +1.
    */
-  | { status: 'warned-instance-gone'; desired: number };
+  | { status: 'warned-instance-gone'; desired: number }
+  /**
+   * The warned instance is itself a surplus: the group launched it on its own for another warned instance that left
+   * without a decrement, whose book moved to it. Desired is raised for it already: no +1; drain it, then retire it with
+   * decrement (the run goes on as a surplus run).
+   */
+  | { status: 'surplus'; desired: number };
 
 /** A request the capacity workflow could not apply, with its failure's type when it had one. */
 export interface FailedAnswer {
@@ -208,6 +214,11 @@ export interface Book {
   /** The increase that raised it: its answers are remembered while the book is open. */
   requestId: string;
   raisedAt: string;
+  /**
+   * A surplus instance's book: the warned instance it was opened for left without a decrement, and the group launched
+   * this one in its place, which is drained and terminated with decrement (a rebalance run in surplus mode).
+   */
+  carriedFor?: string;
 }
 
 /** The group as Spot Guard last knew it (its own changes included): departures are measured against it. */

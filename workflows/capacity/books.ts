@@ -13,7 +13,10 @@ export type Settlement =
   | { instanceId: string; how: 'removed-by-someone-else' }
   /** It left without a decrement and the group has not launched its replacement yet: lower desired, no instance goes. */
   | { instanceId: string; how: 'lower-desired'; desiredAfter: number }
-  /** It left without a decrement and the group launched a replacement: that replacement goes, with decrement. */
+  /**
+   * It left without a decrement and the group launched a replacement: that replacement goes, with decrement (at once
+   * while it has no Kubernetes node, else drained first: see departures.ts).
+   */
   | { instanceId: string; how: 'terminate-replacement'; replacementId: string }
   /**
    * The two looks cannot tell (others changed desired meanwhile): desired is left alone, and a warning says so.
@@ -45,6 +48,17 @@ export class GroupBooks {
 
   close(instanceId: string): void {
     delete this.open[instanceId];
+  }
+
+  /**
+   * The book of `from`, which left without a decrement, now stands for `to`, the instance its group launched in its
+   * place: desired stays raised by one, for `to`, until `to` leaves.
+   */
+  moveTo(from: string, to: string): void {
+    const book = this.open[from];
+    if (!book) return;
+    this.open[to] = { instanceId: to, requestId: book.requestId, raisedAt: book.raisedAt, carriedFor: book.carriedFor ?? from };
+    this.close(from);
   }
 
   /** Request ids of open books: their answers are remembered as long as the book is open. */

@@ -1,10 +1,11 @@
 // Settling the books of warned instances that left the group some other way than Spot Guard's own terminate with
 // decrement: checked at every full look at the group (and once a minute while books are open and nobody waits), so a
-// book outlives the rebalance run that opened it. See books.ts for how a departure is told apart.
+// book outlives the rebalance run that opened it. See books.ts for how a departure is told apart. A replacement the
+// group launched on its own is never terminated while its node may carry pods: it is drained first.
 import { log } from '@temporalio/workflow';
 import type { GroupSnapshot } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
-import { describeDepartures, setDesiredCapacity, terminateInstanceInGroup } from './activities.js';
+import { describeDepartures, setDesiredCapacity, startSurplusDrain, terminateUnlessNode } from './activities.js';
 import type { RetiredInstance } from './api.js';
 import type { Settlement } from './books.js';
 import type { GroupState } from './group-state.js';
@@ -79,23 +80,46 @@ async function settle(state: GroupState, group: GroupSnapshot, settlement: Settl
       return 'reclaimed-by-aws';
     }
     case 'terminate-replacement':
-      return terminateReplacement(state, group, instanceId, settlement.replacementId);
+      return settleWithReplacement(state, group, instanceId, settlement.replacementId);
     case 'unclear':
       return unsettled(state, instanceId, settlement.reason);
   }
 }
 
-/** The group launched a replacement for an instance it lost: that very replacement goes, with decrement. */
-async function terminateReplacement(state: GroupState, group: GroupSnapshot, instanceId: string, replacementId: string): Promise<RetiredInstance['how']> {
+/**
+ * The group launched a replacement for an instance it lost while desired still counts the +1 made for that instance:
+ * the replacement is one too many. With no Kubernetes node it carries no pod and goes at once, with decrement (the
+ * activity looks at the nodes afresh in each attempt, right before the call). With a node it may carry pods by now
+ * (evicted ones land on the least loaded node, a new one): the book moves to it, and a rebalance run in surplus mode
+ * taints and drains it (PodDisruptionBudgets and the drain budget respected), then terminates it with decrement, which
+ * closes the book. Until then desired stays raised by one, for a live instance. Never a node with pods taken blind.
+ */
+async function settleWithReplacement(state: GroupState, group: GroupSnapshot, instanceId: string, replacementId: string): Promise<RetiredInstance['how']> {
   const { asgName } = state;
   if (group.desiredCapacity - 1 < group.minSize) return unsettled(state, instanceId, `terminating its replacement with decrement would go below MinSize ${group.minSize}`);
-  const { terminated, dryRun } = await terminateInstanceInGroup({ asgName, instanceId: replacementId, decrementDesiredCapacity: true });
-  if (terminated === 'already-leaving') return unsettled(state, instanceId, `its replacement ${replacementId} was leaving the group itself`);
-  if (dryRun) return unsettled(state, instanceId, `dry run: its replacement ${replacementId} not terminated`);
+  // Warned itself, with its own +1: its run retires it with its own decrement, and a book holds one +1 only.
+  if (state.books.open[replacementId]) return unsettled(state, instanceId, `its replacement ${replacementId} is warned itself, with a +1 of its own`);
+  const outcome = await terminateUnlessNode({ asgName, instanceId: replacementId });
+  if ('nodeName' in outcome) return drainSurplus(state, instanceId, replacementId, outcome.nodeName);
+  if (outcome.terminated === 'already-leaving') return unsettled(state, instanceId, `its replacement ${replacementId} was leaving the group itself`);
+  if (outcome.dryRun) return unsettled(state, instanceId, `dry run: its replacement ${replacementId} not terminated`);
   state.appliedChanges++;
-  log.info('a warned instance left the group without a decrement: the replacement the group launched for it was terminated with decrement', { asgName, instanceId, replacementId });
+  log.info('a warned instance left the group without a decrement: the replacement the group launched for it, with no node yet, was terminated with decrement', { asgName, instanceId, replacementId });
   group.desiredCapacity--;
   group.instances = group.instances.filter((i) => i.instanceId !== replacementId);
+  return 'reclaimed-by-aws';
+}
+
+/** The replacement has a node: its drain is started, then the book moves to it (never left on one nothing drains). */
+async function drainSurplus(state: GroupState, instanceId: string, replacementId: string, nodeName: string): Promise<RetiredInstance['how']> {
+  await startSurplusDrain({ instanceId: replacementId, nodeName, surplusFor: instanceId });
+  state.books.moveTo(instanceId, replacementId);
+  log.info('a warned instance left the group without a decrement, and the replacement the group launched for it has a node: it is drained, then terminated with decrement', {
+    asgName: state.asgName,
+    instanceId,
+    replacementId,
+    nodeName,
+  });
   return 'reclaimed-by-aws';
 }
 

@@ -6,6 +6,7 @@ import type { GroupProgress } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
 import { describeGroupProgress, reportFallbackToMonitor, setDesiredCapacity } from './activities.js';
 import { answerDrainSlot } from './drain-slots.js';
+import { countPoll } from './metrics.js';
 import { LATE_SUFFIX, type ReplacementAnswer } from './api.js';
 import type { GroupState } from './group-state.js';
 
@@ -13,7 +14,7 @@ export async function pollGroupForWaiters(state: GroupState): Promise<void> {
   const { asgName, waiters } = state;
   let progress: GroupProgress | undefined;
   try {
-    progress = await describeGroupProgress(waiters.startPoll(asgName));
+    progress = await describeGroupProgress(countPoll(state, waiters.startPoll(asgName)));
   } catch (error) {
     log.warn('could not look at the group this time', { asgName, error: rootMessage(error) });
   }

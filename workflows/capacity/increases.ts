@@ -10,7 +10,7 @@ import type { GroupState } from './group-state.js';
 
 export async function applyIncreases(state: GroupState, batch: IncreaseCapacityRequest[]): Promise<void> {
   const group = await state.lookAtGroup();
-  const wanted = answerWarnedInstancesGone(state, group, batch);
+  const wanted = answerSurplusInstances(state, group, answerWarnedInstancesGone(state, group, batch));
   const room = Math.max(0, group.maxSize - group.desiredCapacity);
   const granted = wanted.slice(0, room);
   if (granted.length > 0) {
@@ -51,4 +51,17 @@ function answerWarnedInstancesGone(state: GroupState, group: GroupSnapshot, batc
     state.ledger.record(request.requestId, 'increase', { status: 'warned-instance-gone', desired: group.desiredCapacity }, new Date().toISOString());
   }
   return batch.filter((request) => !gone(request));
+}
+
+/**
+ * An increase for an instance whose book was moved to it (a surplus, drained for another warned instance's +1) is not
+ * applied: desired is raised for it already, and a book holds one +1 only. Returns the rest.
+ */
+function answerSurplusInstances(state: GroupState, group: GroupSnapshot, batch: IncreaseCapacityRequest[]): IncreaseCapacityRequest[] {
+  const surplus = (request: IncreaseCapacityRequest): boolean => request.forInstanceId !== undefined && state.books.open[request.forInstanceId]?.carriedFor !== undefined;
+  for (const request of batch.filter(surplus)) {
+    log.info('no +1: the warned instance is a surplus already, desired raised for it', { asgName: state.asgName, instanceId: request.forInstanceId });
+    state.ledger.record(request.requestId, 'increase', { status: 'surplus', desired: group.desiredCapacity }, new Date().toISOString());
+  }
+  return batch.filter((request) => !surplus(request));
 }

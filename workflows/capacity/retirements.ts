@@ -60,7 +60,9 @@ function answeredFromBooks(state: GroupState, request: RetireInstanceRequest): b
 async function terminateWithDecrement(state: GroupState, request: RetireInstanceRequest, group: GroupSnapshot): Promise<void> {
   const { asgName, ledger } = state;
   const { instanceId } = request;
-  const decrement = request.decrement ?? true;
+  // An open book says desired was raised for this instance (perhaps moved to it from a warned one that left), whatever
+  // the run that asks knows: it comes down with it.
+  const decrement = (request.decrement ?? true) || state.books.open[instanceId] !== undefined;
   const desiredAfter = decrement ? group.desiredCapacity - 1 : group.desiredCapacity;
   if (desiredAfter < group.minSize) {
     throw ApplicationFailure.nonRetryable(`terminating ${instanceId} with decrement would take "${asgName}" below its MinSize (${group.minSize})`, BELOW_MIN_SIZE);

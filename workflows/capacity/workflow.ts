@@ -3,7 +3,7 @@
 // warned at the same moment yield +2 (never a lost read-modify-write), and each change is an absolute target recorded
 // in history, so a retried activity re-applies the same number instead of adding again. It is also the group's only
 // poller while workflows wait for new instances, and it keeps the group's disruption budget.
-import { allHandlersFinished, condition, continueAsNew, log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, log, setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { failureType, rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import {
@@ -21,10 +21,12 @@ import {
   validateReleaseRequest,
   validateRetireRequest,
 } from './api.js';
+import { capacityDetails } from './details.js';
 import { answerDrainRequests, moveDrainQueue } from './drain-slots.js';
 import { pollGroupForWaiters } from './group-poll.js';
 import { GroupState } from './group-state.js';
 import { applyIncreases } from './increases.js';
+import { showQueues } from './metrics.js';
 import type { Pending } from './request-ledger.js';
 import { applyRetirements } from './retirements.js';
 
@@ -40,6 +42,9 @@ export async function capacityWorkflow(input: CapacityWorkflowInput): Promise<ne
   const historyBound = input.historyBound ?? DEFAULT_HISTORY_BOUND;
   const shouldContinueAsNew = (): boolean => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyBound;
   for (;;) {
+    // What it waits for, in the UI's current details (held by the worker, not recorded in history).
+    setCurrentDetails(capacityDetails(state.status()));
+    showQueues(state);
     await waitForWork(state, shouldContinueAsNew);
     if (await doDueWork(state)) continue;
     if (state.ledger.queue.length === 0 && shouldContinueAsNew() && (await readyToContinueAsNew(state))) {

@@ -1,5 +1,5 @@
 // The monitor's state and what arrived by signal, shared by its steps; the phase an operator sees.
-import { log, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { log, setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { type RetirementAnswer, retirementAnswerSignal } from '../capacity/api.js';
 import type { SpotGuardActivities } from '../shared/activity-types.js';
 import { isInstanceId } from '../shared/ids.js';
@@ -16,6 +16,7 @@ import {
   pauseMonitorSignal,
   resumeMonitorSignal,
 } from './api.js';
+import { monitorDetails } from './details.js';
 import { stableAt } from './stability.js';
 
 const MAX_NOTES = 50;
@@ -52,6 +53,7 @@ export class MonitorRun {
     this.state.notes.push(`${isoNow()} ${text}`);
     if (this.state.notes.length > MAX_NOTES) this.state.notes.splice(0, this.state.notes.length - MAX_NOTES);
     log.info(text, { spotAsgName: this.spotAsgName, onDemandAsgName: this.onDemandAsgName });
+    this.showDetails();
   }
 
   /** When the healthy streak will have lasted the stability window (undefined: no streak, or no settings yet). */
@@ -72,10 +74,28 @@ export class MonitorRun {
 
   /** The phase as the SpotGuardPhase search attribute, written only when it changes. */
   publishPhase(): void {
+    this.showDetails();
     const next = this.phase();
     if (next === this.publishedPhase) return;
     this.publishedPhase = next;
     upsertSearchAttributes([{ key: searchAttributes.phase, value: next }]);
+  }
+
+  /** What it waits for, as the Temporal UI's current details (held by the worker, never recorded in history). */
+  showDetails(): void {
+    const { settings } = this;
+    setCurrentDetails(
+      monitorDetails({
+        spotAsgName: this.spotAsgName,
+        onDemandAsgName: this.onDemandAsgName,
+        state: this.state,
+        phase: this.phase(),
+        stableAt: this.stableAt(),
+        stabilityWindowSeconds: settings?.monitor.stabilityWindowSeconds,
+        checkIntervalSeconds: settings?.monitor.checkIntervalSeconds,
+        now: Date.now(),
+      }),
+    );
   }
 
   private listen(): void {

@@ -5,6 +5,7 @@
 import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { BELOW_MIN_SIZE, type RetirementAnswer } from '../capacity/api.js';
 import type { PodOwner } from '../shared/activity-types.js';
+import { announceReverted } from './announce.js';
 import type { FlowSettings } from '../shared/settings.js';
 import { checks } from './activities.js';
 import { MAX_SCALE_DOWN_ATTEMPTS, type ScaleDownInFlight } from './api.js';
@@ -48,11 +49,13 @@ export async function scaleDown(run: MonitorRun, candidate: ScaleDownInFlight): 
     run.publishPhase();
     if (candidate.nodeName && !(await drainOnDemandNode(run, candidate, candidate.nodeName))) return;
     candidate.step = 'awaiting-pods';
+    run.showDetails();
   }
   if (run.state.paused) return; // paused between steps: resumed from here
   if (candidate.step === 'awaiting-pods') {
     if (!(await movedPodsRunElsewhere(run, candidate))) return;
     candidate.step = 'terminating';
+    run.showDetails();
   }
   if (run.state.paused) return;
   if (!(await spotStillHealthy(run, candidate))) return;
@@ -158,6 +161,7 @@ async function terminateThatInstance(run: MonitorRun, candidate: ScaleDownInFlig
   }
   state.scaleDowns++;
   run.note(`on-demand ${instanceId} removed (${retired.status}); ${state.scaleDowns} removed so far`);
+  await announceReverted(run, candidate, event);
 }
 
 async function terminationAnswer(run: MonitorRun, requestId: string): Promise<RetirementAnswer> {

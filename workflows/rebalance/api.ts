@@ -9,6 +9,13 @@ export interface RebalanceInput {
   nodeName: string;
   /** When IMDS said so (ISO 8601), as reported by the signaler; informative. */
   noticeTime?: string;
+  /**
+   * Surplus mode, started by the spot group's capacity workflow: this instance is the replacement the group launched on
+   * its own for the warned instance named here, which left without a decrement. The book "desired raised by one" moved
+   * to this instance: no spot +1 (the capacity is there), the node is drained and the instance terminated with
+   * decrement, whatever SPOT_GUARD_TERMINATE_DRAINED says (no AWS reclaim is coming for it).
+   */
+  surplusFor?: string;
 }
 
 export interface InterruptionNotice {
@@ -44,8 +51,11 @@ export type CapacityPhase =
   | 'done';
 
 /** What the replacement-capacity branch achieved. */
-/** `not-needed`: the warned instance had left its group before the spot +1 (the group replaces it, or an operator removed it). */
-export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested' | 'not-needed';
+/**
+ * `not-needed`: the warned instance had left its group before the spot +1 (the group replaces it, or an operator removed
+ * it). `surplus`: the instance is itself one too many (surplus mode), the group's capacity is there already.
+ */
+export type ReplacementOutcome = 'spot' | 'on-demand' | 'capacity-unavailable' | 'not-requested' | 'not-needed' | 'surplus';
 
 export interface ScaleAttempt {
   asgName: string;
@@ -116,5 +126,8 @@ export function problemsOfRebalanceInput(input: RebalanceInput | undefined): str
     problems.push(`instanceId "${input?.instanceId}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
   }
   if (!isNodeName(input?.nodeName)) problems.push(`nodeName "${input?.nodeName}" is not a Kubernetes node name (a lowercase DNS subdomain)`);
+  if (input?.surplusFor !== undefined && !isInstanceId(input.surplusFor)) {
+    problems.push(`surplusFor "${String(input.surplusFor)}" is not an EC2 instance id (expected i- and 8 or 17 hex digits)`);
+  }
   return problems;
 }

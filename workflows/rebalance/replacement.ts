@@ -9,6 +9,7 @@ import { rootMessage } from '../shared/failures.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import { awaitNodeReadyFor, NODE_READY_QUICK_LOOK_MS, quickNodeReadyLook, reportFallbackToMonitor, requestCapacityIncrease } from './activities.js';
 import type { ScaleAttempt } from './api.js';
+import { announceStep, noticeKind, secondsSinceNotice } from './announce.js';
 import { drainSlotRequest } from './taint-and-drain.js';
 import type { RebalanceRun } from './run.js';
 
@@ -20,6 +21,13 @@ export const ANSWER_BACKSTOP_MS = 15 * 60_000;
 
 export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   const { settings, status } = run;
+  if (run.surplusFor) {
+    status.replacement = 'surplus';
+    run.note(`surplus: the group launched this instance on its own for ${run.surplusFor}, whose +1 it now carries; no +1, drained and terminated with decrement`);
+    upsertSearchAttributes([{ key: searchAttributes.outcome, value: 'surplus' }]);
+    run.enterCapacityPhase('done');
+    return;
+  }
   if (!settings.addReplacementCapacity) {
     status.replacement = 'not-requested';
     run.note('Spot Guard is disabled (ENABLE_SPOT_GUARD=false): no replacement capacity, taint and drain only');
@@ -28,9 +36,10 @@ export async function addReplacementCapacity(run: RebalanceRun): Promise<void> {
   }
   const spot = await spotPlusOne(run);
   if (spot) settleReplacement(run, 'spot', spot);
-  else if (status.replacement !== 'not-needed') await onDemandFallback(run);
+  else if (status.replacement !== 'not-needed' && status.replacement !== 'surplus') await onDemandFallback(run);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: status.replacement ?? 'capacity-unavailable' }]);
   if (status.replacementInstanceId) await awaitReplacementNodeReady(run, status.replacementInstanceId);
+  await announceOutcome(run, false);
   run.enterCapacityPhase('done');
 }
 
@@ -43,6 +52,7 @@ function spotPlusOne(run: RebalanceRun): Promise<string | undefined> {
 async function onDemandFallback(run: RebalanceRun): Promise<void> {
   const { settings, status } = run;
   run.note(`spot capacity unavailable (${status.spot.failure}); falling back to on-demand group ${settings.onDemandAsgName}`);
+  await announceStep(run, 'on-demand-fallback', `spot capacity unavailable (${status.spot.failure}): falling back to on-demand group "${settings.onDemandAsgName}"`, { kind: 'on-demand', reason: status.spot.failure });
   const attempt: ScaleAttempt = { asgName: settings.onDemandAsgName };
   status.onDemand = attempt;
   const onDemand = await raiseAndAwaitNewInstance(run, attempt, 'on-demand', settings.scaleTimeoutSeconds);
@@ -68,6 +78,26 @@ export async function useLateReplacement(run: RebalanceRun, late: { kind: 'spot'
   run.note(`the ${late.kind} replacement came after its wait ended: the hold ends`);
   upsertSearchAttributes([{ key: searchAttributes.outcome, value: late.kind }]);
   await awaitReplacementNodeReady(run, late.instanceId);
+  await announceOutcome(run, true);
+}
+
+/** Replacement ready (on the warned node and the replacement's), or no capacity at all; nothing when none was needed. */
+async function announceOutcome(run: RebalanceRun, late: boolean): Promise<void> {
+  const { status } = run;
+  const kind = status.replacement;
+  if (kind === 'spot' || kind === 'on-demand') {
+    const node = status.replacementNodeName;
+    await announceStep(
+      run,
+      'replacement-ready',
+      `${kind} replacement ${status.replacementInstanceId ?? ''}${node ? ` (node ${node})` : ''} is ready for ${run.instanceId} (${run.nodeName})`,
+      { notice: noticeKind(run), kind, outcome: kind, replacementInstanceId: status.replacementInstanceId, replacementNodeName: node, seconds: secondsSinceNotice(run), late },
+      node ? { otherNodeName: node } : {},
+    );
+  } else if (kind === 'capacity-unavailable') {
+    const reason = status.onDemand?.failure ?? status.spot.failure;
+    await announceStep(run, 'no-capacity', `no replacement capacity for ${run.instanceId}: ${reason ?? 'unknown'}`, { notice: noticeKind(run), outcome: kind, reason, capacityGroup: status.onDemand?.asgName ?? run.settings.spotAsgName });
+  }
 }
 
 function settleReplacement(run: RebalanceRun, kind: 'spot' | 'on-demand', replacementInstanceId: string): void {
@@ -82,6 +112,11 @@ async function raiseAndAwaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt
   const requestId = `${run.workflowId}/${label}`;
   const grant = await askForIncrease(run, attempt, requestId, timeoutSeconds, label === 'spot');
   if (!grant) return undefined;
+  if (grant.status === 'surplus') {
+    run.status.replacement = 'surplus';
+    run.note(`${run.instanceId} is itself a surplus of ${attempt.asgName} (launched on its own for an instance that left, whose +1 it carries): no +1, drained and terminated with decrement`);
+    return undefined;
+  }
   if (grant.status === 'warned-instance-gone') {
     run.status.replacement = 'not-needed';
     run.note(`${run.instanceId} left ${attempt.asgName} before the +1: no replacement asked for it (the group replaces it, or it was removed on purpose)`);
@@ -94,6 +129,7 @@ async function raiseAndAwaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt
   attempt.requestedAt = grant.appliedAt;
   attempt.desiredBefore = grant.desiredBefore;
   attempt.desiredTarget = grant.desiredTarget;
+  await announceStep(run, 'replacement-requested', `${label} +1 on "${attempt.asgName}" (desired ${grant.desiredBefore} -> ${grant.desiredTarget}) for ${run.instanceId}`, { kind: label, desiredTarget: grant.desiredTarget, capacityGroup: attempt.asgName });
   run.enterCapacityPhase(label === 'spot' ? 'waiting-for-spot' : 'waiting-for-on-demand');
   return awaitNewInstance(run, attempt, requestId, timeoutSeconds);
 }

@@ -20,10 +20,12 @@ export async function keepTheBooks(run: RebalanceRun, known: InstanceFate | unde
   if (known) return known;
   if (run.status.replacement === 'not-requested') return 'kept'; // nothing was added for it: no books to keep
   if (run.status.replacement === 'not-needed') return 'not-in-group'; // it left before the +1: nothing was added for it
-  // Whether the group was raised decides whether it must come down with the instance.
+  // Whether the group was raised decides whether it must come down with the instance. A surplus instance carries a
+  // +1 already, and no AWS reclaim is coming for it: drained, it goes.
   await condition(() => run.spotAnswered());
-  const decrement = run.status.spot.desiredTarget !== undefined;
-  if (drained && run.settings.terminateDrainedInstance) {
+  const surplus = run.status.replacement === 'surplus';
+  const decrement = surplus || run.status.spot.desiredTarget !== undefined;
+  if (drained && (surplus || run.settings.terminateDrainedInstance)) {
     run.enterPhase('retiring-instance');
     return terminateWithDecrement(run, decrement);
   }

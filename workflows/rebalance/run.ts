@@ -1,6 +1,6 @@
 // One rebalance run's state, shared by its steps: the status an operator queries, the settings it acts on, and what
 // arrived by signal (notices, an operator's drainNow, the capacity workflow's answers).
-import { log, setHandler, type SignalDefinition, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { log, setCurrentDetails, setHandler, type SignalDefinition, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import {
   type CapacityAnswer,
   capacityAnswerSignal,
@@ -25,6 +25,7 @@ import {
   type RebalanceStatus,
   rebalanceStatusQuery,
 } from './api.js';
+import { rebalanceDetails } from './details.js';
 
 export const isoNow = (): string => new Date().toISOString();
 
@@ -32,6 +33,8 @@ export class RebalanceRun {
   readonly workflowId = workflowInfo().workflowId;
   readonly instanceId: string;
   readonly nodeName: string;
+  /** Surplus mode: the warned instance whose book this instance carries (see RebalanceInput). */
+  readonly surplusFor: string | undefined;
   readonly status: RebalanceStatus;
   /** Set once verify has found the instance's pair; nothing acts on a group before. */
   settings!: RunSettings;
@@ -50,6 +53,7 @@ export class RebalanceRun {
   constructor(input: RebalanceInput) {
     this.instanceId = input.instanceId;
     this.nodeName = input.nodeName;
+    this.surplusFor = input.surplusFor;
     const startedAt = isoNow();
     this.status = {
       instanceId: input.instanceId,
@@ -62,6 +66,7 @@ export class RebalanceRun {
       notes: [],
     };
     this.listen();
+    this.showDetails();
   }
 
   private listen(): void {
@@ -70,11 +75,13 @@ export class RebalanceRun {
       if (this.status.interruption) return; // IMDS repeats the notice every poll; the first one counts
       this.status.interruption = { action: String(notice?.action ?? 'unknown'), time: String(notice?.time ?? 'unknown'), receivedAt: isoNow() };
       log.warn('spot interruption notice: skipping the wait, draining now', { instanceId: this.instanceId, action: notice?.action, time: notice?.time });
+      this.showDetails();
     });
     setHandler(drainNowSignal, (request) => {
       if (this.status.drainRequest) return;
       this.status.drainRequest = { reason: String(request?.reason ?? 'no reason given'), receivedAt: isoNow() };
       log.info('operator asked to drain now', { instanceId: this.instanceId, reason: this.status.drainRequest.reason });
+      this.showDetails();
     });
     setHandler(drainSlotAnswerSignal, (answer) => this.takeDrainSlotAnswer(answer));
   }
@@ -122,15 +129,26 @@ export class RebalanceRun {
     this.status.phase = phase;
     this.status.phaseChangedAt = isoNow();
     upsertSearchAttributes([{ key: searchAttributes.phase, value: phase }]);
+    this.showDetails();
   }
 
   enterCapacityPhase(phase: CapacityPhase): void {
     this.status.capacityPhase = phase;
+    this.showDetails();
   }
 
   note(text: string): void {
     this.status.notes.push(`${isoNow()} ${text}`);
     log.info(text, { instanceId: this.instanceId });
+    this.showDetails();
+  }
+
+  /**
+   * What the run waits for now, as the Temporal UI's current details: refreshed at every phase change and note. Held by
+   * the worker and read by a query, never recorded: a replay sets the same text again.
+   */
+  showDetails(): void {
+    setCurrentDetails(rebalanceDetails(this.status, this.settings));
   }
 
   result(drained: boolean, fate: InstanceFate): RebalanceResult {

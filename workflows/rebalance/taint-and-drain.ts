@@ -8,6 +8,7 @@ import type { DrainReport, PodsToLeave } from '../shared/activity-types.js';
 import { rootMessage } from '../shared/failures.js';
 import { describeDrainBudget } from '../shared/settings.js';
 import { cordonNode, evictPodsFor, releaseDrainSlot, requestDrainSlot, taintNode } from './activities.js';
+import { announceStep, noticeKind, secondsSinceNotice } from './announce.js';
 import { isoNow, type RebalanceRun } from './run.js';
 
 /** A queued workflow asks again this often, in case the capacity workflow lost its queue. */
@@ -17,7 +18,10 @@ export async function taint(run: RebalanceRun): Promise<void> {
   run.enterPhase('tainting');
   const tainted = await taintNode({ nodeName: run.nodeName, taint: run.settings.taint });
   if (tainted.nodeGone) run.note(`node ${run.nodeName} is gone from Kubernetes (deleted or reclaimed)`);
-  else run.status.taintedAt = isoNow();
+  else {
+    run.status.taintedAt = isoNow();
+    await announceStep(run, 'tainted', `tainted ${run.settings.taint.key}=${run.settings.taint.value}:${run.settings.taint.effect}`, { notice: noticeKind(run), seconds: secondsSinceNotice(run) });
+  }
 }
 
 /** The drain, inside a slot of the disruption budget; true when every pod is gone. */
@@ -78,8 +82,8 @@ async function awaitDrainSlot(run: RebalanceRun, askAgain: () => Promise<void>):
     if (fresh() && answer?.status === 'queued') {
       if (!shown) run.note(`queued by the disruption budget (${describeDrainBudget(run.settings.drainBudget)}, ${answer.limit} at once): position ${answer.position}`);
       shown = answer;
-      run.enterPhase('awaiting-drain-slot');
       run.status.drainSlot = { state: 'queued', position: answer.position, at: isoNow() };
+      run.enterPhase('awaiting-drain-slot');
       continue;
     }
     await askAgain().catch(() => undefined);
@@ -105,9 +109,11 @@ async function evictEveryPod(run: RebalanceRun): Promise<boolean> {
     return true;
   }
   run.status.cordonedBySpotGuard ??= !cordoned.alreadyCordoned;
+  const startedAt = Date.now();
   try {
     const report = await evictThePods(run);
     run.status.drain = { ...report, finishedAt: isoNow() };
+    await announceDrained(run, report, Math.round((Date.now() - startedAt) / 1000));
     if (!report.complete) noteWhatIsLeft(run, report);
     return report.complete;
   } catch (error) {
@@ -160,6 +166,12 @@ function evictPodsNow(run: RebalanceRun, leave: PodsToLeave): Promise<DrainRepor
   const { nodeName, settings } = run;
   const deadline = new Date(Date.now() + settings.drainTimeoutSeconds * 1000).toISOString();
   return evictPodsFor(settings)({ nodeName, deadline, ...leave });
+}
+
+function announceDrained(run: RebalanceRun, report: DrainReport, seconds: number): Promise<void> {
+  const counts = { evicted: report.evicted.length, left: report.left.length, remaining: report.remaining.length };
+  const message = `drained in ${seconds} s: ${counts.evicted} pod(s) evicted, ${counts.left} left (nothing recreates them), ${counts.remaining} still there (a disruption budget or terminating)`;
+  return announceStep(run, 'drained', message, { ...counts, seconds, notice: noticeKind(run) });
 }
 
 function noteWhatIsLeft(run: RebalanceRun, report: DrainReport): void {

@@ -3,6 +3,7 @@
 // Its history reads like the runbook an operator would follow by hand.
 import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
 import { searchAttributes } from '../shared/search-attributes.js';
+import { announceLaterInterruption, announceStep, noticeKind } from './announce.js';
 import { loadSettings } from './activities.js';
 import { type InstanceFate, problemsOfRebalanceInput, type RebalanceInput, type RebalanceResult } from './api.js';
 import { addReplacementCapacity, useLateReplacement } from './replacement.js';
@@ -25,6 +26,8 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
   run.settings = { ...settings, ...(await verify(run)) };
   run.status.spot.asgName = run.settings.spotAsgName;
   upsertSearchAttributes([{ key: searchAttributes.asg, value: run.settings.spotAsgName }]);
+  await announceStep(run, 'notice-received', `${noticeKind(run)} for ${run.instanceId} (${run.nodeName}) in "${run.settings.spotAsgName}"`, { notice: noticeKind(run) });
+  announceLaterInterruption(run);
   // Replacement capacity in the background: an interruption notice must not wait for it.
   run.enterPhase('adding-capacity');
   const capacity = addReplacementCapacity(run).finally(() => {
@@ -48,9 +51,13 @@ export async function rebalanceWorkflow(input: RebalanceInput): Promise<Rebalanc
 async function drainOrHold(run: RebalanceRun): Promise<{ drained: boolean; fate?: InstanceFate }> {
   if (run.status.replacement !== 'capacity-unavailable' || run.drainRequested()) return { drained: await drain(run) };
   run.enterPhase('holding');
+  await announceStep(run, 'held', 'no replacement capacity: node tainted, its pods stay until a replacement, an interruption notice or drainNow');
   run.note('no replacement capacity: node tainted, pods stay until a late replacement, an interruption notice or a drainNow signal');
   const watched = await watchKeptInstance(run, () => run.drainRequested() || run.lateReplacement() !== undefined, run.status.spot.desiredTarget !== undefined);
-  if (watched !== 'drain-requested') return { drained: false, fate: watched };
+  if (watched !== 'drain-requested') {
+    await announceStep(run, 'hold-ended', `the hold ended without a drain: instance ${watched}`, { outcome: watched });
+    return { drained: false, fate: watched };
+  }
   const late = run.lateReplacement();
   if (late && !run.drainRequested()) await useLateReplacement(run, late);
   return { drained: await drain(run) };

@@ -3,6 +3,7 @@
 // activities/ and the dependency between the two folders runs one way only.
 import type { DrainSlotRequest, IncreaseCapacityRequest, ReleaseDrainSlotRequest, RetireInstanceRequest, WorkflowAnswer } from '../capacity/api.js';
 import type { FallbackReport } from '../monitor/api.js';
+import type { StepAnnouncement } from './announcements.js';
 import type { FlowSettings, GroupPair, TaintSpec } from './settings.js';
 
 // --- what the activities answer ------------------------------------------------------------------------------------
@@ -125,7 +126,11 @@ export type DepartureCause = 'with-decrement' | 'without-decrement';
 
 export interface KubernetesActivities {
   verifyNode(input: { nodeName: string; instanceId: string }): Promise<{ providerID: string }>;
-  findNodeForInstance(input: { instanceId: string }): Promise<NodeLook>;
+  /**
+   * `fresh`: from a list made now, not the worker's node watch nor a list shared within a second (a node that just
+   * registered may be missing from those): for a look that decides whether an instance can go without a drain.
+   */
+  findNodeForInstance(input: { instanceId: string; fresh?: boolean }): Promise<NodeLook>;
   awaitNodeReady(input: { instanceId: string; deadline: string }): Promise<NodeLook>;
   findUnreadyNodes(input: { instanceIds: string[]; ignoreTaintKeys: string[] }): Promise<{ unready: string[]; ignored: string[] }>;
   taintNode(input: { nodeName: string; taint: TaintSpec }): Promise<{ alreadyTainted: boolean; nodeGone?: boolean }>;
@@ -159,11 +164,29 @@ export interface MonitorRequestActivities {
   reportFallbackToMonitor(input: { spotAsgName: string; onDemandAsgName: string; report: FallbackReport }): Promise<void>;
 }
 
+/** A step told to operators: a Kubernetes Event, metrics, a webhook message; never fails (activities/announce.ts). */
+export interface AnnounceActivities {
+  announceStep(announcement: StepAnnouncement): Promise<void>;
+}
+
+/**
+ * The replacement a group launched on its own for a warned instance that left without a decrement: one too many, as
+ * desired still counts the +1 made for the warned one (see workflows/capacity/departures.ts).
+ */
+export interface SurplusActivities {
+  /** Terminate with decrement, unless it has a Kubernetes node (looked at afresh in every attempt): then its name. */
+  terminateUnlessNode(input: { asgName: string; instanceId: string }): Promise<{ terminated: TerminationOutcome; dryRun?: true } | { nodeName: string }>;
+  /** Starts its drain, a rebalance run in surplus mode, unless a run of that instance is open already. */
+  startSurplusDrain(input: { instanceId: string; nodeName: string; surplusFor: string }): Promise<{ workflowId: string }>;
+}
+
 /** Every activity of Spot Guard: what the worker registers and the workflows proxy. */
 export type SpotGuardActivities = SettingsActivities &
   AutoScalingActivities &
+  SurplusActivities &
   KubernetesActivities &
   ScaleDownSafetyActivities &
   CapacityRequestActivities &
   MonitorRequestActivities &
-  ProtectedPairActivities;
+  ProtectedPairActivities &
+  AnnounceActivities;
