@@ -7,6 +7,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { reportInterruption, requestRebalance } from '../signaler/workflow-requests.js';
 import { type CapacityStatus, capacityStatusQuery, type ReplacementAnswer } from '../workflows/capacity/api.js';
 import { drainNowSignal, rebalanceStatusQuery } from '../workflows/rebalance/api.js';
+import { type StepAnnouncement, UNPROTECTED_GROUP } from '../workflows/shared/announcements.js';
 import { capacityWorkflowId, rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import type { rebalanceWorkflow } from '../workflows/rebalance/workflow.js';
 import { awsError, INSUFFICIENT_CAPACITY } from './fakes/auto-scaling.js';
@@ -544,9 +545,11 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     assert.equal(h.aws.desired(h.spot), 3);
   });
 
-  it('an instance of a group that is not protected is rejected with nothing changed', async function () {
+  it('an instance of a group that is not protected is rejected with nothing changed, announced under no group', async function () {
     const [onDemandInstance] = h.aws.addGroup('other-asg', { desired: 1, max: 1 });
     h.k8s.addNode({ name: 'node-c', instanceId: onDemandInstance });
+    const announced: StepAnnouncement[] = [];
+    h.activityOverrides = { announceStep: (announcement) => (announced.push(announcement), Promise.resolve()) };
     await h.run(async () => {
       await requestRebalance(env.client, h.taskQueue, { instanceId: onDemandInstance, nodeName: 'node-c' });
       await assert.rejects(handle(onDemandInstance).result(), /./);
@@ -555,6 +558,8 @@ describe('rebalance workflow (time-skipping, default timings)', function () {
     });
     assert.equal(h.aws.callsOf('SetDesiredCapacity').length, 0);
     assert.equal(h.k8s.requestsMatching('PATCH', '/nodes/').length, 0);
+    // Refused before any pair is known: one label for every unprotected group, and no Event on a node.
+    assert.deepEqual(announced.map((a) => [a.step, a.group, a.nodeName]), [['rejected', UNPROTECTED_GROUP, undefined]]);
   });
 
   it('a node deleted from Kubernetes mid-flow is no failure: the books are still kept', async function () {

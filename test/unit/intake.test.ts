@@ -23,9 +23,9 @@ function fakes() {
     reviewToken: (token) => Promise.resolve(tokens.get(token) ?? { authenticated: false, error: 'token has expired', audiences: [] }),
     readPod: (_ns, name) => Promise.resolve([A, B].filter((w) => w.pod === name).map((w) => ({ uid: w.uid, nodeName: w.node }))[0]),
     readNode: (name) => Promise.resolve([A, B].filter((w) => w.node === name).map((w) => ({ providerID: `aws:///us-east-1a/${w.instance}` }))[0]),
-    verifyProtected: (id) => Promise.resolve(id === B.instance ? { refused: 'belongs to group "batch-asg", not "spot-asg"' } : { spotAsgName: 'spot-asg' }),
-    rebalance: ({ instanceId }) => (started.push(`rebalance ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
-    interruption: ({ instanceId }, n) => (started.push(`${n.action} ${instanceId}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
+    verifyProtected: (id) => Promise.resolve(id === B.instance ? { refused: 'belongs to group "batch-asg", not "spot-asg"' } : { spotAsgName: 'pair-a-spot' }),
+    rebalance: ({ instanceId }, group) => (started.push(`rebalance ${instanceId} in ${group}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
+    interruption: ({ instanceId }, n, group) => (started.push(`${n.action} ${instanceId} in ${group}`), Promise.resolve({ workflowId: `spot-guard-rebalance-${instanceId}` })),
   };
   return { deps, started };
 }
@@ -58,12 +58,13 @@ describe('intake (worker, fake Kubernetes)', function () {
     return { status: response.status, body: (await response.json()) as { error?: string; workflowId?: string } };
   };
 
-  it('a signaler reporting its own instance starts its workflow; an interruption notice is delivered', async function () {
+  it('a signaler reporting its own instance starts its workflow, naming the group found; an interruption notice is delivered', async function () {
     const rebalance = await post('/v1/notices/rebalance', 'token-node-a', { instanceId: A.instance });
     assert.deepEqual([rebalance.status, rebalance.body.workflowId], [202, `spot-guard-rebalance-${A.instance}`]);
     const interruption = await post('/v1/notices/interruption', 'token-node-a', { instanceId: A.instance, action: 'terminate', time: '2026-12-02T10:02:00Z' });
     assert.equal(interruption.status, 202);
-    assert.deepEqual(started, [`rebalance ${A.instance}`, `terminate ${A.instance}`]);
+    // The start names the pair's spot group the check found the instance in (the workflow's summary shows it).
+    assert.deepEqual(started, [`rebalance ${A.instance} in pair-a-spot`, `terminate ${A.instance} in pair-a-spot`]);
   });
 
   it('refuses, with the status and the reason, and starts nothing: another node\'s instance, foreign or expired tokens, bad bodies, unprotected instances', async function () {

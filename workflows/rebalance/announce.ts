@@ -8,12 +8,6 @@ import { isoNow, type RebalanceRun } from './run.js';
 
 const occurrences = new WeakMap<RebalanceRun, Map<Step, number>>();
 
-/**
- * The group of a refusal before verify found the instance in a protected pair (a node that is not the instance's, a
- * group Spot Guard does not protect): one label for all of them, so an unprotected group's name adds no metric series.
- */
-export const UNPROTECTED_GROUP = 'none';
-
 /** `where.group`: the group when the run's pair is not known yet (a refusal in verify); the pair's spot group otherwise. */
 export function announceStep(
   run: RebalanceRun,

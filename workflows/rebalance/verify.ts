@@ -2,12 +2,13 @@
 // whose pair the run then acts on. Nothing is changed before this passes; a mismatch or a group that is not protected
 // fails the run for good.
 import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
+import { UNPROTECTED_GROUP } from '../shared/announcements.js';
 import { rootMessage } from '../shared/failures.js';
 import { isTerminatingState } from '../shared/ids.js';
 import { searchAttributes } from '../shared/search-attributes.js';
 import type { GroupPair } from '../shared/settings.js';
 import { verifyNode, verifyProtectedInstance } from './activities.js';
-import { announceStep, noticeKind, UNPROTECTED_GROUP } from './announce.js';
+import { announceStep, noticeKind } from './announce.js';
 import type { RebalanceRun } from './run.js';
 
 export async function verify(run: RebalanceRun): Promise<GroupPair> {

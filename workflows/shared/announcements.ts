@@ -39,6 +39,12 @@ export const EVENT_REASONS: Record<Step, string> = {
 /** Steps an operator should look at: Events of type Warning. */
 export const WARNING_STEPS: ReadonlySet<Step> = new Set(['rejected', 'no-capacity', 'held']);
 
+/**
+ * The group of a refusal before verify found the instance in a protected pair (a node that is not the instance's, a
+ * group Spot Guard does not protect): one label for all of them, so an unprotected group's name adds no metric series.
+ */
+export const UNPROTECTED_GROUP = 'none';
+
 export type NoticeKind = 'rebalance-recommendation' | 'spot-interruption';
 
 /** Facts a step carries, for the metrics and the webhook's `details`; all optional, each step sets its own. */
@@ -76,7 +82,7 @@ export interface StepAnnouncement {
   /** A second node the step is about (the replacement's, the fallback's): the same Event goes on it too. */
   otherNodeName?: string;
   instanceId: string;
-  /** The warned instance's spot group (the monitor: its on-demand group). */
+  /** The warned instance's spot group (the monitor: its on-demand group; a refusal before verify found one: UNPROTECTED_GROUP). */
   group: string;
   message: string;
   facts: StepFacts;
