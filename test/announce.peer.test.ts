@@ -44,17 +44,7 @@ describe('announceStep against a real API server, as the worker\'s service accou
     stack = await new KubernetesStack().start();
     const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
     for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
-    const { status } = await stack.coreApi().createNamespacedServiceAccountToken({ name: 'spot-guard-worker', namespace: 'spot-guard', body: { spec: { audiences: [] } } });
-    const cluster = stack.kubeConfig().getCurrentCluster();
-    assert.ok(status?.token && cluster);
-    const config = new KubeConfig();
-    config.loadFromOptions({
-      clusters: [cluster],
-      users: [{ name: 'spot-guard-worker', token: status.token }],
-      contexts: [{ name: 'worker', cluster: cluster.name, user: 'spot-guard-worker' }],
-      currentContext: 'worker',
-    });
-    asWorker = config.makeApiClient(CoreV1Api);
+    asWorker = (await stack.kubeConfigAs('spot-guard', 'spot-guard-worker')).makeApiClient(CoreV1Api);
   });
   after(async () => stack?.stop());
 

@@ -271,16 +271,7 @@ describe('Kubernetes activities against a real API server (contract)', function 
     const objects = loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[];
     const admin = KubernetesObjectApi.makeApiClient(stack.kubeConfig());
     for (const object of objects) await admin.create(object);
-    const { status } = await core.createNamespacedServiceAccountToken({ name: 'spot-guard-worker', namespace: 'spot-guard', body: { spec: { audiences: [] } } });
-    const cluster = stack.kubeConfig().getCurrentCluster();
-    assert.ok(status?.token && cluster);
-    const asWorker = new KubeConfig();
-    asWorker.loadFromOptions({
-      clusters: [cluster],
-      users: [{ name: 'spot-guard-worker', token: status.token }],
-      contexts: [{ name: 'worker', cluster: cluster.name, user: 'spot-guard-worker' }],
-      currentContext: 'worker',
-    });
+    const asWorker = await stack.kubeConfigAs('spot-guard', 'spot-guard-worker');
     const workerCore = asWorker.makeApiClient(CoreV1Api);
     const steps = createKubernetesActivities(workerCore, { evictionRetrySeconds: 0.5 });
     const workerSafety = createScaleDownSafetyActivities(workerCore, asWorker.makeApiClient(PolicyV1Api), { pollSeconds: 0.5 });

@@ -29,16 +29,6 @@ describe('start-up preflight (moto, kube-apiserver)', function () {
   let asWorker: KubeConfig;
   let asNobody: KubeConfig;
 
-  /** A kubeconfig for a service account's token, on the test API server. */
-  async function kubeConfigOf(namespace: string, name: string): Promise<KubeConfig> {
-    const { status } = await k8s.coreApi().createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences: [] } } });
-    const cluster = k8s.kubeConfig().getCurrentCluster();
-    assert.ok(status?.token && cluster);
-    const config = new KubeConfig();
-    config.loadFromOptions({ clusters: [cluster], users: [{ name, token: status.token }], contexts: [{ name, cluster: cluster.name, user: name }], currentContext: name });
-    return config;
-  }
-
   before(async function () {
     [aws, k8s] = await Promise.all([new AwsLauncher().start(), new KubernetesStack().start()]);
     const autoScaling = aws.client();
@@ -49,7 +39,7 @@ describe('start-up preflight (moto, kube-apiserver)', function () {
     const admin = KubernetesObjectApi.makeApiClient(k8s.kubeConfig());
     for (const object of loadAllYaml(readFileSync(join(repoRoot, 'deploy', 'base', 'rbac.yaml'), 'utf8')) as KubernetesObject[]) await admin.create(object);
     await k8s.coreApi().createNamespacedServiceAccount({ namespace: 'default', body: { metadata: { name: 'nobody' } } });
-    [asWorker, asNobody] = [await kubeConfigOf('spot-guard', 'spot-guard-worker'), await kubeConfigOf('default', 'nobody')];
+    [asWorker, asNobody] = [await k8s.kubeConfigAs('spot-guard', 'spot-guard-worker'), await k8s.kubeConfigAs('default', 'nobody')];
   });
 
   after(async function () {

@@ -178,6 +178,16 @@ export class KubernetesStack {
     return this.kubeConfig().makeApiClient(CoreV1Api);
   }
 
+  /** A kubeconfig that acts as a service account (a fresh token from the TokenRequest API), for checking its rights. */
+  async kubeConfigAs(namespace: string, name: string): Promise<KubeConfig> {
+    const { status } = await this.coreApi().createNamespacedServiceAccountToken({ namespace, name, body: { spec: { audiences: [] } } });
+    const cluster = this.kubeConfig().getCurrentCluster();
+    if (!status?.token || !cluster) throw new Error(`no token for the service account ${namespace}/${name}`);
+    const config = new KubeConfig();
+    config.loadFromOptions({ clusters: [cluster], users: [{ name, token: status.token }], contexts: [{ name, cluster: cluster.name, user: name }], currentContext: name });
+    return config;
+  }
+
   policyApi(): PolicyV1Api {
     return this.kubeConfig().makeApiClient(PolicyV1Api);
   }

@@ -2,7 +2,7 @@
 // waiter, held against random sequences of increases, polls and the passing of time.
 import assert from 'node:assert/strict';
 import type { GroupProgress } from '../../workflows/shared/activity-types.js';
-import { LATE_WATCH_MS, ReplacementWaiters, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
+import { LATE_WATCH_MS, ReplacementWaiters, SHORTFALL_CONFIRM_MS, capacityErrorFor } from '../../workflows/capacity/replacement-waiters.js';
 import { LATE_SUFFIX, type ReplacementAnswer } from '../../workflows/capacity/api.js';
 import { forSeeds, type Random } from '../helpers/random.js';
 
@@ -63,13 +63,52 @@ describe('replacement waiters (the 10 s group poll, no server)', function () {
     assert.equal(waiters.nextPollAt, undefined, 'nobody left to poll for');
   });
 
+  it('a launch someone else removed with a decrement withdraws the oldest waiter once the shortfall lasts, and the next instance goes to the newer one', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    const poll = (at: number, desiredCapacity: number, inService: string[], launching: string[]) => {
+      waiters.startPoll('g');
+      return waiters.settle({ desiredCapacity, inService, launching, capacityProblems: [] }, at, noSlot).map((a) => a.answer as ReplacementAnswer);
+    };
+    waiters.add(increase('a'), iso(T0), ['i-b'], T0);
+    assert.deepEqual(poll(T0, 2, ['i-b'], ['i-x']), [], 'its launch is under way');
+    assert.deepEqual(poll(T0 + 5000, 1, ['i-b'], []), [], 'i-x removed with a decrement: a shortfall seen once is not enough');
+    waiters.add(increase('b'), iso(T0 + 8000), ['i-b'], T0 + 8000);
+    const withdrawn = poll(T0 + 10_000, 2, ['i-b'], ['i-y']);
+    assert.deepEqual(withdrawn.map((a) => [a.requestId, a.status]), [['a', 'withdrawn']], 'the oldest, whose +1 was taken back before b asked');
+    assert.equal(waiters.lateCount, 0, 'a withdrawn waiter is not watched for a late instance');
+    const served = poll(T0 + 15_000, 2, ['i-b', 'i-y'], []);
+    assert.deepEqual(served.map((a) => [a.requestId, a.status === 'in-service' ? a.instanceId : a.status]), [['b', 'i-y']]);
+  });
+
+  it('a read that shows a decrement before its instance has left withdraws nobody; nor does a full look within the confirmation time', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    waiters.add(increase('a'), iso(T0), ['i-b1', 'i-b2'], T0);
+    waiters.startPoll('g');
+    assert.deepEqual(waiters.settle({ desiredCapacity: 2, inService: ['i-b1', 'i-b2'], launching: ['i-x'], capacityProblems: [] }, T0 + 1000, noSlot), [], 'i-b2 still InService, desired already down');
+    assert.deepEqual(waiters.withdrawUnbacked({ desiredCapacity: 2, counted: ['i-b1', 'i-b2', 'i-x'] }, T0 + 1000 + SHORTFALL_CONFIRM_MS - 1), []);
+    assert.deepEqual(waiters.withdrawUnbacked({ desiredCapacity: 2, counted: ['i-b1', 'i-x'] }, T0 + 1000 + SHORTFALL_CONFIRM_MS), [], 'i-b2 has left: no shortfall');
+    assert.deepEqual(waiters.withdrawUnbacked({ desiredCapacity: 2, counted: ['i-b1', 'i-b2', 'i-x'] }, T0 + 2000 + SHORTFALL_CONFIRM_MS), [], 'seen again, the time counts from anew');
+    const answers = waiters.withdrawUnbacked({ desiredCapacity: 2, counted: ['i-b1', 'i-b2'] }, T0 + 2000 + 2 * SHORTFALL_CONFIRM_MS);
+    assert.deepEqual(answers.map((a) => [a.workflowId, (a.answer as ReplacementAnswer).status]), [['wf-a', 'withdrawn']]);
+    assert.equal(waiters.count, 0);
+    assert.equal(waiters.nextPollAt, undefined, 'nobody left to poll for');
+  });
+
+  it('a dry run\'s waiter claims no launch and is never withdrawn', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    waiters.add(increase('dry'), iso(T0), ['i-b'], T0, true);
+    assert.deepEqual(waiters.withdrawUnbacked({ desiredCapacity: 1, counted: ['i-b'] }, T0), []);
+    assert.deepEqual(waiters.withdrawUnbacked({ desiredCapacity: 1, counted: ['i-b'] }, T0 + 60_000), []);
+    assert.equal(waiters.count, 1);
+  });
+
   it('capacity-error detection counts only problems that started at or after the waiter\'s request', function () {
     const problem = (startTime: string) => ({ activityId: 'x', statusCode: 'Failed', message: 'InsufficientInstanceCapacity', startTime });
     assert.equal(capacityErrorFor({ since: iso(T0) }, [problem(iso(T0 - 1))]), undefined);
     assert.ok(capacityErrorFor({ since: iso(T0) }, [problem(iso(T0))]));
   });
 
-  it('random sequences: each waiter answered exactly once, no instance given twice, in-service only from the poll, nobody left behind at its deadline', function () {
+  it('random sequences: each waiter answered exactly once, no instance given twice, in-service only from the poll, nobody left behind at its deadline, withdrawn no more than others\' decrements', function () {
     forSeeds(300, (random) => runSequence(random));
   });
 });
@@ -82,25 +121,38 @@ function runSequence(random: Random): void {
   const answered = new Map<string, ReplacementAnswer>();
   const given = new Set<string>();
   let inService = [...baseline];
+  let launching: string[] = [];
+  let desired = baseline.length;
+  let othersDecrements = 0;
+  let withdrawals = 0;
   let waveBefore: string[] = [];
   let next = 0;
   for (let step = 0; step < 60; step++) {
     now += random.int(8000);
-    const op = random.int(3);
+    const op = random.int(5);
     if (op === 0) {
       const id = `r${next++}`;
       const waitSeconds = 5 + random.int(60);
       // As the capacity workflow does: the group's instances just before the increase. A wave's waiters share the
       // baseline of its first: any instance new since then is replacement capacity, whoever's increase launched it.
-      if (waiters.count === 0) waveBefore = [...inService];
-      waiters.add(increase(id, waitSeconds), iso(now), [...inService], now);
+      if (waiters.count === 0) waveBefore = [...inService, ...launching];
+      waiters.add(increase(id, waitSeconds), iso(now), [...inService, ...launching], now);
+      desired++;
       added.set(id, { before: waveBefore, deadline: now + waitSeconds * 1000 });
-    } else if (op === 1 && random.chance(0.8)) {
-      inService = [...inService, `i-n${next++}`];
+    } else if (op === 1 && inService.length + launching.length < desired && random.chance(0.8)) {
+      launching = [...launching, `i-n${next++}`];
+    } else if (op === 2 && launching.length > 0) {
+      inService = [...inService, ...launching.slice(0, 1)];
+      launching = launching.slice(1);
+    } else if (op === 3 && launching.length > 0 && random.chance(0.3)) {
+      // Someone else removes a launching instance with a decrement.
+      launching = launching.slice(1);
+      desired--;
+      othersDecrements++;
     } else if (waiters.pollDue(now)) {
       const progress: GroupProgress | undefined = random.chance(0.1)
         ? undefined
-        : { desiredCapacity: inService.length, inService, launching: random.chance(0.5) ? ['i-launching'] : [], capacityProblems: random.chance(0.15) ? [{ activityId: 'a', statusCode: 'Failed', message: 'no capacity', startTime: iso(now - random.int(20_000)) }] : [] };
+        : { desiredCapacity: desired, inService, launching, capacityProblems: random.chance(0.15) ? [{ activityId: 'a', statusCode: 'Failed', message: 'no capacity', startTime: iso(now - random.int(20_000)) }] : [] };
       waiters.startPoll('g');
       for (const { workflowId, answer: delivered } of waiters.settle(progress, now, noSlot)) {
         const answer = delivered as ReplacementAnswer;
@@ -119,7 +171,9 @@ function runSequence(random: Random): void {
           given.add(answer.instanceId);
         }
         if (answer.status === 'timed-out') assert.ok(now >= (added.get(answer.requestId)?.deadline ?? Infinity), 'timed out only at its deadline');
+        if (answer.status === 'withdrawn') withdrawals++;
       }
+      assert.ok(withdrawals <= othersDecrements, `${withdrawals} waiter(s) withdrawn, for ${othersDecrements} decrement(s) made by others`);
       for (const w of waiters.waits.waiters) assert.ok(Date.parse(w.deadline) > now, `${w.requestId} still waits only before its deadline`);
     }
     const answeredOnTime = [...answered.keys()].filter((id) => !id.endsWith(LATE_SUFFIX)).length;

@@ -88,7 +88,12 @@ export type CapacityAnswer = { requestId: string } & (IncreaseGrant | FailedAnsw
 export type ReplacementAnswer =
   | { requestId: string; status: 'in-service'; instanceId: string; at: string; polls: number; drainSlot?: DrainSlotAnswer }
   | { requestId: string; status: 'capacity-problem'; message: string; at: string; polls: number }
-  | { requestId: string; status: 'timed-out'; waitSeconds: number; at: string; polls: number };
+  | { requestId: string; status: 'timed-out'; waitSeconds: number; at: string; polls: number }
+  /**
+   * Someone else took its +1 back (removed a launching instance with a decrement, or lowered desired): the group will
+   * launch nothing more for it. Not watched for a late instance either: a later one is somebody else's.
+   */
+  | { requestId: string; status: 'withdrawn'; reason: string; at: string; polls: number };
 
 // --- terminate with decrement, or settle the books of a reclaimed instance ---------------------------------------
 
@@ -176,6 +181,8 @@ export interface ReplacementWaiter extends ReplacementWaiterRequest {
   deadline: string;
   /** Polls of the group made before this waiter joined (its answer says how many were made for it). */
   pollsBefore: number;
+  /** Granted in a dry run: desired was not raised for it, so it claims no launch of the group. */
+  dryRun?: true;
 }
 
 /**

@@ -27,6 +27,10 @@ export type Settlement =
 export const liveInstances = (group: Pick<GroupSnapshot, 'instances'>): string[] =>
   group.instances.filter((i) => !isTerminatingState(i.lifecycleState)).map((i) => i.instanceId);
 
+/** The instances the group's desired capacity counts: InService and launching (not leaving, not in Standby). */
+export const countedInstances = (group: Pick<GroupSnapshot, 'instances'>): string[] =>
+  group.instances.filter((i) => i.lifecycleState === 'InService' || i.lifecycleState.startsWith('Pending')).map((i) => i.instanceId);
+
 export class GroupBooks {
   readonly open: Record<string, Book>;
   /** The group as Spot Guard last knew it, kept exact across its own changes: what a departure is measured against. */

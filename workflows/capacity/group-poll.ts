@@ -7,7 +7,7 @@ import { rootMessage } from '../shared/failures.js';
 import { describeGroupProgress, reportFallbackToMonitor, setDesiredCapacity } from './activities.js';
 import { answerDrainSlot } from './drain-slots.js';
 import { countPoll } from './metrics.js';
-import { LATE_SUFFIX, type ReplacementAnswer } from './api.js';
+import { LATE_SUFFIX, type ReplacementAnswer, type WorkflowAnswer } from './api.js';
 import type { GroupState } from './group-state.js';
 
 export async function pollGroupForWaiters(state: GroupState): Promise<void> {
@@ -19,10 +19,19 @@ export async function pollGroupForWaiters(state: GroupState): Promise<void> {
     log.warn('could not look at the group this time', { asgName, error: rootMessage(error) });
   }
   const answers = waiters.settle(progress, Date.now(), (request) => answerDrainSlot(state, request));
-  for (const { answer } of answers) rememberReplacement(state, answer as ReplacementAnswer);
   await reportLateFallbacks(state);
   if (progress) await giveBackLapsedFallbacks(state, progress);
   if (answers.length > 0) log.info('answered waiting workflows', { asgName, answers: answers.length, waiting: waiters.count, polls: waiters.waits.polls });
+  await sendReplacementAnswers(state, answers);
+}
+
+/** Answers about replacements, remembered with their requests, then on their way. */
+export async function sendReplacementAnswers(state: GroupState, answers: WorkflowAnswer[]): Promise<void> {
+  for (const { answer } of answers) rememberReplacement(state, answer as ReplacementAnswer);
+  for (const { answer } of answers) {
+    const told = answer as ReplacementAnswer;
+    if (told.status === 'withdrawn') log.warn('a waiter was withdrawn: its +1 was taken back by someone else', { asgName: state.asgName, requestId: told.requestId, reason: told.reason });
+  }
   await state.outbox.send(answers);
 }
 

@@ -5,9 +5,10 @@ import type { GroupSnapshot } from '../shared/activity-types.js';
 import { describeGroup } from './activities.js';
 import type { CapacityCarriedState, CapacityStatus, CapacityWorkflowInput } from './api.js';
 import { AnswerOutbox } from './answer-outbox.js';
-import { GroupBooks } from './books.js';
+import { countedInstances, GroupBooks } from './books.js';
 import { BOOKS_LOOK_MS, settleDepartures } from './departures.js';
 import { DrainBudget } from './drain-budget.js';
+import { sendReplacementAnswers } from './group-poll.js';
 import { ReplacementWaiters } from './replacement-waiters.js';
 import { RequestLedger } from './request-ledger.js';
 
@@ -53,6 +54,7 @@ export class GroupState {
     const group = await describeGroup({ asgName: this.asgName });
     await settleDepartures(this, group);
     this.lastGroup = group;
+    await sendReplacementAnswers(this, this.waiters.withdrawUnbacked({ desiredCapacity: group.desiredCapacity, counted: countedInstances(group) }, Date.now()));
     if (group.capacityRebalance && !this.warnedAboutCapacityRebalance) {
       this.warnedAboutCapacityRebalance = true;
       log.warn('Capacity Rebalancing is enabled on this group: AWS launches its own replacement as well as Spot Guard', { asgName: this.asgName });

@@ -26,7 +26,7 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     for (const request of granted) {
       // Raised for a warned member of this group: held on purpose until it leaves.
       if (!dryRun && request.forInstanceId) state.books.raisedFor(request.forInstanceId, request.requestId, at);
-      state.waiters.add(request, requestedAt, instancesBefore, Date.now());
+      state.waiters.add(request, requestedAt, instancesBefore, Date.now(), dryRun === true);
       const result = { status: 'granted' as const, desiredBefore: group.desiredCapacity, desiredTarget, appliedAt: requestedAt };
       if (dryRun) state.ledger.pretend(request.requestId, 'increase', result, at);
       else state.ledger.record(request.requestId, 'increase', result, at);

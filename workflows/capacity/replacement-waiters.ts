@@ -22,6 +22,18 @@ export const LATE_WATCH_MS = 60 * 60_000;
 const LATE_KEPT_MAX_MS = 6 * 60 * 60_000;
 /** While only late waiters are watched, the group is polled this often (instances only). */
 export const LATE_POLL_MS = 60_000;
+/**
+ * A shortfall of launches for the waiters must still be there this long after it was first seen before a waiter is
+ * withdrawn: a read of the group can show a decrement before the instance it came with has left InService.
+ */
+export const SHORTFALL_CONFIRM_MS = 5_000;
+
+/** What a look at the group says about launches for the waiters: its desired capacity and the instances it counts. */
+export interface CountedGroup {
+  desiredCapacity: number;
+  /** The instances desired counts: InService and launching (not Terminating, not Standby). */
+  counted: string[];
+}
 
 /** A late instance of an on-demand fallback, to report to its pair's monitor. */
 export interface LateFallback {
@@ -47,6 +59,8 @@ export class ReplacementWaiters {
   lateFallbacks: LateFallback[] = [];
   /** On-demand fallbacks whose late watch ended with nothing launched: increases to give back if nothing is launching. */
   lapsedFallbacks = 0;
+  /** When the group was first seen launching fewer instances than the waiters claim (undefined: no shortfall). */
+  private shortfallSince: number | undefined;
 
   constructor(carried: GroupWaits | undefined, now: number) {
     this.waits = carried ?? { waiters: [], baseline: [], assigned: [], polls: 0 };
@@ -66,7 +80,7 @@ export class ReplacementWaiters {
   }
 
   /** A granted increase starts waiting; `instancesBefore` were in the group just before the increase. */
-  add(request: IncreaseCapacityRequest, since: string, instancesBefore: string[], now: number): void {
+  add(request: IncreaseCapacityRequest, since: string, instancesBefore: string[], now: number, dryRun = false): void {
     const { waiter } = request;
     if (this.waits.waiters.some((w) => w.requestId === request.requestId)) return;
     if (this.waits.waiters.length === 0) {
@@ -86,6 +100,7 @@ export class ReplacementWaiters {
       since,
       deadline: new Date(now + waiter.waitSeconds * 1000).toISOString(),
       pollsBefore: this.waits.polls,
+      ...(dryRun ? { dryRun: true as const } : {}),
     });
     const due = now + waiter.pollIntervalSeconds * 1000;
     this.nextPollAt = this.nextPollAt === undefined ? due : Math.min(this.nextPollAt, due);
@@ -127,6 +142,8 @@ export class ReplacementWaiters {
     const at = new Date(now).toISOString();
     const answers = progress ? this.assignInstances(progress, at, drainSlotFor) : [];
     const answered = new Set(answers.map((a) => a.requestId));
+    if (progress) answers.push(...this.withdrawn({ desiredCapacity: progress.desiredCapacity, counted: [...progress.inService, ...progress.launching] }, now, answered));
+    for (const answer of answers) answered.add(answer.requestId);
     const unanswered = (): ReplacementWaiter[] => this.waits.waiters.filter((w) => !answered.has(w.requestId));
     const add = (waiter: ReplacementWaiter, answer: ReplacementAnswer): void => {
       answers.push(answer);
@@ -140,13 +157,25 @@ export class ReplacementWaiters {
       add(waiter, this.answer(waiter, at, { status: 'timed-out', waitSeconds: waiter.waitSeconds }));
     }
     const workflowOf = new Map(this.waits.waiters.map((w) => [w.requestId, w.workflowId]));
-    const ended = answers.filter((a) => a.status !== 'in-service').map((a) => this.waits.waiters.find((w) => w.requestId === a.requestId));
+    const ended = answers.filter((a) => a.status !== 'in-service' && a.status !== 'withdrawn').map((a) => this.waits.waiters.find((w) => w.requestId === a.requestId));
     this.waits.waiters = unanswered();
     // Those already watched get this poll's new instances first; then the waits that just ended start watching.
     if (progress) answers.push(...this.answerLate(progress, at, workflowOf));
     for (const waiter of ended) this.watchLate(waiter, now, progress);
     this.lapseLate(now, progress);
     this.schedule(progress ? this.launchingFresh(progress) : 0, now);
+    return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
+  }
+
+  /**
+   * Waiters whose +1 someone else took back, after a full look at the group; their answers, to send. See withdrawn().
+   */
+  withdrawUnbacked(look: CountedGroup, now: number): WorkflowAnswer[] {
+    const answers = this.withdrawn(look, now, new Set());
+    const workflowOf = new Map(this.waits.waiters.map((w) => [w.requestId, w.workflowId]));
+    const gone = new Set(answers.map((a) => a.requestId));
+    this.waits.waiters = this.waits.waiters.filter((w) => !gone.has(w.requestId));
+    if (answers.length > 0 && this.waits.waiters.length === 0) this.schedule(0, now);
     return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
   }
 
@@ -224,6 +253,31 @@ export class ReplacementWaiters {
       answers.push(this.answer(waiter, at, { status: 'in-service', instanceId, ...(drainSlot ? { drainSlot } : {}) }));
     }
     return answers;
+  }
+
+  /**
+   * Someone else removed a launching instance with a decrement (or lowered desired): the group now launches fewer new
+   * instances than there are waiters, and would give the next one to a waiter whose +1 is gone while a newer waiter,
+   * whose +1 stands, times out with its instance in the group. Once the shortfall has lasted SHORTFALL_CONFIRM_MS, that
+   * many waiters are withdrawn, the oldest first: any waiter older than the decrement may have lost its +1, and the
+   * oldest always is. Counts, not instance ids, decide: which launch was whose is not known. `answered`: already
+   * answered at this poll (not waiting any more).
+   */
+  private withdrawn(look: CountedGroup, now: number, answered: ReadonlySet<string>): ReplacementAnswer[] {
+    const claims = this.waits.waiters.filter((w) => !w.dryRun && !answered.has(w.requestId));
+    const known = new Set([...this.waits.baseline, ...this.waits.assigned, ...(this.waits.lateKnown ?? [])]);
+    const notNew = look.counted.filter((id) => known.has(id)).length;
+    const shortfall = claims.length - Math.max(0, look.desiredCapacity - notNew);
+    if (shortfall <= 0) {
+      this.shortfallSince = undefined;
+      return [];
+    }
+    this.shortfallSince ??= now;
+    if (now - this.shortfallSince < SHORTFALL_CONFIRM_MS) return [];
+    this.shortfallSince = undefined;
+    const at = new Date(now).toISOString();
+    const reason = `desired capacity ${look.desiredCapacity} leaves room for ${claims.length - shortfall} new instance(s) for ${claims.length} waiter(s): someone else took a +1 back (a launching instance removed with a decrement, or desired lowered)`;
+    return claims.slice(0, shortfall).map((waiter) => this.answer(waiter, at, { status: 'withdrawn', reason }));
   }
 
   private launchingFresh(progress: GroupProgress): number {

@@ -185,6 +185,9 @@ async function awaitNewInstance(run: RebalanceRun, attempt: ScaleAttempt, reques
     case 'timed-out':
       attempt.failure = `no new instance InService within ${timeoutSeconds} s`;
       return undefined;
+    case 'withdrawn':
+      attempt.failure = `its +1 was taken back: ${answer.reason}`;
+      return undefined;
     default:
       attempt.failure = `capacity workflow of "${attempt.asgName}" did not answer within ${backstopSeconds} s`;
       return undefined;
