@@ -10,7 +10,7 @@ import type { AutoScalingActivities, KubernetesActivities, SurplusActivities } f
 import { rebalanceWorkflowId } from '../workflows/shared/ids.js';
 import { searchAttributes } from '../workflows/shared/search-attributes.js';
 import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
-import { requireInstanceId, requireNodeName } from './validation.js';
+import { requireGroupName, requireInstanceId, requireNodeName } from './validation.js';
 
 export interface SurplusDependencies {
   temporal: Client;
@@ -47,6 +47,7 @@ export function createSurplusActivities(deps: SurplusDependencies): SurplusActiv
       requireInstanceId(input.instanceId);
       requireNodeName(input.nodeName);
       requireInstanceId(input.surplusFor);
+      requireGroupName(input.asgName);
       const args: [RebalanceInput] = [{ instanceId: input.instanceId, nodeName: input.nodeName, surplusFor: input.surplusFor }];
       const handle = await deps.temporal.workflow.start<typeof rebalanceWorkflow>('rebalanceWorkflow', {
         workflowId: rebalanceWorkflowId(input.instanceId),
@@ -54,7 +55,7 @@ export function createSurplusActivities(deps: SurplusDependencies): SurplusActiv
         args,
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        staticSummary: workflowSummaries.rebalance(input),
+        staticSummary: workflowSummaries.rebalance(input, input.asgName),
         staticDetails: workflowDetails.rebalance('surplus', { surplusFor: input.surplusFor }),
         typedSearchAttributes: [
           { key: searchAttributes.instanceId, value: input.instanceId },

@@ -112,7 +112,7 @@ async function settleWithReplacement(state: GroupState, group: GroupSnapshot, in
 
 /** The replacement has a node: its drain is started, then the book moves to it (never left on one nothing drains). */
 async function drainSurplus(state: GroupState, instanceId: string, replacementId: string, nodeName: string): Promise<RetiredInstance['how']> {
-  await startSurplusDrain({ instanceId: replacementId, nodeName, surplusFor: instanceId });
+  await startSurplusDrain({ instanceId: replacementId, nodeName, surplusFor: instanceId, asgName: state.asgName });
   state.books.moveTo(instanceId, replacementId);
   log.info('a warned instance left the group without a decrement, and the replacement the group launched for it has a node: it is drained, then terminated with decrement', {
     asgName: state.asgName,

@@ -177,7 +177,7 @@ export interface SurplusActivities {
   /** Terminate with decrement, unless it has a Kubernetes node (looked at afresh in every attempt): then its name. */
   terminateUnlessNode(input: { asgName: string; instanceId: string }): Promise<{ terminated: TerminationOutcome; dryRun?: true } | { nodeName: string }>;
   /** Starts its drain, a rebalance run in surplus mode, unless a run of that instance is open already. */
-  startSurplusDrain(input: { instanceId: string; nodeName: string; surplusFor: string }): Promise<{ workflowId: string }>;
+  startSurplusDrain(input: { instanceId: string; nodeName: string; surplusFor: string; asgName: string }): Promise<{ workflowId: string }>;
 }
 
 /** Every activity of Spot Guard: what the worker registers and the workflows proxy. */

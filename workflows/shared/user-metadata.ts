@@ -61,7 +61,7 @@ const activitySummaries: Summarizers = {
   sendAnswers: ({ answers }) => `answer ${count(answers.length, 'waiting workflow')}`,
   reportFallbackToMonitor: ({ spotAsgName, onDemandAsgName, report }) => `report on-demand ${report.onDemandInstanceId} to the monitor of ${spotAsgName} ↔ ${onDemandAsgName}`,
   terminateUnlessNode: ({ asgName, instanceId }) => `terminate ${instanceId} in ${asgName} with decrement unless it has a node`,
-  startSurplusDrain: ({ instanceId, nodeName, surplusFor }) => `start the drain of ${instanceId} (node ${nodeName}), the surplus launched for ${surplusFor}`,
+  startSurplusDrain: ({ instanceId, nodeName, surplusFor, asgName }) => `start the drain of ${instanceId} (node ${nodeName}), the surplus ${asgName} launched for ${surplusFor}`,
   announceStep: ({ step, instanceId, nodeName }) => `announce ${step} of ${instanceId}${nodeName ? ` on node ${nodeName}` : ''}`,
 };
 
