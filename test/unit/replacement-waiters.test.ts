@@ -48,6 +48,17 @@ describe('replacement waiters (the 10 s group poll, no server)', function () {
     assert.equal(waiters.lapsedFallbacks, 1);
   });
 
+  it('launches the group still owes current waiters are counted, so a lapsed fallback\'s give-back never drops one', function () {
+    const waiters = new ReplacementWaiters(undefined, T0);
+    waiters.add(increase('a'), iso(T0), ['i-old'], T0);
+    waiters.add(increase('b'), iso(T0), ['i-old'], T0);
+    waiters.add(increase('dry'), iso(T0), ['i-old'], T0, true);
+    const progress = { desiredCapacity: 3, inService: ['i-old'], launching: ['i-x'], capacityProblems: [] };
+    waiters.startPoll('g');
+    waiters.settle(progress, T0 + 1000, noSlot);
+    assert.equal(waiters.unlaunchedClaims(progress), 1, 'b: nothing launching for it yet (a dry run\'s waiter claims nothing)');
+  });
+
   it('a late watch kept by a launch that never ends still ends 6 hours past its hour', function () {
     const waiters = new ReplacementWaiters(undefined, T0);
     waiters.add(increase('s', 60), iso(T0), ['i-old'], T0);

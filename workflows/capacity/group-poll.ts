@@ -69,7 +69,8 @@ async function giveBackLapsedFallbacks(state: GroupState, progress: GroupProgres
   const lapsed = state.waiters.lapsedFallbacks;
   if (lapsed === 0) return;
   state.waiters.lapsedFallbacks = 0;
-  const live = progress.inService.length + progress.launching.length;
+  // Launches the current waiters still wait for are not given back: lowering desired would drop those.
+  const live = progress.inService.length + progress.launching.length + state.waiters.unlaunchedClaims(progress);
   const giveBack = Math.min(lapsed, progress.desiredCapacity - live);
   if (giveBack < lapsed) log.warn('an on-demand fallback that never launched in time could not be given back: the group is at its desired capacity', { asgName: state.asgName, lapsed, giveBack });
   if (giveBack <= 0) return;

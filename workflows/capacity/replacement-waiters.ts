@@ -280,6 +280,11 @@ export class ReplacementWaiters {
     return claims.slice(0, shortfall).map((waiter) => this.answer(waiter, at, { status: 'withdrawn', reason }));
   }
 
+  /** Waiters (not a dry run's) for whom no new instance is launching yet: desired counts launches still to come for them. */
+  unlaunchedClaims(progress: GroupProgress): number {
+    return Math.max(0, this.waits.waiters.filter((w) => !w.dryRun).length - this.launchingFresh(progress));
+  }
+
   private launchingFresh(progress: GroupProgress): number {
     const taken = new Set([...this.waits.baseline, ...this.waits.assigned]);
     return progress.launching.filter((id) => !taken.has(id)).length;
