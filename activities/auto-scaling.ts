@@ -192,14 +192,16 @@ async function describeGroup(ctx: AutoScalingContext, input: { asgName: string }
 
 /**
  * Sets the desired capacity to an absolute value; applying the same value twice is harmless. With the value it changes
- * `from`, a retry first reads the group: if someone else changed desired capacity since (an operator's terminate with
- * decrement while the call was retried), an increase goes on top of the current value and a decrease is not made,
- * instead of undoing their change. Answers the value the group was left at.
+ * `from`, it first reads the group. On the first attempt, a desired capacity no longer at `from` means the caller's look
+ * is stale (an operator's terminate with decrement since, a look made before a worker restart): nothing is set, and
+ * `changedMeanwhile` tells the caller to look again. On a retry, if someone else changed it (while the call was
+ * retried), an increase goes on top of the current value and a decrease is not made, instead of undoing their change.
+ * Answers the value the group was left at.
  */
 async function setDesiredCapacity(
   ctx: AutoScalingContext,
   input: { asgName: string; desiredCapacity: number; from?: number },
-): Promise<{ requestedAt: string; desiredCapacity: number; dryRun?: true }> {
+): Promise<{ requestedAt: string; desiredCapacity: number; dryRun?: true; changedMeanwhile?: true }> {
   requireGroupName(input.asgName);
   for (const [name, value] of [['desired capacity', input.desiredCapacity], ['from', input.from ?? 0]] as const) {
     if (!Number.isInteger(value) || value < 0) throw nonRetryable(FailureType.invalidInput, `${name} ${value} for "${input.asgName}" is not a whole number >= 0`);
@@ -210,8 +212,8 @@ async function setDesiredCapacity(
     log.info('dry run: would set desired capacity', { asgName: input.asgName, desiredCapacity: input.desiredCapacity });
     return { requestedAt, desiredCapacity: input.desiredCapacity, dryRun: true };
   }
-  const { desiredCapacity, set } = await targetOnRetry(ctx, input);
-  if (!set) return { requestedAt, desiredCapacity };
+  const { desiredCapacity, set, changedMeanwhile } = await targetOf(ctx, input);
+  if (!set) return { requestedAt, desiredCapacity, ...(changedMeanwhile ? { changedMeanwhile } : {}) };
   await awsCall(`set the desired capacity of "${input.asgName}" to ${desiredCapacity}`, () =>
     ctx.client.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: input.asgName, DesiredCapacity: desiredCapacity, HonorCooldown: false })),
   );
@@ -220,23 +222,28 @@ async function setDesiredCapacity(
 }
 
 /**
- * What this attempt sets: the target, nothing when a retry finds an earlier attempt set it, and when someone else
- * moved desired meanwhile, an increase on top of the current value (at most MaxSize) and no decrease. Each errs towards capacity: an earlier
- * attempt that went through followed by an operator's decrement looks like neither, and then an increase is applied
- * again rather than risking a missing replacement, and a decrease is not made again rather than taking a running node.
+ * What this attempt sets: the target while desired is still `from`; on a first attempt that finds it moved, nothing
+ * (the caller's look is stale: `changedMeanwhile`); on a retry, nothing when an earlier attempt set it, and when someone
+ * else moved desired meanwhile, an increase on top of the current value (at most MaxSize) and no decrease. A retry errs
+ * towards capacity: an earlier attempt that went through followed by an operator's decrement looks like neither, and
+ * then an increase is applied again rather than risking a missing replacement, and a decrease is not made again rather
+ * than taking a running node.
  */
-async function targetOnRetry(ctx: AutoScalingContext, input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ desiredCapacity: number; set: boolean }> {
+async function targetOf(ctx: AutoScalingContext, input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ desiredCapacity: number; set: boolean; changedMeanwhile?: true }> {
   const { asgName, desiredCapacity: target, from } = input;
-  // A first attempt follows the capacity workflow's look by moments (one activity earlier): only a retry, minutes later
-  // perhaps, reads again. That keeps a wave's cost at one read and one change.
-  if (from === undefined || Context.current().info.attempt === 1) return { desiredCapacity: target, set: true };
+  if (from === undefined) return { desiredCapacity: target, set: true };
+  // Even a first attempt reads: the look it was computed from may be minutes old (a worker restart between the two).
   const group = await ctx.readGroup(asgName);
   const current = group.DesiredCapacity ?? 0;
+  if (current === from) return { desiredCapacity: target, set: true };
+  if (Context.current().info.attempt === 1) {
+    log.info('desired capacity changed since the look this change was computed from: nothing set, the caller looks again', { asgName, from, target, current });
+    return { desiredCapacity: current, set: false, changedMeanwhile: true };
+  }
   if (current === target) {
     log.info('desired capacity already set by an earlier attempt', { asgName, desiredCapacity: current });
     return { desiredCapacity: current, set: false };
   }
-  if (current === from) return { desiredCapacity: target, set: true };
   const increase = target > from;
   // Someone may have raised it meanwhile: never past MaxSize, which AWS would refuse for good.
   const desiredCapacity = increase ? Math.min(current + (target - from), group.MaxSize ?? Number.MAX_SAFE_INTEGER) : current;

@@ -44,6 +44,9 @@ async function rejectsNonRetryable(promise: Promise<unknown>, message: RegExp): 
   });
 }
 
+/** An answer without its timestamp. */
+const pick = ({ requestedAt: _at, ...rest }: { requestedAt: string } & Record<string, unknown>): Record<string, unknown> => rest;
+
 describe('Auto Scaling activities', function () {
   const client = new AutoScalingClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } });
   const aws = mockClient(client);
@@ -146,12 +149,23 @@ describe('Auto Scaling activities', function () {
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 2));
     assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 3);
     assert.deepEqual(setTo(), [4, 3], 'an operator took one with decrement meanwhile: +1 on top of their 2, not back to 4');
-    const describes = aws.commandCalls(DescribeAutoScalingGroupsCommand).length;
-    await run(activities.setDesiredCapacity, input);
-    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, describes, 'a first attempt follows the look the workflow just took');
     aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 10));
     assert.equal((await retry(activities.setDesiredCapacity, input)).desiredCapacity, 10, 'someone raised it to MaxSize meanwhile: never past it');
     await rejectsNonRetryable(run(activities.setDesiredCapacity, { asgName: GROUP, desiredCapacity: 2, from: -3 }), /from -3 for "spot-asg" is not a whole number/);
+  });
+
+  it('setDesiredCapacity, first attempt: the target while desired is still where the look saw it, else nothing and `changedMeanwhile` (the look is stale)', async function () {
+    aws.on(SetDesiredCapacityCommand).resolves({});
+    const input = { asgName: GROUP, desiredCapacity: 4, from: 3 };
+    const setTo = () => aws.commandCalls(SetDesiredCapacityCommand).map((c) => c.args[0].input.DesiredCapacity);
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 3));
+    assert.deepEqual(pick(await run(activities.setDesiredCapacity, input)), { desiredCapacity: 4 });
+    assert.deepEqual(setTo(), [4]);
+    // An operator's terminate with decrement between the workflow's look and this call (a worker restart between the two).
+    aws.on(DescribeAutoScalingGroupsCommand).resolves(group([], 2));
+    assert.deepEqual(pick(await run(activities.setDesiredCapacity, input)), { desiredCapacity: 2, changedMeanwhile: true });
+    assert.deepEqual(setTo(), [4], 'nothing set over their change: the workflow looks again');
+    assert.equal(aws.commandCalls(DescribeAutoScalingGroupsCommand).length, 2, 'one read per attempt');
   });
 
   it('setDesiredCapacity retrying a decrease: not made once someone else changed desired meanwhile (it could take a running node)', async function () {

@@ -168,7 +168,9 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
     });
     assert.deepEqual(looks.answers.map((a) => a.status), ['still-running', 'reclaimed-by-aws', 'reclaimed-by-aws', 'still-running']);
     assert.equal(h.aws.desired(h.spot), 3, 'both reclaims came off desired, from the same read');
-    assert.ok(looks.describes <= 2, `${looks.describes} reads of the group for four looks`);
+    // One read shared by the four looks, one by the SetDesiredCapacity that settles both reclaims (it checks desired
+    // is still where the look saw it), and perhaps one more look.
+    assert.ok(looks.describes <= 3, `${looks.describes} reads of the group for four looks and one change`);
   });
 
   it('a termination whose answer was lost is retried, and no later request about it decrements again', async function () {
@@ -284,7 +286,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
 
   it('a poll that falls due during a run of retirements goes before the rest of them', async function () {
     const drained = h.aws.addGroup(h.spot, { desired: 6, max: 20, launch: { kind: 'never' } });
-    // Each termination takes 3 s, so the waiter's next polls fall due in the middle of them.
+    // Each termination takes 3 s, so the waiter's next polls (every 5 s, on the clock's grid) fall due among them.
     h.activityOverrides.terminateInstanceInGroup = async () => {
       await env.sleep('3 seconds');
       return { terminated: 'now' as const };
@@ -293,7 +295,7 @@ describe('capacity workflow (one per Auto Scaling group)', function () {
       await ask.requests.requestCapacityIncrease({
         asgName: h.spot,
         requestId: 'node-a/spot',
-        waiter: { workflowId: 'node-a', waitSeconds: 600, pollIntervalSeconds: 10 },
+        waiter: { workflowId: 'node-a', waitSeconds: 600, pollIntervalSeconds: 5 },
       });
       await until('the first poll', async () => (await handle().query(capacityStatusQuery)).waiting.polls >= 1, 20_000);
       await Promise.all(

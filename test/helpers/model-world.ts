@@ -506,6 +506,8 @@ export class ModelWorld {
       }
       case 'restart':
         this.seen.restarts++;
+        // A SetDesiredCapacity in flight may have been applied with its answer lost with the worker, like awsFault's.
+        this.lostDesiredAnswer = true;
         await this.stopWorker();
         await this.startWorker();
         return;
@@ -566,7 +568,8 @@ export class ModelWorld {
 
   /**
    * The one case a retried SetDesiredCapacity cannot tell apart (docs/architecture.md, "Throttling"): an attempt AWS
-   * applied but whose answer was lost, then an operator's decrement before the retry. Spot Guard then errs towards one
+   * applied but whose answer was lost (an AWS fault after applying, or the worker stopped), then an operator's decrement
+   * before the retry. Spot Guard then errs towards one
    * instance too many, which invariant 1 would report; the operator waits out such retries.
    */
   private async outsideLostAnswerRetries(): Promise<void> {

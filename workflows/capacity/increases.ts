@@ -8,18 +8,34 @@ import type { IncreaseCapacityRequest } from './api.js';
 import { liveInstances } from './books.js';
 import type { GroupState } from './group-state.js';
 
+/** Looks at the group again this often when its desired capacity moved between a look and the change computed from it. */
+const LOOKS_PER_BATCH = 3;
+
 export async function applyIncreases(state: GroupState, batch: IncreaseCapacityRequest[]): Promise<void> {
+  for (let look = 1; ; look++) {
+    // Requests answered at an earlier look (their warned instance gone, a surplus) are not looked at again.
+    if (await raiseForBatch(state, batch.filter((r) => !state.ledger.completed[r.requestId]))) return;
+    if (look === LOOKS_PER_BATCH) {
+      throw new Error(`its desired capacity moved between each of ${LOOKS_PER_BATCH} looks and the +1 computed from it: nothing raised, the requests fail and their workflows fall back`);
+    }
+    log.info('desired capacity moved between the look and the +1 (someone else changed it, or the look was old): looking again', { asgName: state.asgName, look });
+  }
+}
+
+/** One look and one SetDesiredCapacity for the batch; false: desired moved since the look, nothing was raised. */
+async function raiseForBatch(state: GroupState, batch: IncreaseCapacityRequest[]): Promise<boolean> {
   const group = await state.lookAtGroup();
   const wanted = answerSurplusInstances(state, group, answerWarnedInstancesGone(state, group, batch));
   const room = Math.max(0, group.maxSize - group.desiredCapacity);
   const granted = wanted.slice(0, room);
   if (granted.length > 0) {
     const desiredTarget = group.desiredCapacity + granted.length;
-    const { requestedAt, dryRun } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget, from: group.desiredCapacity });
+    const { requestedAt, dryRun, changedMeanwhile, desiredCapacity: left } = await setDesiredCapacity({ asgName: state.asgName, desiredCapacity: desiredTarget, from: group.desiredCapacity });
+    if (changedMeanwhile) return false;
     if (!dryRun) {
       state.appliedChanges++;
-      // Raised by this much from the view: a change someone else made meanwhile is theirs, for the next look to see.
-      state.books.ownDesired(desiredTarget);
+      // What the group was left at (a retry may have gone on top of someone else's change): the next look measures from it.
+      state.books.ownDesired(left);
     }
     const instancesBefore = liveInstances(group);
     const at = new Date().toISOString();
@@ -37,6 +53,7 @@ export async function applyIncreases(state: GroupState, batch: IncreaseCapacityR
     const result = { status: 'at-max-size' as const, desired: group.desiredCapacity, maxSize: group.maxSize };
     state.ledger.record(request.requestId, 'increase', result, new Date().toISOString());
   }
+  return true;
 }
 
 /**

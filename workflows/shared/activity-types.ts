@@ -113,7 +113,7 @@ export interface AutoScalingActivities {
   describeGroupHealth(input: { asgName: string; since?: string }): Promise<GroupHealth>;
   /** `dryRun`: nothing was changed (SPOT_GUARD_DRY_RUN); the workflow keeps it out of its durable records. */
   /** `from`: an increase's starting value, so that a retry does not undo someone else's change made meanwhile. */
-  setDesiredCapacity(input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ requestedAt: string; desiredCapacity: number; dryRun?: true }>;
+  setDesiredCapacity(input: { asgName: string; desiredCapacity: number; from?: number }): Promise<{ requestedAt: string; desiredCapacity: number; dryRun?: true; changedMeanwhile?: true }>;
   /** `already-leaving`: Terminating or gone at the first attempt, so not by this call: no decrement came from it. */
   terminateInstanceInGroup(input: { asgName: string; instanceId: string; decrementDesiredCapacity: boolean }): Promise<{ terminated: TerminationOutcome; dryRun?: true }>;
   verifyInstanceInGroup(input: { instanceId: string; asgName: string }): Promise<{ lifecycleState: string }>;
