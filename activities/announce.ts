@@ -1,7 +1,8 @@
 // announceStep: a step of a flow told to operators. A Kubernetes Event on the node(s) it is about (core/v1, in the
-// `default` namespace where node Events live, source `spot-guard`), the domain metrics, and the webhook's queue. The
-// Event's name is derived from the announcement's key, so a retried announcement finds its Event there already and
-// adds nothing. Never throws: an API server that is down costs the Event, never the flow.
+// `default` namespace where node Events live, source `spot-guard`), the domain metrics, and a message to the webhook
+// workflow. The Event's name and the message's id are derived from the announcement's key, so a retried announcement
+// finds its Event there already and its message is dropped as a repeat. An API server that is down costs the Event,
+// never the flow; a message Temporal did not take fails the attempt, so the next one sends it again.
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
@@ -22,21 +23,28 @@ export interface Announcer {
   /** Where Events go; none: no Events (the tests of workflows alone). */
   events?: EventsApi;
   metrics: DomainMetrics;
-  /** Hands the announcement to the webhook's queue (it chooses what to send); never blocks. */
-  notify?: (announcement: StepAnnouncement) => void;
+  /** Hands the announcement to the webhook workflow (it chooses what to send; activities/webhook.ts); throws if not taken. */
+  webhook?: (announcement: StepAnnouncement) => Promise<void>;
 }
 
 export function createAnnounceActivities(announcer: Announcer = { metrics: new DomainMetrics() }): AnnounceActivities {
   return { announceStep: (announcement) => announceStep(announcer, announcement) };
 }
 
-async function announceStep({ events, metrics, notify }: Announcer, announcement: StepAnnouncement): Promise<void> {
-  // A retried attempt: counted and queued by the first one already; its Events are found by name below.
-  const first = metrics.record(announcement);
-  if (first) notify?.(announcement);
-  if (!events) return;
-  const nodes = [announcement.nodeName, announcement.otherNodeName].filter((n): n is string => n !== undefined && n !== '');
-  await Promise.all(nodes.map((node) => writeEvent(events, metrics, nodeEvent(announcement, node))));
+async function announceStep({ events, metrics, webhook }: Announcer, announcement: StepAnnouncement): Promise<void> {
+  // A retried attempt: counted by the first one already; its Events are found by name below, its message a repeat.
+  metrics.record(announcement);
+  const nodes = events ? [announcement.nodeName, announcement.otherNodeName].filter((n): n is string => n !== undefined && n !== '') : [];
+  await Promise.all([...nodes.map((node) => writeEvent(events as EventsApi, metrics, nodeEvent(announcement, node))), sendToWebhook(webhook, announcement)]);
+}
+
+async function sendToWebhook(webhook: Announcer['webhook'], announcement: StepAnnouncement): Promise<void> {
+  try {
+    await webhook?.(announcement);
+  } catch (error) {
+    log.warn('webhook: Temporal did not take the message; the announcement is tried again', { step: announcement.step, error: (error as Error).message });
+    throw error;
+  }
 }
 
 async function writeEvent(events: EventsApi, metrics: DomainMetrics, event: CoreV1Event): Promise<void> {

@@ -14,6 +14,7 @@ import type { ProtectedPairs } from './protected-pairs.js';
 import { createScaleDownSafetyActivities, type KubernetesPolicyApi } from './scale-down-safety.js';
 import { createSettingsActivities } from './settings.js';
 import { createSurplusActivities } from './surplus.js';
+import { createWebhookActivities, type WebhookConfig } from './webhook.js';
 
 export * from './announce.js';
 export * from './auto-scaling.js';
@@ -26,6 +27,7 @@ export * from './protected-pairs.js';
 export * from './scale-down-safety.js';
 export * from './settings.js';
 export * from './surplus.js';
+export * from './webhook.js';
 
 export interface ActivityDependencies {
   autoScaling: AutoScalingClient;
@@ -46,6 +48,8 @@ export interface ActivityDependencies {
   nodeWatch?: NodeWatch;
   /** Where announced steps go (Events, metrics, webhook); default: metrics into nothing, no Events. */
   announcer?: Announcer;
+  /** The webhook's endpoint, for postWebhook; none: messages still queued are dropped. */
+  webhook?: WebhookConfig;
 }
 
 /** Every activity of Spot Guard, built over the clients the caller hands in. */
@@ -69,6 +73,7 @@ export function createActivities(deps: ActivityDependencies): SpotGuardActivitie
     // Rebalance runs live on the per-node queue.
     ...createSurplusActivities({ temporal: deps.temporal, taskQueue: deps.taskQueue, autoScaling, kubernetes }),
     ...createAnnounceActivities(announcer),
+    ...createWebhookActivities(deps.webhook, announcer.metrics),
   };
 }
 

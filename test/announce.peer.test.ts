@@ -9,6 +9,7 @@ import { CoreV1Api, KubeConfig, type KubernetesObject, KubernetesObjectApi, load
 import type { MetricMeter } from '@temporalio/common';
 import { noopMetricMeter } from '@temporalio/common';
 import { createAnnounceActivities, eventName } from '../activities/announce.js';
+import { webhookMessageId } from '../activities/webhook.js';
 import { DomainMetrics } from '../activities/domain-metrics.js';
 import { kubernetesStatus } from '../activities/errors.js';
 import type { StepAnnouncement } from '../workflows/shared/announcements.js';
@@ -68,7 +69,10 @@ describe('announceStep against a real API server, as the worker\'s service accou
   it('writes one Event per node named, and a retried announcement adds no Event and no count', async function () {
     const { meter, totals } = countingMeter();
     const sent: string[] = [];
-    const { announceStep } = createAnnounceActivities({ events: asWorker, metrics: new DomainMetrics(meter), notify: (a) => sent.push(a.key) });
+    const webhook = async (a: StepAnnouncement): Promise<void> => {
+      sent.push(webhookMessageId(a));
+    };
+    const { announceStep } = createAnnounceActivities({ events: asWorker, metrics: new DomainMetrics(meter), webhook });
     const key = 'spot-guard-rebalance-i-0123456789abcdef0/replacement-ready';
     await activityEnvironment(1).run(announceStep, announcement(key));
     await activityEnvironment(2).run(announceStep, announcement(key)); // the retry of an attempt that timed out
@@ -84,7 +88,24 @@ describe('announceStep against a real API server, as the worker\'s service accou
     assert.equal(totals.get('spot_guard_notices_total{"notice":"rebalance-recommendation","outcome":"on-demand","group":"spot"}'), 1);
     assert.equal(totals.get('spot_guard_kubernetes_events_total{"result":"created"}'), 2);
     assert.equal(totals.get('spot_guard_kubernetes_events_total{"result":"duplicate"}'), 2);
-    assert.deepEqual(sent, [key], 'queued for the webhook once');
+    assert.equal(new Set(sent).size, 1, 'handed to the webhook under one id, which its workflow takes once');
+  });
+
+  it('a webhook message Temporal does not take fails the attempt after the Events, so the retry sends it again', async function () {
+    const { meter, totals } = countingMeter();
+    let refusals = 1;
+    const sent: string[] = [];
+    const webhook = async (a: StepAnnouncement): Promise<void> => {
+      if (refusals-- > 0) throw new Error('Temporal unavailable');
+      sent.push(webhookMessageId(a));
+    };
+    const { announceStep } = createAnnounceActivities({ events: asWorker, metrics: new DomainMetrics(meter), webhook });
+    const key = 'spot-guard-rebalance-i-0123456789abcdef0/replacement-ready/webhook';
+    await assert.rejects(activityEnvironment(1).run(announceStep, announcement(key)), /Temporal unavailable/);
+    assert.equal((await eventsOn('ip-warned')).filter((e) => e.metadata?.name === eventName(key, 'ip-warned')).length, 1, 'the Event written all the same');
+    await activityEnvironment(2).run(announceStep, announcement(key));
+    assert.equal(sent.length, 1, 'sent by the retry');
+    assert.equal(totals.get('spot_guard_notices_total{"notice":"rebalance-recommendation","outcome":"on-demand","group":"spot"}'), 1, 'counted once');
   });
 
   it('may create Events in `default` only, and never patch, update or delete them', async function () {

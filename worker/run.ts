@@ -7,7 +7,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CoreV1Api, KubeConfig, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, DomainMetrics, ensureMonitor, fixedPairs, type ProtectedPairs, TagDiscovery } from '../activities/index.js';
+import { createActivities, DomainMetrics, ensureMonitor, fixedPairs, type ProtectedPairs, TagDiscovery, type WebhookConfig, webhookQueue } from '../activities/index.js';
 import { describePairs, ENABLED_TAG, FALLBACK_TAG } from '../activities/pair-rules.js';
 import { watchNodes } from '../activities/node-watch.js';
 import { type IntakeConfig, loadConfig, logFormatSetting, type PairSource, type WorkerConfig } from './config.js';
@@ -21,8 +21,7 @@ import { startHealthServer } from './health.js';
 import { preflightProblems, type PreflightTarget } from './preflight.js';
 import { ensureSearchAttributes } from './search-attributes.js';
 import { connectionOptions } from './temporal-connection.js';
-import { loadWebhookConfig, type WebhookConfig } from './webhook-config.js';
-import { WebhookSender } from './webhook.js';
+import { loadWebhookConfig } from './webhook-config.js';
 
 type ActivityFunction = (...args: never[]) => Promise<unknown>;
 
@@ -178,7 +177,6 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
   const kubernetes = kubeConfig.makeApiClient(CoreV1Api);
   const nodeWatch = watchNodes(kubeConfig, kubernetes, { onProblem: (message) => log.warn(message) });
   const metrics = new DomainMetrics(Runtime.instance().metricMeter);
-  const sender = webhook ? new WebhookSender(webhook, metrics, log) : undefined;
   const activities = withExtraActivities(
     createActivities({
       autoScaling,
@@ -191,7 +189,9 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
       settings: config.flow,
       pairs,
       dryRun: config.dryRun,
-      announcer: { events: kubernetes, metrics, ...(sender ? { notify: sender.notify } : {}) },
+      // Messages go to the webhook workflow on the groups' queue: durable, in order, one delivery at a time.
+      announcer: { events: kubernetes, metrics, ...(webhook ? { webhook: webhookQueue(client, config.temporal.groupTaskQueue, webhook) } : {}) },
+      ...(webhook ? { webhook } : {}),
     }),
     options.extraActivities,
   );
@@ -213,7 +213,6 @@ async function serve(config: WorkerConfig, { autoScaling, kubeConfig, preflight,
   await intake?.close();
   await health?.close();
   await nodeWatch.stop();
-  await sender?.close();
   await connection.close();
   say('worker stopped');
   return 0;

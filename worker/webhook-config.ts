@@ -1,15 +1,8 @@
 // The webhook's settings: where to send (a URL from a Secret, as a variable or a mounted file), which steps, and in
 // which shape. The URL is a secret (chat webhooks carry their token in the path or the query): no error names it.
 import { readFileSync } from 'node:fs';
+import type { WebhookConfig, WebhookFormat } from '../activities/webhook.js';
 import { type Step, STEPS } from '../workflows/shared/announcements.js';
-
-export type WebhookFormat = 'json' | 'slack';
-
-export interface WebhookConfig {
-  url: URL;
-  steps: ReadonlySet<Step>;
-  format: WebhookFormat;
-}
 
 /** What an operator wants in a chat by default: what needs a look, and the fallback's life. */
 export const DEFAULT_WEBHOOK_STEPS: readonly Step[] = ['rejected', 'on-demand-fallback', 'no-capacity', 'held', 'reverted-to-spot'];

@@ -2,3 +2,4 @@
 export { capacityWorkflow } from './capacity/workflow.js';
 export { monitorWorkflow } from './monitor/workflow.js';
 export { rebalanceWorkflow } from './rebalance/workflow.js';
+export { webhookWorkflow } from './webhook/workflow.js';

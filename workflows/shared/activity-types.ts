@@ -3,6 +3,7 @@
 // activities/ and the dependency between the two folders runs one way only.
 import type { DrainSlotRequest, IncreaseCapacityRequest, ReleaseDrainSlotRequest, RetireInstanceRequest, WorkflowAnswer } from '../capacity/api.js';
 import type { FallbackReport } from '../monitor/api.js';
+import type { WebhookMessage } from '../webhook/api.js';
 import type { StepAnnouncement } from './announcements.js';
 import type { FlowSettings, GroupPair, TaintSpec } from './settings.js';
 
@@ -169,6 +170,12 @@ export interface AnnounceActivities {
   announceStep(announcement: StepAnnouncement): Promise<void>;
 }
 
+/** The webhook's delivery (activities/webhook.ts): one attempt per call, the workflow's retries between them. */
+export interface WebhookActivities {
+  /** `delivered: false`: given up for good (a refusal retrying cannot change, an hour of failures, the webhook off). */
+  postWebhook(message: WebhookMessage): Promise<{ delivered: true } | { delivered: false; reason: string }>;
+}
+
 /**
  * The replacement a group launched on its own for a warned instance that left without a decrement: one too many, as
  * desired still counts the +1 made for the warned one (see workflows/capacity/departures.ts).
@@ -189,4 +196,5 @@ export type SpotGuardActivities = SettingsActivities &
   CapacityRequestActivities &
   MonitorRequestActivities &
   ProtectedPairActivities &
-  AnnounceActivities;
+  AnnounceActivities &
+  WebhookActivities;

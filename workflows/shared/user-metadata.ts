@@ -11,6 +11,7 @@ export const workflowSummaries = {
     `rebalance ${input.instanceId} on node ${input.nodeName}${asgName ? ` (group ${asgName})` : ''}`,
   capacity: (asgName: string): string => `capacity of ${asgName}`,
   monitor: (spotAsgName: string, onDemandAsgName: string): string => `revert-to-spot monitor ${spotAsgName} ↔ ${onDemandAsgName}`,
+  webhook: (): string => 'webhook delivery',
 };
 
 /** The fixed details: what the workflow does, in a sentence (the current details say what it waits for now). */
@@ -25,6 +26,7 @@ export const workflowDetails = {
     `Every desired-capacity change of ${asgName} goes through this workflow; it polls the group for the rebalances waiting for new instances, keeps its disruption budget and its books.`,
   monitor: (spotAsgName: string, onDemandAsgName: string): string =>
     `Removes the on-demand fallback instances of ${onDemandAsgName} one at a time once ${spotAsgName} has been healthy for the stability window, only when their pods can move.`,
+  webhook: (): string => 'Posts the announced steps chosen for the webhook (SPOT_GUARD_WEBHOOK_EVENTS) to its endpoint, one at a time in order, each retried with backoff for up to an hour.',
 };
 
 type Summarizers = { [K in keyof SpotGuardActivities]: (...args: Parameters<SpotGuardActivities[K]>) => string };
@@ -63,6 +65,7 @@ const activitySummaries: Summarizers = {
   terminateUnlessNode: ({ asgName, instanceId }) => `terminate ${instanceId} in ${asgName} with decrement unless it has a node`,
   startSurplusDrain: ({ instanceId, nodeName, surplusFor, asgName }) => `start the drain of ${instanceId} (node ${nodeName}), the surplus ${asgName} launched for ${surplusFor}`,
   announceStep: ({ step, instanceId, nodeName }) => `announce ${step} of ${instanceId}${nodeName ? ` on node ${nodeName}` : ''}`,
+  postWebhook: ({ id }) => `post webhook message ${id}`,
 };
 
 /** An activity's summary; a summary is only a label, so a malformed input gets none instead of failing the call. */
