@@ -35,7 +35,9 @@ async function announceStep({ events, metrics, webhook }: Announcer, announcemen
   // A retried attempt: counted by the first one already; its Events are found by name below, its message a repeat.
   metrics.record(announcement);
   const nodes = events ? [announcement.nodeName, announcement.otherNodeName].filter((n): n is string => n !== undefined && n !== '') : [];
-  await Promise.all([...nodes.map((node) => writeEvent(events as EventsApi, metrics, nodeEvent(announcement, node))), sendToWebhook(webhook, announcement)]);
+  // The Events are written whatever becomes of the webhook's message (writeEvent never throws), before its failure is.
+  const [, sent] = await Promise.allSettled([Promise.all(nodes.map((node) => writeEvent(events as EventsApi, metrics, nodeEvent(announcement, node)))), sendToWebhook(webhook, announcement)]);
+  if (sent.status === 'rejected') throw sent.reason;
 }
 
 async function sendToWebhook(webhook: Announcer['webhook'], announcement: StepAnnouncement): Promise<void> {

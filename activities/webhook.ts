@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { EVENT_REASONS, type Step, type StepAnnouncement, WARNING_STEPS } from '../workflows/shared/announcements.js';
 import type { WebhookActivities } from '../workflows/shared/activity-types.js';
 import { workflowDetails, workflowSummaries } from '../workflows/shared/user-metadata.js';
-import { WEBHOOK_WORKFLOW_ID, type WebhookMessage, webhookMessageSignal } from '../workflows/webhook/api.js';
+import { type WebhookMessage, webhookMessageSignal, webhookWorkflowId } from '../workflows/webhook/api.js';
 import type { webhookWorkflow } from '../workflows/webhook/workflow.js';
 import type { DomainMetrics } from './domain-metrics.js';
 
@@ -66,7 +66,7 @@ export function webhookQueue(temporal: Client, taskQueue: string, config: Webhoo
     if (!config.steps.has(announcement.step)) return;
     const body = JSON.stringify(config.format === 'slack' ? slackMessage(announcement) : webhookMessage(announcement));
     await temporal.workflow.signalWithStart<typeof webhookWorkflow, [WebhookMessage]>('webhookWorkflow', {
-      workflowId: WEBHOOK_WORKFLOW_ID,
+      workflowId: webhookWorkflowId(taskQueue),
       taskQueue,
       args: [{}],
       signal: webhookMessageSignal,

@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { WebhookActivities } from '../workflows/shared/activity-types.js';
-import { WEBHOOK_WORKFLOW_ID, type WebhookMessage, webhookMessageSignal, webhookStatusQuery } from '../workflows/webhook/api.js';
+import { type WebhookMessage, webhookMessageSignal, webhookStatusQuery, webhookWorkflowId } from '../workflows/webhook/api.js';
 import type { webhookWorkflow } from '../workflows/webhook/workflow.js';
 import { createTimeSkippingEnv, workflowBundle } from './helpers/temporal.js';
 import { until } from '../scripts/peers/wait.js';
 
 const TASK_QUEUE = 'webhook-test';
+const WEBHOOK_WORKFLOW_ID = webhookWorkflowId(TASK_QUEUE);
 const message = (n: number): WebhookMessage => ({ id: n.toString(16).padStart(16, '0'), body: JSON.stringify({ n }) });
 
 describe('webhook workflow (time-skipping server)', function () {

@@ -127,7 +127,7 @@ describe('webhook', function () {
     await queue(announcement(2, 'held'));
     await queue(announcement(2, 'held'));
     assert.equal(signalled.length, 2, 'not a chosen step: nothing sent');
-    assert.deepEqual(signalled.map((s) => [s.workflowId, s.taskQueue]), [['spot-guard-webhook', 'spot-guard-groups'], ['spot-guard-webhook', 'spot-guard-groups']]);
+    assert.deepEqual(signalled.map((s) => [s.workflowId, s.taskQueue]), [['spot-guard-webhook-spot-guard-groups', 'spot-guard-groups'], ['spot-guard-webhook-spot-guard-groups', 'spot-guard-groups']]);
     assert.equal(signalled[0]?.message.id, signalled[1]?.message.id, 'the same step, the same id: the workflow takes it once');
     assert.deepEqual(JSON.parse(signalled[0]?.message.body ?? '{}'), slackMessage(announcement(2, 'held')));
     assert.match(slackMessage(announcement(2, 'held')).text as string, /^:warning: \*Spot Guard: HeldForCapacity\* \(node `ip-10-0-0-1`, instance `i-0123456789abcdef0`, group `spot`\)\n/);

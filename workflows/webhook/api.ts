@@ -1,9 +1,12 @@
 // The webhook workflow's contract: the messages it is sent (one signal each, the body already in the chosen format),
-// its status query, and its one id. One workflow per namespace and groups task queue delivers every message in order.
+// its status query, and its id. One workflow per installation (its groups' task queue) delivers every message in order.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 
-/** The one webhook workflow: every worker sends its messages here (signal-with-start). */
-export const WEBHOOK_WORKFLOW_ID = 'spot-guard-webhook';
+/**
+ * The one webhook workflow of an installation, named by its groups' task queue (two clusters sharing a namespace have
+ * their own queues): every worker sends its messages there (signal-with-start), and it runs on that queue.
+ */
+export const webhookWorkflowId = (groupTaskQueue: string): string => `spot-guard-webhook-${groupTaskQueue}`;
 
 export interface WebhookMessage {
   /** Stable for a step (a digest of its key): a message sent again (a retried announcement, another replica) is dropped. */
