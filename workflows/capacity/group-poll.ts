@@ -27,9 +27,9 @@ export async function pollGroupForWaiters(state: GroupState): Promise<void> {
 
 /** Answers about replacements, remembered with their requests, then on their way. */
 export async function sendReplacementAnswers(state: GroupState, answers: WorkflowAnswer[]): Promise<void> {
-  for (const { answer } of answers) rememberReplacement(state, answer as ReplacementAnswer);
   for (const { answer } of answers) {
     const told = answer as ReplacementAnswer;
+    rememberReplacement(state, told);
     if (told.status === 'withdrawn') log.warn('a waiter was withdrawn: its +1 was taken back by someone else', { asgName: state.asgName, requestId: told.requestId, reason: told.reason });
   }
   await state.outbox.send(answers);

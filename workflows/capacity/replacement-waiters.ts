@@ -164,7 +164,7 @@ export class ReplacementWaiters {
     for (const waiter of ended) this.watchLate(waiter, now, progress);
     this.lapseLate(now, progress);
     this.schedule(progress ? this.launchingFresh(progress) : 0, now);
-    return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
+    return toWaiters(answers, workflowOf);
   }
 
   /**
@@ -176,7 +176,7 @@ export class ReplacementWaiters {
     const gone = new Set(answers.map((a) => a.requestId));
     this.waits.waiters = this.waits.waiters.filter((w) => !gone.has(w.requestId));
     if (answers.length > 0 && this.waits.waiters.length === 0) this.schedule(0, now);
-    return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
+    return toWaiters(answers, workflowOf);
   }
 
   carried(): GroupWaits | undefined {
@@ -326,6 +326,11 @@ export class ReplacementWaiters {
  */
 export function onPollGrid(now: number, interval: number): number {
   return Math.ceil((now + interval / 2) / interval) * interval;
+}
+
+/** Each answer, addressed to the workflow of its request. */
+function toWaiters(answers: ReplacementAnswer[], workflowOf: ReadonlyMap<string, string>): WorkflowAnswer[] {
+  return answers.map((answer) => ({ workflowId: workflowOf.get(answer.requestId) ?? '', signalName: replacementAnswerSignal.name, answer }));
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
